@@ -1,0 +1,1 @@
+"""The atdata AppView: follows the ATProto firehose and indexes io.atdata records."""

@@ -1,0 +1,55 @@
+"""Exceptions raised by atdata; one hierarchy so callers can catch `AtdataError`."""
+
+from __future__ import annotations
+
+
+class AtdataError(Exception):
+    """Base class of every error atdata raises on purpose."""
+
+
+class FieldTypeError(AtdataError, TypeError):
+    """A class field has an annotation atdata cannot store (raised at decoration time)."""
+
+
+class SampleValueError(AtdataError, ValueError):
+    """A sample value breaks its field's declared type, dtype or shape."""
+
+
+class DecodeError(AtdataError):
+    """A shard, sample or field could not be decoded; names where it happened."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        shard: str | None = None,
+        key: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.shard, self.key, self.field = shard, key, field
+        where = ", ".join(
+            f"{label} {value!r}"
+            for label, value in (("shard", shard), ("sample", key), ("field", field))
+            if value is not None
+        )
+        super().__init__(f"{message} ({where})" if where else message)
+
+
+class ShardIntegrityError(DecodeError):
+    """A shard's bytes do not match the size or sha256 its record promises."""
+
+
+class LensError(AtdataError):
+    """No lens (or chain of lenses) connects two sample types."""
+
+
+class LexiconError(AtdataError, ValueError):
+    """A record or XRPC parameter set does not satisfy its lexicon."""
+
+
+class ResolutionError(AtdataError):
+    """An at:// URI, DID, handle or record could not be resolved."""
+
+
+class UnsafeURLError(AtdataError, ValueError):
+    """A URL taken from untrusted data was refused (scheme, private address, size)."""

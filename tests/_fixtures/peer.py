@@ -1,0 +1,1 @@
+"""Fixtures for the atdata 0.7 peer."""
