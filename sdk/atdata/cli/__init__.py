@@ -1,0 +1,149 @@
+"""The `atdata` command line.
+
+`app` is the typer application and `main()` the console entry point. Errors
+atdata expects (bad input, unreachable services, ...) end as one line on stderr
+and exit code 1; usage errors exit with 2; `--debug` (or `ATDATA_DEBUG=1`) shows
+the full traceback instead.
+
+Exit codes scripts can rely on:
+
+| code | meaning |
+| --- | --- |
+| 0 | success |
+| 1 | an error (message on stderr) |
+| 2 | bad usage (unknown option, missing argument) |
+| 3 | a queried thing is absent (e.g. `atdata devnet status` when it is not running) |
+| 130 | interrupted (Ctrl-C) |
+
+Adding commands: write one module per area in this package that defines
+`register(app: typer.Typer) -> None` (adding a sub-app with `app.add_typer` or
+top-level commands with `app.command`), and list the module name in
+`COMMAND_MODULES`. Import heavy dependencies inside the command functions, so
+`atdata --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import typer
+
+from ..errors import AtdataError
+
+__all__ = ["EXIT_ABSENT", "EXIT_ERROR", "EXIT_USAGE", "CliError", "app", "main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_ABSENT = 3
+EXIT_INTERRUPTED = 130
+
+COMMAND_MODULES: tuple[str, ...] = ("devnet",)
+"""Modules of `atdata.cli` that add commands (each has `register(app)`)."""
+
+
+class CliError(AtdataError):
+    """A command failed in a way its message fully explains (no traceback needed)."""
+
+
+app = typer.Typer(
+    name="atdata",
+    help=(
+        "Typed, federated ML datasets on the AT Protocol.\n\n"
+        "Examples:\n\n"
+        "  atdata devnet up            # a local PLC + two PDSes on 127.0.0.1\n\n"
+        "  atdata devnet status --json\n\n"
+        "  atdata --debug devnet up    # full traceback on failure"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_debug = False
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Show full tracebacks and debug logging (also ATDATA_DEBUG=1).",
+    ),
+) -> None:
+    """Options that apply to every command."""
+    global _debug
+    _debug = debug or _env_flag("ATDATA_DEBUG")
+    logging.basicConfig(
+        level=logging.DEBUG if _debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_module}").register(app)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the world is not as the command needs", not "atdata has a bug"."""
+    kinds: list[type[BaseException]] = [AtdataError, OSError, TimeoutError]
+    try:
+        import httpx
+
+        kinds.append(httpx.HTTPError)
+    except ImportError:  # pragma: no cover - httpx is a core dependency
+        pass
+    errors_module = sys.modules.get("atproto_client.exceptions")
+    if errors_module is not None:
+        kinds.append(errors_module.AtProtocolError)
+    return tuple(kinds)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = text.splitlines()
+    more = "" if len(lines) == 1 else " (more with --debug)"
+    return lines[0] + more
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    global _debug
+    _debug = _env_flag("ATDATA_DEBUG")  # the --debug option sets it again when parsed
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        # standalone mode: typer prints usage errors itself and exits with 2
+        app(args=args, prog_name="atdata")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if _debug:
+            traceback.print_exc()
+        elif isinstance(exc, _expected_errors()):
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+        else:
+            print(
+                f"error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+                "(rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return EXIT_ERROR
+    return 0

@@ -1,0 +1,7 @@
+"""`python -m atdata.cli` runs the `atdata` command line."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
