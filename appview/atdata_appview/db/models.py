@@ -1,0 +1,152 @@
+"""SQL tables of the index.
+
+Records keep their full JSON (``record``) next to the columns search and lookups need, so a
+query can answer from indexed columns and still return the record exactly as published.
+``hidden`` is denormalised from the repo's status onto every record row: searches then filter
+one column instead of joining ``repos`` on every match.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: Repos we have seen. ``status`` is ``active`` or the reason the repo is hidden
+#: (``deactivated``, ``takendown``, ``suspended``, ...); ``resync`` marks a broken chain.
+repos = Table(
+    "repos",
+    metadata,
+    Column("did", String(255), primary_key=True),
+    Column("handle", String(255), index=True),
+    Column("pds", String(512)),
+    Column("rev", String(64)),
+    Column("status", String(32), nullable=False, default="active"),
+    Column("resync", Boolean, nullable=False, default=False),
+    Column("updated_at", String(40)),
+)
+
+schemas = Table(
+    "schemas",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uri", String(512), nullable=False, unique=True),
+    Column("did", String(255), nullable=False, index=True),
+    Column("rkey", String(512), nullable=False),
+    Column("cid", String(128), nullable=False),
+    Column("name", String(512)),
+    Column("version", String(64)),
+    Column("description", Text),
+    Column("field_names", JSON),
+    Column("created_at", String(40)),
+    Column("indexed_at", String(40)),
+    Column("hidden", Boolean, nullable=False, default=False),
+    Column("record", JSON, nullable=False),
+    Index("ix_schemas_name_version", "name", "version"),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uri", String(512), nullable=False, unique=True),
+    Column("did", String(255), nullable=False, index=True),
+    Column("rkey", String(512), nullable=False),
+    Column("cid", String(128), nullable=False),
+    Column("name", String(512)),
+    Column("description", Text),
+    Column("tags", JSON),
+    Column("license", String(128)),
+    Column("samples", BigInteger),
+    Column("bytes", BigInteger),
+    Column("schema_uri", String(512), index=True),
+    Column("schema_cid", String(128)),
+    Column("created_at", String(40)),
+    Column("indexed_at", String(40)),
+    Column("hidden", Boolean, nullable=False, default=False),
+    Column("record", JSON, nullable=False),
+    Index("ix_datasets_browse_created", "hidden", "created_at", "id"),
+    Index("ix_datasets_browse_samples", "hidden", "samples", "id"),
+    Index("ix_datasets_license", "license"),
+)
+
+#: One row per (dataset, tag), carrying the sort keys so tag browsing is an index range scan.
+dataset_tags = Table(
+    "dataset_tags",
+    metadata,
+    Column(
+        "dataset_id",
+        Integer,
+        ForeignKey("datasets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tag", String(128), primary_key=True),
+    Column("hidden", Boolean, nullable=False, default=False),
+    Column("created_at", String(40)),
+    Column("samples", BigInteger),
+    Index("ix_dataset_tags_created", "tag", "hidden", "created_at", "dataset_id"),
+    Index("ix_dataset_tags_samples", "tag", "hidden", "samples", "dataset_id"),
+)
+
+shards = Table(
+    "shards",
+    metadata,
+    Column(
+        "dataset_id",
+        Integer,
+        ForeignKey("datasets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("url", Text),
+    Column("blob_cid", String(128)),
+    Column("size", BigInteger),
+    Column("sha256", String(64)),
+    Column("samples", BigInteger),
+    Column("detail", JSON),
+)
+
+lenses = Table(
+    "lenses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uri", String(512), nullable=False, unique=True),
+    Column("did", String(255), nullable=False, index=True),
+    Column("rkey", String(512), nullable=False),
+    Column("cid", String(128), nullable=False),
+    Column("name", String(512)),
+    Column("description", Text),
+    Column("source_schema", String(512), index=True),
+    Column("target_schema", String(512), index=True),
+    Column("created_at", String(40)),
+    Column("indexed_at", String(40)),
+    Column("hidden", Boolean, nullable=False, default=False),
+    Column("record", JSON, nullable=False),
+)
+
+#: Firehose position per followed host, written in the same transaction as the writes it covers.
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("host", String(512), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at", String(40)),
+)
+
+COLLECTION_TABLES = {
+    "io.atdata.schema": schemas,
+    "io.atdata.dataset": datasets,
+    "io.atdata.lens": lenses,
+}
