@@ -27,6 +27,7 @@ class DecodeError(AtdataError):
         field: str | None = None,
     ) -> None:
         self.shard, self.key, self.field = shard, key, field
+        self.reason = message
         where = ", ".join(
             f"{label} {value!r}"
             for label, value in (("shard", shard), ("sample", key), ("field", field))
@@ -53,3 +54,7 @@ class ResolutionError(AtdataError):
 
 class UnsafeURLError(AtdataError, ValueError):
     """A URL taken from untrusted data was refused (scheme, private address, size)."""
+
+
+class SourceError(AtdataError, OSError):
+    """A shard source could not be found, listed or fetched (after retries)."""

@@ -1,0 +1,590 @@
+"""Where shards come from: local files, HTTP(S) and S3, behind one small protocol.
+
+A :class:`ShardSource` opens a byte stream. When it knows the shard's sha256 (and size) the
+stream verifies them while it is read, so a shard is checked without a second pass, and a
+mismatch raises :class:`~atdata.errors.ShardIntegrityError` naming the shard. Network streams
+retry with backoff (honouring ``429``/``Retry-After``) and resume with ``Range`` where they
+stopped, so a dropped connection costs neither the bytes already read nor a restart.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import fnmatch
+import glob as globlib
+import hashlib
+import io
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+from .errors import ShardIntegrityError, SourceError
+
+__all__ = [
+    "HttpShard",
+    "LocalShard",
+    "S3Shard",
+    "ShardSource",
+    "expand_sources",
+]
+
+log = logging.getLogger(__name__)
+
+_READ = 1 << 20
+_GLOB_CHARS = frozenset("*?[")
+
+
+@runtime_checkable
+class ShardSource(Protocol):
+    """One shard: a name for errors, a way to open it, and what it should hash to."""
+
+    name: str
+    sha256: str | None
+    size: int | None
+
+    def open(self) -> BinaryIO:
+        """A readable binary stream over the shard's bytes (verified when sha256/size known)."""
+        ...
+
+
+class _Verifying(io.RawIOBase):
+    """Hash (and count) bytes as they pass; compare at EOF."""
+
+    def __init__(self, raw: BinaryIO, name: str, sha256: str | None, size: int | None) -> None:
+        self._raw = raw
+        self._name = name
+        self._want = sha256.lower() if sha256 else None
+        self._size = size
+        self._hash = hashlib.sha256() if sha256 else None
+        self._seen = 0
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        n = self._raw.readinto(view)  # type: ignore[attr-defined]
+        if n:
+            if self._hash is not None:
+                self._hash.update(view[:n])
+            self._seen += n
+            if self._size is not None and self._seen > self._size:
+                raise ShardIntegrityError(
+                    f"shard is larger than its recorded size {self._size}", shard=self._name
+                )
+            return n
+        self._verify()
+        return 0
+
+    def _verify(self) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        if self._size is not None and self._seen != self._size:
+            raise ShardIntegrityError(
+                f"shard has {self._seen} bytes, its record says {self._size}", shard=self._name
+            )
+        if self._hash is not None:
+            got = self._hash.hexdigest()
+            if got != self._want:
+                raise ShardIntegrityError(
+                    f"sha256 mismatch: expected {self._want}, got {got}", shard=self._name
+                )
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def _maybe_verify(raw: BinaryIO, name: str, sha256: str | None, size: int | None) -> BinaryIO:
+    if sha256 is None and size is None:
+        return raw
+    return _Verifying(raw, name, sha256, size)  # type: ignore[return-value]
+
+
+class LocalShard:
+    """A shard on the local filesystem."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, sha256: str | None = None, size: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.sha256 = sha256
+        self.size = size
+
+    def open(self) -> BinaryIO:
+        try:
+            raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - returned to the caller
+        except FileNotFoundError as exc:
+            raise SourceError(f"shard not found: {self.name}") from exc
+        return _maybe_verify(raw, self.name, self.sha256, self.size)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"LocalShard({self.name!r})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Resumable network streams
+
+
+class _Resumable(io.RawIOBase):
+    """A byte stream that reconnects from the current offset after a transport error."""
+
+    retries = 6
+    backoff = 0.5
+    max_wait = 30.0
+
+    def __init__(self, name: str) -> None:
+        self.name_ = name
+        self._pos = 0
+        self._pending = memoryview(b"")
+        self._chunks: Iterable[bytes] | None = None
+        self._total: int | None = None
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    # Subclasses implement these two.
+    def _connect(self, offset: int) -> tuple[Iterable[bytes], int | None]:
+        """Start a response at ``offset``; return its chunks and the full size if known."""
+        raise NotImplementedError
+
+    def _transient(self, exc: BaseException) -> bool:
+        raise NotImplementedError
+
+    def _sleep(self, attempt: int, retry_after: float | None = None) -> None:
+        wait = retry_after if retry_after is not None else self.backoff * (2**attempt)
+        time.sleep(min(max(wait, 0.0), self.max_wait))
+
+    def _open_at_pos(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                chunks, total = self._connect(self._pos)
+            except _RetryAfter as exc:
+                if attempt >= self.retries:
+                    raise SourceError(f"giving up on {self.name_}: {exc.reason}") from None
+                log.info("%s: %s; retrying", self.name_, exc.reason)
+                self._sleep(attempt, exc.seconds)
+                attempt += 1
+                continue
+            except Exception as exc:
+                if not self._transient(exc) or attempt >= self.retries:
+                    if isinstance(exc, SourceError):
+                        raise
+                    raise SourceError(f"cannot fetch {self.name_}: {exc}") from exc
+                log.info("%s: %s; retrying", self.name_, exc)
+                self._sleep(attempt)
+                attempt += 1
+                continue
+            self._chunks = iter(chunks)
+            if total is not None:
+                self._total = total
+            return
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        want = len(view)
+        if not want:
+            return 0
+        failures = 0
+        while not self._pending:
+            if self._done:
+                return 0
+            if self._chunks is None:
+                self._open_at_pos()
+            try:
+                chunk = next(self._chunks)  # type: ignore[call-overload]
+            except StopIteration:
+                self._close_response()
+                self._chunks = None
+                if self._total is not None and self._pos < self._total:
+                    # The body ended early without an error: resume where it stopped.
+                    failures += 1
+                    if failures > self.retries:
+                        raise SourceError(
+                            f"{self.name_}: body ended at {self._pos} of {self._total} bytes"
+                        ) from None
+                    log.info("%s: body ended early at %d; resuming", self.name_, self._pos)
+                    continue
+                self._done = True
+                return 0
+            except Exception as exc:
+                if not self._transient(exc):
+                    raise
+                failures += 1
+                self._close_response()
+                self._chunks = None
+                if failures > self.retries:
+                    raise SourceError(f"{self.name_}: {exc} (after retries)") from exc
+                log.info("%s: %s at byte %d; resuming", self.name_, exc, self._pos)
+                self._sleep(failures - 1)
+                continue
+            self._pending = memoryview(chunk)
+        n = min(want, len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self._pos += n
+        return n
+
+    def _close_response(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._close_response()
+        super().close()
+
+
+class _RetryAfter(Exception):
+    """A response that says "try again later" (429, 503, ...)."""
+
+    def __init__(self, reason: str, seconds: float | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = seconds
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_RETRY_STATUS = frozenset((408, 425, 429, 500, 502, 503, 504))
+
+
+class _HttpStream(_Resumable):
+    def __init__(self, url: str, name: str, headers: Mapping[str, str] | None, timeout: float):
+        super().__init__(name)
+        import httpx
+
+        self._httpx = httpx
+        self._url = url
+        self._headers = dict(headers or {})
+        self._client = httpx.Client(timeout=timeout, follow_redirects=True)
+        self._response: Any = None
+
+    def _transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._httpx.TransportError)
+
+    def _connect(self, offset: int) -> tuple[Iterable[bytes], int | None]:
+        headers = {"Accept-Encoding": "identity", **self._headers}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        request = self._client.build_request("GET", self._url, headers=headers)
+        response = self._client.send(request, stream=True)
+        status = response.status_code
+        if status in _RETRY_STATUS:
+            response.close()
+            raise _RetryAfter(
+                f"HTTP {status}", _retry_after_seconds(response.headers.get("Retry-After"))
+            )
+        if status == 416 and offset and self._total == offset:
+            response.close()
+            return iter(()), self._total
+        if status not in (200, 206):
+            response.close()
+            raise SourceError(f"HTTP {status} fetching {self.name_}")
+        self._response = response
+        length = response.headers.get("Content-Length")
+        total: int | None = None
+        chunks: Iterable[bytes] = response.iter_raw(_READ)
+        if status == 206:
+            content_range = response.headers.get("Content-Range", "")
+            start, _, size = content_range.removeprefix("bytes ").partition("/")
+            if not start.startswith(f"{offset}-"):
+                response.close()
+                raise SourceError(f"{self.name_}: server resumed at {content_range!r}")
+            total = int(size) if size.isdigit() else None
+        else:
+            total = int(length) if length and length.isdigit() else None
+            if offset:
+                # The server ignored Range: skip what was already read.
+                chunks = _skip(chunks, offset)
+        return chunks, total
+
+    def _close_response(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+
+    def close(self) -> None:
+        super().close()
+        self._client.close()
+
+
+def _skip(chunks: Iterable[bytes], n: int) -> Iterable[bytes]:
+    for chunk in chunks:
+        if n >= len(chunk):
+            n -= len(chunk)
+            continue
+        yield chunk[n:] if n else chunk
+        n = 0
+
+
+class HttpShard:
+    """A shard served over HTTP(S), streamed with resume and retries."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sha256: str | None = None,
+        size: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.name = url
+        self.sha256 = sha256
+        self.size = size
+        self.headers = dict(headers or {})
+        self.timeout = timeout
+
+    def open(self) -> BinaryIO:
+        stream = _HttpStream(self.url, self.name, self.headers, self.timeout)
+        return _maybe_verify(stream, self.name, self.sha256, self.size)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"HttpShard({self.url!r})"
+
+
+# ----------------------------------------------------------------------------------------------
+# S3
+
+
+def _s3_client(client_kwargs: Mapping[str, Any] | None) -> Any:
+    """A boto3 S3 client; endpoint/credentials from the standard AWS config unless passed."""
+    import boto3
+
+    return boto3.client("s3", **dict(client_kwargs or {}))
+
+
+def _split_s3(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise SourceError(f"not an s3:// URL: {url!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class _S3Stream(_Resumable):
+    def __init__(self, client: Any, bucket: str, key: str, name: str) -> None:
+        super().__init__(name)
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._body: Any = None
+
+    def _transient(self, exc: BaseException) -> bool:
+        import urllib3.exceptions
+        from botocore.exceptions import BotoCoreError, NoCredentialsError, ParamValidationError
+
+        if isinstance(exc, (NoCredentialsError, ParamValidationError)):
+            return False
+        return isinstance(
+            exc, (BotoCoreError, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+        )
+
+    def _connect(self, offset: int) -> tuple[Iterable[bytes], int | None]:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key}
+        if offset:
+            kwargs["Range"] = f"bytes={offset}-"
+        try:
+            response = self._client.get_object(**kwargs)
+        except ClientError as exc:
+            meta = exc.response.get("ResponseMetadata", {})
+            status = meta.get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code")
+            if status in _RETRY_STATUS or code in ("SlowDown", "RequestTimeout"):
+                retry_after = _retry_after_seconds(meta.get("HTTPHeaders", {}).get("retry-after"))
+                raise _RetryAfter(f"S3 {code} ({status})", retry_after) from None
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise SourceError(f"shard not found: {self.name_}") from exc
+            raise SourceError(f"cannot fetch {self.name_}: {exc}") from exc
+        body = response["Body"]
+        self._body = body
+        total = None
+        content_range = response.get("ContentRange")
+        if content_range:
+            size = content_range.rpartition("/")[2]
+            total = int(size) if size.isdigit() else None
+        elif response.get("ContentLength") is not None:
+            total = int(response["ContentLength"]) + offset
+        return iter(lambda: body.read(_READ), b""), total
+
+    def _close_response(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+
+class S3Shard:
+    """A shard in an S3 (or S3-compatible) bucket, streamed through boto3."""
+
+    def __init__(
+        self,
+        url_or_bucket_key: str,
+        *,
+        sha256: str | None = None,
+        size: int | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        client: Any = None,
+    ) -> None:
+        if url_or_bucket_key.startswith("s3://"):
+            self.bucket, self.key = _split_s3(url_or_bucket_key)
+        else:
+            self.bucket, _, self.key = url_or_bucket_key.partition("/")
+        if not self.bucket or not self.key:
+            raise SourceError(f"S3 shard needs a bucket and a key: {url_or_bucket_key!r}")
+        self.name = f"s3://{self.bucket}/{self.key}"
+        self.sha256 = sha256
+        self.size = size
+        self.client_kwargs = dict(client_kwargs or {})
+        self._client = client
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            self._client = _s3_client(self.client_kwargs)
+        return self._client
+
+    def open(self) -> BinaryIO:
+        stream = _S3Stream(self._get_client(), self.bucket, self.key, self.name)
+        return _maybe_verify(stream, self.name, self.sha256, self.size)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"S3Shard({self.name!r})"
+
+
+def _list_s3(url: str, client_kwargs: Mapping[str, Any] | None) -> list[S3Shard]:
+    """The ``.tar`` objects under a prefix (or matching a glob), in key order."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = _split_s3(url)
+    first_glob = min((key.find(c) for c in _GLOB_CHARS if c in key), default=-1)
+    pattern = key if first_glob >= 0 else None
+    prefix = key[:first_glob] if first_glob >= 0 else key
+    client = _s3_client(client_kwargs)
+    found: list[S3Shard] = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                k = obj["Key"]
+                if pattern is not None:
+                    if not fnmatch.fnmatchcase(k, pattern):
+                        continue
+                elif not k.endswith(".tar"):
+                    continue
+                found.append(
+                    S3Shard(
+                        f"s3://{bucket}/{k}",
+                        size=int(obj["Size"]),
+                        client_kwargs=client_kwargs,
+                        client=client,
+                    )
+                )
+    except (ClientError, BotoCoreError) as exc:
+        raise SourceError(f"cannot list {url}: {exc}") from exc
+    if not found:
+        raise SourceError(f"no .tar objects under {url}")
+    found.sort(key=lambda s: s.key)
+    return found
+
+
+# ----------------------------------------------------------------------------------------------
+# Expanding a specification into sources
+
+
+def _braces(spec: str) -> list[str]:
+    import braceexpand
+
+    return list(braceexpand.braceexpand(spec)) if "{" in spec else [spec]
+
+
+def expand_sources(
+    spec: Any,
+    *,
+    client_kwargs: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> list[ShardSource]:
+    """Turn what a user passes as a dataset's source into a list of shard sources.
+
+    Accepts a :class:`ShardSource`, a path (file or directory of ``.tar`` files), a brace
+    pattern (``data-{000000..000009}.tar``), a glob, ``http(s)://`` URLs (braces allowed),
+    ``s3://bucket/key.tar``, ``s3://bucket/prefix`` (every ``.tar`` under it), or a list of
+    any of these. ``client_kwargs`` go to ``boto3.client("s3", ...)``; ``headers`` to HTTP.
+    """
+    out: list[ShardSource] = []
+    _expand_into(spec, out, client_kwargs, headers)
+    if not out:
+        raise SourceError(f"no shards in {spec!r}")
+    return out
+
+
+def _expand_into(
+    spec: Any,
+    out: list[ShardSource],
+    client_kwargs: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+) -> None:
+    if isinstance(spec, (list, tuple)):
+        for item in spec:
+            _expand_into(item, out, client_kwargs, headers)
+        return
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        if isinstance(spec, ShardSource):
+            out.append(spec)
+            return
+        raise TypeError(f"cannot read shards from {type(spec).__name__}: {spec!r}")
+    if spec.startswith(("http://", "https://")):
+        out.extend(HttpShard(url, headers=headers) for url in _braces(spec))
+        return
+    if spec.startswith("s3://"):
+        for url in _braces(spec):
+            key = _split_s3(url)[1]
+            if key.endswith(".tar") and not _GLOB_CHARS.intersection(key):
+                out.append(S3Shard(url, client_kwargs=client_kwargs))
+            else:
+                out.extend(_list_s3(url, client_kwargs))
+        return
+    if spec.startswith("file://"):
+        spec = urlparse(spec).path
+    for path in _braces(spec):
+        if _GLOB_CHARS.intersection(path):
+            matches = sorted(globlib.glob(path))
+            if not matches:
+                raise SourceError(f"no files match {path!r}")
+            out.extend(LocalShard(m) for m in matches)
+        elif os.path.isdir(path):
+            tars = sorted(globlib.glob(os.path.join(globlib.escape(path), "*.tar")))
+            if not tars:
+                raise SourceError(f"no .tar files in directory {path!r}")
+            out.extend(LocalShard(t) for t in tars)
+        elif os.path.exists(path):
+            out.append(LocalShard(path))
+        else:
+            raise SourceError(f"shard not found: {path}")
+
+
+def source_names(sources: Iterable[ShardSource]) -> list[str]:
+    """The names of sources, for display."""
+    return [s.name for s in sources]

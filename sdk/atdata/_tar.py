@@ -1,0 +1,399 @@
+"""A streaming tar reader and a lean ustar writer for WebDataset shards.
+
+Python's ``tarfile`` (which WebDataset uses) dominated the read time of small samples in our
+measurements, and ``readinto`` into buffers that are not 32-byte aligned ran four times slower
+than into aligned ones. So shards are read here in large chunks into freshly allocated,
+64-byte-aligned numpy buffers and members are handed out as ``memoryview`` slices of those
+chunks: no copy, and array payloads keep the alignment the tar block layout gives them. A chunk
+is never reused, so views (and arrays decoded over them) stay valid as long as they are held.
+
+The reader still handles what real tar files contain: ustar and old-GNU headers, pax extended
+headers (``x`` and ``g``, path and size overrides), GNU long names (``L``/``K``), base-256
+sizes, block padding and the zero blocks at the end. A truncated or corrupt archive raises
+:class:`~atdata.errors.DecodeError` naming the shard and the member.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import IO, Any, BinaryIO
+
+import numpy as np
+
+from .errors import DecodeError
+
+__all__ = [
+    "BLOCK",
+    "TarReader",
+    "TarShardWriter",
+    "aligned_empty",
+    "iter_samples",
+    "split_key",
+]
+
+log = logging.getLogger(__name__)
+
+BLOCK = 512
+#: Chunk size of a read: large enough that per-read overhead vanishes, small enough to keep
+#: the memory pinned by views modest.
+CHUNK = 4 << 20
+ALIGN = 64
+
+_REGULAR = frozenset((b"0", b"\0", b"7"))
+_SKIP_TYPES = frozenset((b"1", b"2", b"3", b"4", b"5", b"6", b"V", b"D"))
+_ZERO_BLOCK = bytes(BLOCK)
+
+
+def aligned_empty(n: int, align: int = ALIGN) -> np.ndarray:
+    """An uninitialised uint8 array of ``n`` bytes whose data starts on an ``align`` boundary."""
+    raw = np.empty(n + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off : off + n]
+
+
+def _readinto_full(f: BinaryIO | IO[bytes], view: memoryview) -> int:
+    """Fill ``view`` from ``f`` unless EOF comes first; streams may return short reads."""
+    total = 0
+    n = len(view)
+    readinto = getattr(f, "readinto", None)
+    while total < n:
+        if readinto is not None:
+            got = readinto(view[total:])
+        else:  # a stream without readinto (rare): copy through bytes
+            data = f.read(n - total)
+            got = len(data) if data else 0
+            if got:
+                view[total : total + got] = data
+        if not got:
+            break
+        total += got
+    return total
+
+
+def _octal(field: bytes) -> int:
+    """Parse a numeric header field: octal text, or GNU base-256 when the high bit is set."""
+    if field and field[0] & 0x80:
+        value = int.from_bytes(field[1:], "big")
+        if field[0] & 0x40:  # negative base-256
+            value -= 1 << (8 * (len(field) - 1) + 6)
+        return value
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _checksum_ok(hdr: bytes) -> bool:
+    """Verify a header block's checksum (unsigned, or the signed variant some old tars use)."""
+    try:
+        want = _octal(hdr[148:156])
+    except ValueError:
+        return False
+    unsigned = sum(hdr) - sum(hdr[148:156]) + 256
+    if want == unsigned:
+        return True
+    signed = sum(np.frombuffer(hdr, dtype=np.int8).tolist()) - sum(
+        np.frombuffer(hdr[148:156], dtype=np.int8).tolist()
+    )
+    return want == signed + 256
+
+
+def _parse_pax(data: bytes | memoryview, shard: str) -> dict[str, str]:
+    """Parse pax extended-header records (``"<len> key=value\\n"``)."""
+    raw = bytes(data)
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(raw):
+        if raw[pos] == 0:  # trailing NUL padding some writers leave
+            break
+        sp = raw.find(b" ", pos)
+        if sp < 0:
+            raise DecodeError("corrupt pax header record", shard=shard)
+        try:
+            length = int(raw[pos:sp])
+        except ValueError as exc:
+            raise DecodeError("corrupt pax header record length", shard=shard) from exc
+        if length <= 0 or pos + length > len(raw):
+            raise DecodeError("corrupt pax header record length", shard=shard)
+        record = raw[sp + 1 : pos + length - 1]  # without the trailing newline
+        key, eq, value = record.partition(b"=")
+        if not eq:
+            raise DecodeError("corrupt pax header record", shard=shard)
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+class TarReader:
+    """Iterate ``(name, data)`` over the regular-file members of a tar stream.
+
+    ``data`` is a ``memoryview`` into a 64-byte-aligned chunk (or, for members that span chunks,
+    into a buffer of their own); each member's data starts on a 64-byte boundary.
+    """
+
+    def __init__(self, stream: BinaryIO | IO[bytes], shard: str, *, chunk: int = CHUNK) -> None:
+        self.stream = stream
+        self.shard = shard
+        self.chunk = max(BLOCK, chunk - chunk % BLOCK)
+        self.members = 0
+
+    def _error(self, message: str, member: str | None = None) -> DecodeError:
+        if member is not None:
+            message = f"{message} in member {member!r}"
+        return DecodeError(message, shard=self.shard)
+
+    def __iter__(self) -> Iterator[tuple[str, memoryview]]:
+        stream = self.stream
+        shard = self.shard
+        chunk_size = self.chunk
+        mv = memoryview(b"")
+        n = 0  # bytes filled in the current chunk
+        pos = 0  # offset of the next header within the chunk (may run past it by padding)
+        eof = False
+        long_name: str | None = None
+        pax: dict[str, str] = {}
+        pax_global: dict[str, str] = {}
+        saw_end = False
+
+        while True:
+            if pos >= n:
+                # Refill: the next header starts in a new chunk.
+                if eof:
+                    break
+                pos -= n  # padding that ran past the end of the last chunk
+                buf = aligned_empty(chunk_size)
+                mv = memoryview(buf)
+                n = _readinto_full(stream, mv)
+                if n < chunk_size:
+                    eof = True
+                continue
+            if n - pos < BLOCK:
+                raise self._error("truncated tar header (archive cut short)")
+            hdr = mv[pos : pos + BLOCK].tobytes()
+            if hdr == _ZERO_BLOCK:
+                saw_end = True
+                break
+            if not _checksum_ok(hdr):
+                raise self._error("corrupt tar header (bad checksum)")
+            typeflag = hdr[156:157]
+            try:
+                size = int(pax["size"]) if "size" in pax else _octal(hdr[124:136])
+            except ValueError as exc:
+                raise self._error("corrupt tar header (bad size field)") from exc
+            # Resolve the member name: GNU long name, pax path, or ustar prefix + name.
+            if long_name is not None:
+                name = long_name
+            elif "path" in pax:
+                name = pax["path"]
+            elif "path" in pax_global:
+                name = pax_global["path"]
+            else:
+                raw_name = hdr[0:100].split(b"\0", 1)[0]
+                if hdr[257:263] == b"ustar\0" and hdr[345] != 0:
+                    raw_name = hdr[345:500].split(b"\0", 1)[0] + b"/" + raw_name
+                name = raw_name.decode("utf-8", "surrogateescape")
+
+            start = pos + BLOCK
+            end = start + size
+            padded = start + ((size + BLOCK - 1) & ~(BLOCK - 1))
+            if end <= n:
+                data = mv[start:end]
+                pos = padded
+            else:
+                # The member runs past this chunk: give it an aligned buffer of its own.
+                own_mv = memoryview(aligned_empty(size))
+                have = n - start
+                own_mv[:have] = mv[start:n]
+                if _readinto_full(stream, own_mv[have:]) < size - have:
+                    raise self._error("truncated tar member (archive cut short)", name)
+                data = own_mv
+                pad = padded - end
+                # Drop the padding now so that the next chunk starts block aligned.
+                if pad and _readinto_full(stream, memoryview(bytearray(pad))) < pad:
+                    eof = True  # trailing padding missing at EOF: nothing can follow
+                pos = n  # forces a refill
+
+            if typeflag in _REGULAR:
+                long_name = None
+                pax = {}
+                self.members += 1
+                yield name, data
+            elif typeflag == b"L":
+                long_name = data.tobytes().split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif typeflag == b"x":
+                pax = _parse_pax(data, shard)
+            elif typeflag == b"g":
+                pax_global.update(_parse_pax(data, shard))
+            elif typeflag == b"K":
+                pass  # GNU long link name: links carry no sample data
+            elif typeflag in _SKIP_TYPES:
+                long_name = None  # directories, links, devices: no sample data
+                pax = {}
+            else:
+                log.warning("shard %s: skipping tar member %r of type %r", shard, name, typeflag)
+                long_name = None
+                pax = {}
+
+        if not saw_end:
+            if long_name is not None or pax:
+                raise self._error("truncated tar archive (header without member)")
+            log.debug("shard %s: tar archive has no end-of-archive blocks", shard)
+        # Drain what follows the end marker so that a verifying stream sees every byte.
+        if not eof:
+            sink = memoryview(bytearray(1 << 16))
+            while _readinto_full(stream, sink) == len(sink):
+                pass
+
+
+def split_key(name: str) -> tuple[str, str] | None:
+    """WebDataset's rule: the key runs up to the first dot of the basename (directories kept)."""
+    slash = name.rfind("/")
+    dot = name.find(".", slash + 1)
+    if dot < 0:
+        return None
+    return name[:dot], name[dot + 1 :]
+
+
+def iter_samples(
+    stream: BinaryIO | IO[bytes], shard: str, *, chunk: int = CHUNK
+) -> Iterator[dict[str, Any]]:
+    """Group consecutive members sharing a key into ``{"__key__": key, ext: data, ...}``."""
+    current: dict[str, Any] | None = None
+    key = None
+    for name, data in TarReader(stream, shard, chunk=chunk):
+        slash = name.rfind("/")
+        dot = name.find(".", slash + 1)
+        if dot < 0:
+            log.warning("shard %s: member %r has no extension; not part of any sample", shard, name)
+            continue
+        k = name[:dot]
+        ext = name[dot + 1 :]
+        if k != key:
+            if current is not None:
+                yield current
+            key = k
+            current = {"__key__": k, ext: data}
+        else:
+            assert current is not None
+            if ext in current:
+                raise DecodeError(f"duplicate member {name!r} in one sample", shard=shard, key=k)
+            current[ext] = data
+    if current is not None:
+        yield current
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def _field(value: int, width: int) -> bytes:
+    """An octal numeric field, NUL-terminated, ``width`` bytes in all."""
+    return b"%0*o\0" % (width - 1, value)
+
+
+_MAX_OCTAL_11 = 8**11 - 1
+
+
+class TarShardWriter:
+    """Write plain ustar members with an integer mtime: no pax header per member.
+
+    WebDataset's writer adds a pax header to every member (for its float mtime), about 1 KB a
+    sample; leaving it out keeps small shards 25% smaller and twice as fast to parse, and the
+    result still reads in ``tarfile``, WebDataset and atdata 0.7. Names that do not fit ustar
+    (even split into prefix + name) and sizes of 8 GiB or more fall back to a pax header for
+    that member only.
+    """
+
+    def __init__(self, fileobj: IO[bytes], *, mtime: int | None = None, mode: int = 0o644) -> None:
+        self.fileobj = fileobj
+        self.mtime = int(time.time()) if mtime is None else int(mtime)
+        self.bytes_written = 0
+        # Header template: everything but name, size, checksum and prefix is constant.
+        tpl = bytearray(BLOCK)
+        tpl[100:108] = _field(mode, 8)
+        tpl[108:116] = _field(0, 8)
+        tpl[116:124] = _field(0, 8)
+        tpl[136:148] = _field(self.mtime, 12)
+        tpl[156:157] = b"0"
+        tpl[257:263] = b"ustar\0"
+        tpl[263:265] = b"00"
+        tpl[329:337] = _field(0, 8)
+        tpl[337:345] = _field(0, 8)
+        self._template = bytes(tpl)
+        # Checksum of the constant part, with the checksum field counted as spaces.
+        self._base_sum = sum(self._template) + 8 * 32
+
+    def _header(self, name: bytes, size: int, typeflag: bytes = b"0") -> bytes:
+        prefix = b""
+        if len(name) > 100:
+            # ustar's prefix field: split at the last "/" that leaves both parts short enough.
+            cut = name.rfind(b"/", 0, 156)
+            if cut <= 0 or not 0 < len(name) - cut - 1 <= 100:
+                raise ValueError("name does not fit ustar")
+            prefix, name = name[:cut], name[cut + 1 :]
+        if size > _MAX_OCTAL_11:
+            raise ValueError("size does not fit ustar")
+        hdr = bytearray(self._template)
+        hdr[0 : len(name)] = name
+        size_field = b"%011o\0" % size
+        hdr[124:136] = size_field
+        total = self._base_sum + sum(name) + sum(size_field)
+        if typeflag != b"0":
+            hdr[156:157] = typeflag
+            total += typeflag[0] - ord("0")
+        if prefix:
+            hdr[345 : 345 + len(prefix)] = prefix
+            total += sum(prefix)
+        hdr[148:156] = b"%06o\0 " % total
+        return bytes(hdr)
+
+    def _pax_member(self, name: bytes, size: int) -> bytes:
+        records = b""
+        for key, value in ((b"path", name), (b"size", str(size).encode())):
+            if key == b"size" and size <= _MAX_OCTAL_11:
+                continue
+            body = b" " + key + b"=" + value + b"\n"
+            length = len(body) + 1
+            while len(str(length)) + len(body) != length:
+                length = len(str(length)) + len(body)
+            records += str(length).encode() + body
+        short = b"PaxHeaders/" + name[-80:].replace(b"/", b"_")
+        out = self._header(short[:100], len(records), b"x") + records + _pad(len(records))
+        short_name = name[-100:].lstrip(b"/") or b"member"
+        # With a pax size the ustar size field is ignored by readers; 0 keeps it valid.
+        return out + self._header(short_name, size if size <= _MAX_OCTAL_11 else 0)
+
+    def add(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        """Append one regular-file member."""
+        raw_name = name.encode("utf-8")
+        size = len(data) if not isinstance(data, memoryview) else data.nbytes
+        try:
+            header = self._header(raw_name, size)
+        except ValueError:
+            header = self._pax_member(raw_name, size)
+        write = self.fileobj.write
+        write(header)
+        write(data)
+        pad = _pad(size)
+        if pad:
+            write(pad)
+        self.bytes_written += len(header) + size + len(pad)
+
+    def close(self) -> None:
+        """Write the end-of-archive marker (two zero blocks); the caller closes the file."""
+        self.fileobj.write(bytes(2 * BLOCK))
+        self.bytes_written += 2 * BLOCK
+
+    def __enter__(self) -> TarShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+
+
+_PADS = [bytes(i) for i in range(BLOCK)]
+
+
+def _pad(size: int) -> bytes:
+    return _PADS[-size % BLOCK]
