@@ -1,0 +1,204 @@
+"""DID resolution for ingest: handle, PDS endpoint and the repo signing key, cached.
+
+Commit signatures are checked against the key in the repo's *current* DID
+document. Documents are cached (keys rarely rotate); a signature failure makes
+the verifier ask once for a fresh copy before refusing the commit, and an
+`#identity` event drops the cached copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+import aiohttp
+from atdata.errors import ResolutionError
+from atproto_crypto.consts import (
+    P256_CURVE_ORDER,
+    P256_JWT_ALG,
+    SECP256K1_CURVE_ORDER,
+    SECP256K1_JWT_ALG,
+)
+from atproto_crypto.did import get_did_key, parse_did_key
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
+
+__all__ = ["Identity", "IdentityResolver", "VerifyKey", "parse_did_document"]
+
+log = logging.getLogger(__name__)
+
+_CURVES = {
+    P256_JWT_ALG: (ec.SECP256R1(), P256_CURVE_ORDER),
+    SECP256K1_JWT_ALG: (ec.SECP256K1(), SECP256K1_CURVE_ORDER),
+}
+_ECDSA = ec.ECDSA(SHA256())
+
+
+class VerifyKey:
+    """A parsed ATProto signing key (P-256 or secp256k1) that checks raw 64-byte signatures."""
+
+    __slots__ = ("alg", "did_key", "_pub", "_half_order")
+
+    def __init__(self, did_key: str) -> None:
+        try:
+            parsed = parse_did_key(did_key)
+            curve, order = _CURVES[parsed.jwt_alg]
+            self._pub = ec.EllipticCurvePublicKey.from_encoded_point(curve, parsed.key_bytes)
+        except Exception as exc:  # atproto_crypto raises several unrelated types
+            raise ResolutionError(f"unusable signing key {did_key!r}: {exc}") from exc
+        self.alg = parsed.jwt_alg
+        self.did_key = did_key
+        self._half_order = order // 2
+
+    def verify(self, data: bytes, sig: bytes) -> bool:
+        """True when `sig` (r||s, low-S as the spec demands) signs `data`."""
+        if len(sig) != 64:
+            return False
+        r = int.from_bytes(sig[:32], "big")
+        s = int.from_bytes(sig[32:], "big")
+        if s > self._half_order or r == 0 or s == 0:
+            return False
+        try:
+            self._pub.verify(encode_dss_signature(r, s), data, _ECDSA)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What ingest needs from a DID document."""
+
+    did: str
+    handle: str | None
+    pds: str | None
+    key: VerifyKey | None
+
+
+def parse_did_document(did: str, doc: Any) -> Identity:
+    """Pull handle, `#atproto_pds` endpoint and `#atproto` key out of a DID document."""
+    if not isinstance(doc, dict) or doc.get("id") != did:
+        raise ResolutionError(f"DID document of {did} is malformed or names another DID")
+    handle = None
+    for aka in doc.get("alsoKnownAs") or []:
+        if isinstance(aka, str) and aka.startswith("at://"):
+            handle = aka[5:].lower()
+            break
+    pds = None
+    for svc in doc.get("service") or []:
+        if not isinstance(svc, dict):
+            continue
+        sid = svc.get("id", "")
+        if sid in ("#atproto_pds", f"{did}#atproto_pds") and isinstance(
+            svc.get("serviceEndpoint"), str
+        ):
+            pds = svc["serviceEndpoint"].rstrip("/")
+            break
+    key = None
+    for vm in doc.get("verificationMethod") or []:
+        if not isinstance(vm, dict):
+            continue
+        if vm.get("id") in ("#atproto", f"{did}#atproto"):
+            did_key = get_did_key(str(vm.get("type")), str(vm.get("publicKeyMultibase", "")))
+            if did_key:
+                key = VerifyKey(did_key)
+            break
+    return Identity(did, handle, pds, key)
+
+
+def did_web_url(did: str) -> str:
+    """`did:web:host%3Aport` -> its did.json URL (plain http only for localhost)."""
+    rest = did[len("did:web:") :]
+    if not rest or ":" in rest:  # path-based did:web is not allowed in atproto
+        raise ResolutionError(f"unsupported did:web {did!r}")
+    host = unquote(rest)
+    scheme = "http" if host.split(":")[0] in ("localhost", "127.0.0.1") else "https"
+    return f"{scheme}://{host}/.well-known/did.json"
+
+
+class IdentityResolver:
+    """Async DID resolver (did:plc via the directory, did:web) with a TTL cache."""
+
+    def __init__(
+        self,
+        plc_url: str = "https://plc.directory",
+        *,
+        ttl: float = 3600.0,
+        timeout: float = 10.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.plc_url = plc_url.rstrip("/")
+        self.ttl = ttl
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._own_session = session is None
+        self._cache: dict[str, tuple[float, Identity]] = {}
+        self._inflight: dict[str, asyncio.Future[Identity]] = {}
+        self.resolutions = 0  # network fetches made (for metrics and tests)
+
+    def preload(self, identity: Identity) -> None:
+        """Seed the cache (the benchmark preloads its synthetic DID documents)."""
+        self._cache[identity.did] = (time.monotonic(), identity)
+
+    def invalidate(self, did: str) -> None:
+        self._cache.pop(did, None)
+
+    def cached(self, did: str) -> Identity | None:
+        hit = self._cache.get(did)
+        if hit and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        return None
+
+    async def resolve(self, did: str, *, fresh: bool = False) -> Identity:
+        """The identity of `did`; `fresh=True` bypasses the cache (once per failure)."""
+        if not fresh:
+            hit = self.cached(did)
+            if hit is not None:
+                return hit
+        pending = self._inflight.get(did)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[Identity] = asyncio.get_running_loop().create_future()
+        self._inflight[did] = fut
+        try:
+            ident = parse_did_document(did, await self._fetch(did))
+            self._cache[did] = (time.monotonic(), ident)
+            fut.set_result(ident)
+            return ident
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved so asyncio does not warn
+            raise
+        finally:
+            del self._inflight[did]
+
+    async def _fetch(self, did: str) -> Any:
+        if did.startswith("did:plc:"):
+            url = f"{self.plc_url}/{quote(did)}"
+        elif did.startswith("did:web:"):
+            url = did_web_url(did)
+        else:
+            raise ResolutionError(f"unsupported DID method: {did!r}")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self.resolutions += 1
+        try:
+            async with self._session.get(url, timeout=self.timeout) as resp:
+                if resp.status == 404 or resp.status == 410:
+                    raise ResolutionError(f"{did} not found ({resp.status})")
+                if resp.status != 200:
+                    raise ResolutionError(f"resolving {did}: HTTP {resp.status}")
+                return await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ResolutionError(f"resolving {did}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
