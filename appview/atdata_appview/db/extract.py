@@ -110,17 +110,24 @@ def schema_row(record: Mapping[str, Any]) -> SchemaRow:
 
 def _shards(record: Mapping[str, Any]) -> list[ShardRow]:
     raw = record.get("shards")
+    storage = record.get("storage")
+    bucket = storage.get("bucket") if isinstance(storage, Mapping) else None
     out: list[ShardRow] = []
     for i, shard in enumerate(raw if isinstance(raw, list) else []):
         if not isinstance(shard, Mapping):
             continue
         blob = shard.get("blob")
+        url = _str(shard.get("url"))
+        key = _str(shard.get("key"))
+        if url is None and key is not None:
+            url = f"s3://{bucket}/{key}" if isinstance(bucket, str) else key
         out.append(
             ShardRow(
                 position=i,
-                url=_str(shard.get("url")),
+                url=url,
                 blob_cid=_blob_cid(blob),
-                size=_int(shard.get("size")) or _int(shard.get("bytes"))
+                size=_int(shard.get("size"))
+                or _int(shard.get("bytes"))
                 or (_int(blob.get("size")) if isinstance(blob, Mapping) else None),
                 sha256=_str(shard.get("sha256")),
                 samples=_int(shard.get("samples")) or _int(shard.get("sampleCount")),
@@ -133,16 +140,22 @@ def _shards(record: Mapping[str, Any]) -> list[ShardRow]:
 def dataset_row(record: Mapping[str, Any]) -> DatasetRow:
     shards = _shards(record)
     tags_raw = record.get("tags")
-    tags = sorted({t.strip().lower() for t in tags_raw if isinstance(t, str) and t.strip()}) if isinstance(tags_raw, list) else []
+    tags = (
+        sorted({t.strip().lower() for t in tags_raw if isinstance(t, str) and t.strip()})
+        if isinstance(tags_raw, list)
+        else []
+    )
     schema_uri, schema_cid = _ref(record.get("schema"))
-    samples = _int(record.get("samples"))
+    totals = record.get("totals")
+    totals = totals if isinstance(totals, Mapping) else {}
+    samples = _int(totals.get("samples"))
     if samples is None:
-        samples = _int(record.get("sampleCount"))
+        samples = _int(record.get("samples"))
     if samples is None and shards and all(s.samples is not None for s in shards):
         samples = sum(s.samples or 0 for s in shards)
-    size = _int(record.get("bytes"))
+    size = _int(totals.get("bytes"))
     if size is None:
-        size = _int(record.get("totalBytes")) or _int(record.get("size"))
+        size = _int(record.get("bytes"))
     if size is None and shards and all(s.size is not None for s in shards):
         size = sum(s.size or 0 for s in shards)
     license_ = record.get("license")

@@ -148,7 +148,9 @@ def search_datasets(conn: Connection, p: SearchParams) -> SearchPage:
     _filters(qb, p, pg)
     base_where = list(qb.where)
     key_expr, direction, ascending = _order(p, score)
-    sort_name = "relevance" if key_expr == score else ("samples" if p.sort == "samples" else "created")
+    sort_name = (
+        "relevance" if key_expr == score else ("samples" if p.sort == "samples" else "created")
+    )
 
     # Tag browsing without text: drive the scan from the (tag, hidden, created/samples) index.
     tag_driven = score is None and p.tags
@@ -179,9 +181,7 @@ def search_datasets(conn: Connection, p: SearchParams) -> SearchPage:
         if after is not None:
             cmp = ">" if ascending else "<"
             k, i = qb.bind(after[0]), qb.bind(after[1])
-            where.append(
-                f"({key_expr} {cmp} {k} OR ({key_expr} = {k} AND {id_expr} {cmp} {i}))"
-            )
+            where.append(f"({key_expr} {cmp} {k} OR ({key_expr} = {k} AND {id_expr} {cmp} {i}))")
         sql = (
             f"SELECT {id_expr} AS id, {key_expr} AS score FROM {source}"
             f" WHERE {' AND '.join(where)}"

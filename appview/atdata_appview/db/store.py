@@ -28,7 +28,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from . import extract
 from .engine import default_db_url, make_engine, migrate
-from .models import COLLECTION_TABLES, cursors, dataset_tags, datasets, lenses, repos, schemas, shards
+from .models import (
+    COLLECTION_TABLES,
+    cursors,
+    dataset_tags,
+    datasets,
+    lenses,
+    repos,
+    schemas,
+    shards,
+)
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +244,9 @@ class Transaction:
     def _touch_repo(self, did: str, rev: str | None) -> None:
         current = self.get_repo(did)
         if current is None or (rev is not None and rev != current.rev):
-            self._repos[did] = replace(current or RepoInfo(did), rev=rev or (current and current.rev))
+            self._repos[did] = replace(
+                current or RepoInfo(did), rev=rev or (current and current.rev)
+            )
             self._ops.append(("repo", did, {"rev": rev} if rev is not None else {}))
 
 
@@ -281,9 +292,7 @@ class _Statements:
         }
         self.cursor = upsert(cursors, "host")
         self.repo_status = select(repos.c.status).where(repos.c.did == bindparam("did"))
-        self.schema_fields = select(schemas.c.field_names).where(
-            schemas.c.uri == bindparam("uri")
-        )
+        self.schema_fields = select(schemas.c.field_names).where(schemas.c.uri == bindparam("uri"))
         self.del_tags = delete(dataset_tags).where(dataset_tags.c.dataset_id == bindparam("id"))
         self.del_shards = delete(shards).where(shards.c.dataset_id == bindparam("id"))
         self.ins_tags = dataset_tags.insert()
@@ -381,7 +390,9 @@ class _Writer:
 
     # records
 
-    def upsert(self, did: str, collection: str, rkey: str, cid: str, record: dict[str, Any]) -> None:
+    def upsert(
+        self, did: str, collection: str, rkey: str, cid: str, record: dict[str, Any]
+    ) -> None:
         uri = extract.at_uri(did, collection, rkey)
         common = {
             "uri": uri,

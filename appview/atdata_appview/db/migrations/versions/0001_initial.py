@@ -127,9 +127,7 @@ def upgrade() -> None:
     # Full text over name, description, tags and schema field names.
     if op.get_bind().dialect.name == "postgresql":
         op.add_column("datasets", sa.Column("search", sa.dialects.postgresql.TSVECTOR))
-        op.create_index(
-            "ix_datasets_search", "datasets", ["search"], postgresql_using="gin"
-        )
+        op.create_index("ix_datasets_search", "datasets", ["search"], postgresql_using="gin")
     else:
         op.execute(
             "CREATE VIRTUAL TABLE datasets_fts USING fts5("
