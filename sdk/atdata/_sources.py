@@ -304,7 +304,7 @@ class _HttpStream(_Resumable):
         self._response = response
         length = response.headers.get("Content-Length")
         total: int | None = None
-        chunks: Iterable[bytes] = response.iter_raw(_READ)
+        chunks: Iterable[bytes] = response.iter_raw()
         if status == 206:
             content_range = response.headers.get("Content-Range", "")
             start, _, size = content_range.removeprefix("bytes ").partition("/")
@@ -568,6 +568,7 @@ def _expand_into(
         return
     if spec.startswith("file://"):
         spec = urlparse(spec).path
+    missing: list[str] = []
     for path in _braces(spec):
         if _GLOB_CHARS.intersection(path):
             matches = sorted(globlib.glob(path))
@@ -582,7 +583,10 @@ def _expand_into(
         elif os.path.exists(path):
             out.append(LocalShard(path))
         else:
-            raise SourceError(f"shard not found: {path}")
+            missing.append(path)
+    if missing:
+        shown = ", ".join(missing[:3]) + (f", ... {missing[-1]}" if len(missing) > 3 else "")
+        raise SourceError(f"{len(missing)} shard(s) not found: {shown}")
 
 
 def source_names(sources: Iterable[ShardSource]) -> list[str]:
