@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from .models import cursors, dataset_tags, datasets, lenses, repos, schemas, shards
-from .search import decode_cursor, encode_cursor
+from .search import _drop_none, decode_cursor, encode_cursor
 
 MAX_LENS_HOPS = 8
 
@@ -45,17 +45,19 @@ def resolve_author(conn: Connection, author: str) -> str | None:
 
 
 def _schema_view(r: Any, handle: str | None) -> dict[str, Any]:
-    return {
-        "uri": r.uri,
-        "cid": r.cid,
-        "did": r.did,
-        "handle": handle,
-        "name": r.name,
-        "version": r.version,
-        "description": r.description,
-        "fields": _json(r.field_names) or [],
-        "createdAt": r.created_at,
-    }
+    return _drop_none(
+        {
+            "uri": r.uri,
+            "cid": r.cid,
+            "did": r.did,
+            "handle": handle,
+            "name": r.name,
+            "version": r.version,
+            "description": r.description,
+            "fields": _json(r.field_names) or [],
+            "createdAt": r.created_at,
+        }
+    )
 
 
 def list_schemas(
@@ -121,17 +123,19 @@ def get_schema(conn: Connection, uri: str) -> dict[str, Any] | None:
 
 
 def _lens_view(r: Any, handle: str | None = None) -> dict[str, Any]:
-    return {
-        "uri": r.uri,
-        "cid": r.cid,
-        "did": r.did,
-        "handle": handle,
-        "name": r.name,
-        "description": r.description,
-        "source": r.source_schema,
-        "target": r.target_schema,
-        "createdAt": r.created_at,
-    }
+    return _drop_none(
+        {
+            "uri": r.uri,
+            "cid": r.cid,
+            "did": r.did,
+            "handle": handle,
+            "name": r.name,
+            "description": r.description,
+            "source": r.source_schema,
+            "target": r.target_schema,
+            "createdAt": r.created_at,
+        }
+    )
 
 
 def list_lenses(
@@ -236,33 +240,37 @@ def get_dataset(conn: Connection, uri: str) -> dict[str, Any] | None:
     shard_rows = conn.execute(
         select(shards).where(shards.c.dataset_id == d.id).order_by(shards.c.position)
     ).all()
-    return {
-        "uri": d.uri,
-        "cid": d.cid,
-        "did": d.did,
-        "handle": author["handle"],
-        "name": d.name,
-        "description": d.description,
-        "tags": _json(d.tags) or [],
-        "license": d.license,
-        "samples": d.samples,
-        "bytes": d.bytes,
-        "createdAt": d.created_at,
-        "record": _json(d.record),
-        "author": author,
-        "schema": schema,
-        "shards": [
-            {
-                "url": s.url,
-                "blob": s.blob_cid,
-                "size": s.size,
-                "sha256": s.sha256,
-                "samples": s.samples,
-            }
-            for s in shard_rows
-        ],
-        "lenses": {"from": lenses_from, "to": lenses_to},
-    }
+    return _drop_none(
+        {
+            "uri": d.uri,
+            "cid": d.cid,
+            "did": d.did,
+            "handle": author["handle"],
+            "name": d.name,
+            "description": d.description,
+            "tags": _json(d.tags) or [],
+            "license": d.license,
+            "samples": d.samples,
+            "bytes": d.bytes,
+            "createdAt": d.created_at,
+            "record": _json(d.record),
+            "author": author,
+            "schema": schema,
+            "shards": [
+                _drop_none(
+                    {
+                        "url": s.url,
+                        "blob": s.blob_cid,
+                        "size": s.size,
+                        "sha256": s.sha256,
+                        "samples": s.samples,
+                    }
+                )
+                for s in shard_rows
+            ],
+            "lenses": {"from": lenses_from, "to": lenses_to},
+        }
+    )
 
 
 # -- service --------------------------------------------------------------------------------

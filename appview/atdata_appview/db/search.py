@@ -253,23 +253,30 @@ def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
             continue
         tags = r.tags if isinstance(r.tags, list) else json.loads(r.tags or "[]")
         out.append(
-            {
-                "uri": r.uri,
-                "cid": r.cid,
-                "did": r.did,
-                "handle": r.handle,
-                "name": r.name,
-                "description": r.description,
-                "tags": tags,
-                "license": r.license,
-                "samples": r.samples,
-                "bytes": r.bytes,
-                "schema": (
-                    {"uri": r.schema_uri, "name": r.schema_name, "version": r.schema_version}
-                    if r.schema_uri
-                    else None
-                ),
-                "createdAt": r.created_at,
-            }
+            _drop_none(
+                {
+                    "uri": r.uri,
+                    "cid": r.cid,
+                    "did": r.did,
+                    "handle": r.handle,
+                    "name": r.name,
+                    "description": r.description,
+                    "tags": tags,
+                    "license": r.license,
+                    "samples": r.samples,
+                    "bytes": r.bytes,
+                    "schema": (
+                        {"uri": r.schema_uri, "name": r.schema_name, "version": r.schema_version}
+                        if r.schema_uri
+                        else None
+                    ),
+                    "createdAt": r.created_at,
+                }
+            )
         )
     return out
+
+
+def _drop_none(view: dict[str, Any]) -> dict[str, Any]:
+    """XRPC views omit absent optional fields rather than sending null."""
+    return {k: v for k, v in view.items() if v is not None}

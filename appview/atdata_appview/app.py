@@ -1,0 +1,137 @@
+"""The aiohttp application: store + ingest + XRPC + health + metrics (+ the web page).
+
+``create_app`` wires parts that already exist (tests pass their own store and ingest);
+``serve`` builds them from `Settings` and runs until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+
+from . import metrics
+from .config import Settings
+from .db import Store
+from .db import queries as q
+from .xrpc import CONTEXT, Context, add_routes
+
+log = logging.getLogger(__name__)
+
+STORE = web.AppKey("store", Store)
+INGEST = web.AppKey("ingest", object)
+FRAME_RATE = web.AppKey("frame_rate", metrics.FrameRate)
+COUNTS = web.AppKey("counts_cache", tuple)
+COUNTS_TTL = 5.0
+
+
+def create_app(
+    store: Store, ingest: Any | None = None, *, run_ingest: bool = False
+) -> web.Application:
+    """An app serving ``store``. With ``run_ingest`` the app starts ``ingest.run()`` on
+    startup and stops it on cleanup (otherwise the caller owns the ingest lifecycle)."""
+    app = web.Application()
+    app[STORE] = store
+    app[INGEST] = ingest
+    app[CONTEXT] = Context(store=store, ingest=ingest)
+    app[FRAME_RATE] = metrics.FrameRate()
+    app[COUNTS] = (0.0, {})
+    app.router.add_get("/_health", _health)
+    app.router.add_get("/metrics", _metrics)
+    add_routes(app)
+    _add_web_page(app)
+    if run_ingest and ingest is not None:
+        app.cleanup_ctx.append(_ingest_lifecycle)
+    return app
+
+
+def _add_web_page(app: web.Application) -> None:
+    """Mount the server-rendered page when its module is present (it reads the same queries)."""
+    try:
+        page = importlib.import_module(f"{__package__}.web")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.web":
+            raise
+        return
+    page.add_routes(app)
+
+
+async def _ingest_lifecycle(app: web.Application) -> Any:
+    ingest = app[INGEST]
+    task = asyncio.get_running_loop().create_task(ingest.run(), name="appview-ingest")
+
+    def done(t: asyncio.Task[Any]) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("ingest stopped with an error", exc_info=t.exception())
+
+    task.add_done_callback(done)
+    yield
+    await ingest.stop()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(task, timeout=15)
+
+
+async def _health(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+
+    def ping(conn: Any) -> int:
+        return conn.execute(text("SELECT 1")).scalar_one()
+
+    try:
+        await store.read(ping)
+    except Exception as exc:  # noqa: BLE001 - any database failure means unhealthy
+        return web.json_response({"status": "error", "message": f"database: {exc}"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def _counts(app: web.Application) -> dict[str, int]:
+    stamp, cached = app[COUNTS]
+    if time.monotonic() - stamp > COUNTS_TTL:
+        cached = await app[STORE].read(q.counts)
+        app[COUNTS] = (time.monotonic(), cached)
+    return cached
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    ingest = request.app[INGEST]
+    body = metrics.render(
+        counts=await _counts(request.app),
+        store_stats=request.app[STORE].stats,
+        ingest=ingest.metrics() if ingest is not None and hasattr(ingest, "metrics") else None,
+        frame_rate=request.app[FRAME_RATE],
+    )
+    return web.Response(body=body.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+def build(settings: Settings, *, follow: bool = True) -> web.Application:
+    """Store (migrated) + ingest following ``settings.firehose`` + the app around them."""
+    from .ingest import IngestService
+
+    store = Store(settings.db)
+    ingest = IngestService(store, settings.firehose, settings.plc) if follow else None
+    app = create_app(store, ingest, run_ingest=follow)
+
+    async def close_store(_app: web.Application) -> None:
+        await store.aclose()
+
+    app.on_cleanup.append(close_store)
+    return app
+
+
+def serve(settings: Settings | None = None, *, follow: bool = True) -> None:
+    """Run the AppView until interrupted (the `atdata appview serve` command)."""
+    settings = settings or Settings.load()
+    log.info(
+        "AppView on http://%s:%d, db %s, following %s",
+        settings.host,
+        settings.port,
+        settings.db or "(embedded SQLite)",
+        ", ".join(settings.firehose) if follow else "nothing",
+    )
+    web.run_app(build(settings, follow=follow), host=settings.host, port=settings.port, print=None)

@@ -1,0 +1,79 @@
+"""What every XRPC method shares: parameter validation against its lexicon and error bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from atdata.errors import LexiconError
+from atdata.lexicon import validate_params
+
+from ..db import BadCursor, Store
+
+log = logging.getLogger(__name__)
+
+
+class XrpcError(Exception):
+    """An XRPC failure with its HTTP status and the ``{"error", "message"}`` body."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+
+
+class NotFound(XrpcError):
+    def __init__(self, message: str) -> None:
+        super().__init__(404, "NotFound", message)
+
+
+@dataclass(slots=True)
+class Context:
+    """What a handler may use: the store (queries) and the ingest service (if any)."""
+
+    store: Store
+    ingest: Any | None
+
+
+CONTEXT = web.AppKey("xrpc_context", Context)
+
+Handler = Callable[[Context, dict[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
+def error_response(status: int, error: str, message: str) -> web.Response:
+    return web.json_response({"error": error, "message": message}, status=status)
+
+
+def query_params(request: web.Request) -> dict[str, str | list[str]]:
+    """URL query as the lexicon validator takes it: repeated keys become lists."""
+    out: dict[str, str | list[str]] = {}
+    for key in request.query:
+        if key in out:
+            continue
+        values = request.query.getall(key)
+        out[key] = values if len(values) > 1 else values[0]
+    return out
+
+
+def make_route(nsid: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def route(request: web.Request) -> web.Response:
+        try:
+            params = validate_params(nsid, query_params(request))
+            body = await handler(request.app[CONTEXT], params)
+        except LexiconError as exc:
+            return error_response(400, "InvalidRequest", str(exc))
+        except BadCursor as exc:
+            return error_response(400, "BadCursor", str(exc))
+        except XrpcError as exc:
+            return error_response(exc.status, exc.error, exc.message)
+        return web.json_response(body, dumps=_dumps)
+
+    route.__name__ = f"xrpc_{nsid.rsplit('.', 1)[-1]}"
+    return route
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,23 @@
+"""io.atdata.listLenses: lenses by source and/or target schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..db import queries
+from ._base import Context
+
+NSID = "io.atdata.listLenses"
+
+
+async def handle(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    out = await ctx.store.read(
+        queries.list_lenses,
+        source=params.get("source"),
+        target=params.get("target"),
+        limit=params.get("limit", 50),
+        cursor=params.get("cursor"),
+    )
+    if out["cursor"] is None:
+        del out["cursor"]
+    return out
