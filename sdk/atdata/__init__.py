@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Data path: shards, datasets, batches, lenses, writing.
+from .batch import SampleBatch
+from .dataset import Dataset
 from .errors import (
     AtdataError,
     DecodeError,
@@ -11,8 +14,11 @@ from .errors import (
     ResolutionError,
     SampleValueError,
     ShardIntegrityError,
+    SourceError,
     UnsafeURLError,
 )
+from .lens import Lens, lens
+from .writer import ShardInfo, write_samples
 
 __version__ = "0.1.0"
 
@@ -27,4 +33,12 @@ __all__ = [
     "ShardIntegrityError",
     "UnsafeURLError",
     "__version__",
+    # data path
+    "Dataset",
+    "Lens",
+    "SampleBatch",
+    "ShardInfo",
+    "SourceError",
+    "lens",
+    "write_samples",
 ]

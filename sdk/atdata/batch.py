@@ -1,0 +1,146 @@
+"""SampleBatch: a list of samples that reads like one sample with a batch dimension.
+
+Array fields are stacked into one array (leading batch axis), other fields become lists. The
+stacking happens on first access of a field and is cached, so a training loop that reads only
+``batch.image`` pays for nothing else, and a ragged array field raises (naming the field) only
+when that field is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from .errors import SampleValueError
+
+__all__ = ["SampleBatch"]
+
+T = TypeVar("T")
+
+
+def _field_plan(sample_type: type | None) -> dict[str, bool] | None:
+    """``{field name: is an array field}`` for a packable type, None when schema-free."""
+    if sample_type is None:
+        return None
+    from . import packable as _packable
+
+    if not _packable.is_packable(sample_type):
+        return None
+    return {spec.name: spec.is_array for spec in _packable.sample_fields(sample_type)}
+
+
+_PLANS: dict[type, dict[str, bool] | None] = {}
+
+
+def _plan_for(sample_type: type | None) -> dict[str, bool] | None:
+    if sample_type is None:
+        return None
+    try:
+        return _PLANS[sample_type]
+    except KeyError:
+        plan = _PLANS[sample_type] = _field_plan(sample_type)
+        return plan
+
+
+def stack_arrays(name: str, values: Sequence[Any]) -> np.ndarray | list[Any]:
+    """Stack arrays along a new first axis; a list when some are None; an error naming the
+    field when their shapes differ."""
+    if any(v is None for v in values):
+        return list(values)
+    first = values[0]
+    shape, dtype = first.shape, first.dtype
+    for i, v in enumerate(values):
+        if v.shape != shape:
+            raise SampleValueError(
+                f"cannot stack field {name!r}: sample {i} has shape {v.shape}, sample 0 has "
+                f"{shape} (ragged arrays; read batch.samples instead)"
+            )
+    if all(v.dtype == dtype for v in values):
+        out = np.empty((len(values), *shape), dtype=dtype)
+        for i, v in enumerate(values):
+            out[i] = v
+        return out
+    return np.stack(values)
+
+
+class SampleBatch(Generic[T]):
+    """Samples of one type, with fields as stacked arrays (NDArray) or lists (the rest)."""
+
+    __slots__ = ("_cache", "_plan", "_samples", "sample_type")
+
+    def __init__(self, samples: Sequence[T], sample_type: type | None = None) -> None:
+        self._samples = list(samples)
+        if sample_type is None and self._samples:
+            sample_type = type(self._samples[0])
+        self.sample_type = sample_type
+        self._plan = _plan_for(sample_type)
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def samples(self) -> list[T]:
+        """The samples themselves."""
+        return self._samples
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._samples)
+
+    def fields(self) -> list[str]:
+        """Field names, in declaration (or, schema-free, first-sample) order."""
+        if self._plan is not None:
+            return list(self._plan)
+        if not self._samples:
+            return []
+        first = self._samples[0]
+        keys = getattr(first, "keys", None)
+        return list(keys()) if callable(keys) else list(vars(first))
+
+    def _compute(self, name: str) -> Any:
+        samples = self._samples
+        if self._plan is not None:
+            if name not in self._plan:
+                raise AttributeError(
+                    f"{getattr(self.sample_type, '__name__', 'batch')} has no field {name!r}"
+                )
+            values = [getattr(s, name) for s in samples]
+            if self._plan[name]:
+                if not values:
+                    return np.empty((0,))
+                return stack_arrays(name, values)
+            return values
+        if name not in self.fields():
+            raise AttributeError(f"batch has no field {name!r}")
+        values = [s[name] for s in samples]  # type: ignore[index]
+        if values and all(isinstance(v, np.ndarray) for v in values):
+            return stack_arrays(name, values)
+        return values
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        cache = self._cache
+        try:
+            return cache[name]
+        except KeyError:
+            value = cache[name] = self._compute(name)
+            return value
+
+    def __getitem__(self, name: str) -> Any:
+        if not isinstance(name, str):
+            raise TypeError("index a batch by field name; use batch.samples[i] for a sample")
+        try:
+            return self.__getattr__(name)
+        except AttributeError as exc:
+            raise KeyError(name) from exc
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, stacked or listed."""
+        return {name: self[name] for name in self.fields()}
+
+    def __repr__(self) -> str:
+        name = getattr(self.sample_type, "__name__", "?")
+        return f"SampleBatch[{name}]({len(self._samples)} samples)"

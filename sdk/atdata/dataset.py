@@ -1,0 +1,381 @@
+"""Dataset[T]: typed, streaming iteration over WebDataset shards.
+
+``Dataset[T](source)`` names its shards (see :func:`~atdata._sources.expand_sources`) and
+decodes each sample's ``.msgpack`` member into ``T`` (``DictSample`` when no type is given).
+Iteration streams shard by shard through the aligned tar reader; nothing is read up front.
+Errors name the shard, the sample key and the field; ``on_error="skip"`` logs and counts them
+instead of raising, and nothing is dropped without a log line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from ._sources import ShardSource, expand_sources
+from ._tar import iter_samples
+from .batch import SampleBatch
+from .errors import AtdataError, DecodeError
+from .lens import Lens, registry
+
+__all__ = ["Dataset"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_ON_ERROR = ("raise", "skip")
+_INT_EXTS = frozenset(("cls", "cls2", "index", "inx", "id"))
+_TEXT_EXTS = frozenset(("txt", "text"))
+
+
+def _default_type() -> type:
+    from .dict_sample import DictSample
+
+    return DictSample
+
+
+def _member_value(ext: str, data: memoryview) -> tuple[str, Any]:
+    """A WebDataset-style member (``key.<field>.<ext>``) as a field value."""
+    field, _, last = ext.rpartition(".")
+    field = field or ext
+    if last == "npy":
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        return field, arr
+    if last == "json":
+        return field, json.loads(bytes(data))
+    if last in _TEXT_EXTS:
+        return field, str(data, "utf-8")
+    if last in _INT_EXTS:
+        return field, int(bytes(data))
+    return ext, bytes(data)
+
+
+def _decoder(sample_type: type) -> Callable[[dict[str, Any]], Any]:
+    """A function from a raw sample (``{"__key__", ext: view}``) to a ``sample_type``."""
+    from_bytes = sample_type.from_bytes  # type: ignore[attr-defined]
+    from_data = sample_type.from_data  # type: ignore[attr-defined]
+
+    def decode(raw: dict[str, Any]) -> Any:
+        data = raw.get("msgpack")
+        if data is not None:
+            return from_bytes(data)
+        fields: dict[str, Any] = {}
+        for ext, value in raw.items():
+            if ext != "__key__":
+                name, v = _member_value(ext, value)
+                fields[name] = v
+        return from_data(fields)
+
+    return decode
+
+
+class Dataset(Generic[T]):
+    """Samples of type ``T`` stored in WebDataset shards (local, HTTP(S) or S3).
+
+    ``Dataset[T](source)`` where source is a path, brace pattern, glob, URL, ``s3://`` prefix,
+    a list of these, or :class:`~atdata._sources.ShardSource` objects.
+    """
+
+    _sample_type: type | None = None
+    _specialised: dict[type, type] = {}
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        if isinstance(item, type):
+            sub = Dataset._specialised.get(item)
+            if sub is None:
+                sub = type(
+                    f"Dataset[{item.__name__}]",
+                    (Dataset,),
+                    {"_sample_type": item, "__module__": __name__, "__qualname__": "Dataset"},
+                )
+                Dataset._specialised[item] = sub
+            return sub
+        return super().__class_getitem__(item)  # type: ignore[misc]
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        sample_count: int | None = None,
+        on_error: str = "raise",
+        uri: str | None = None,
+        cid: str | None = None,
+        sample_type: type | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"on_error must be one of {_ON_ERROR}, not {on_error!r}")
+        self._sources: list[ShardSource] = expand_sources(
+            source, client_kwargs=client_kwargs, headers=headers
+        )
+        decode_type = sample_type or self._sample_type or _default_type()
+        self._decode_type: type = decode_type
+        self._view_type: type = decode_type
+        self._lens: Lens[Any, Any] | None = None
+        self.sample_count = sample_count
+        self.on_error = on_error
+        self.uri = uri
+        self.cid = cid
+        #: Samples (or whole shard remainders) skipped under ``on_error="skip"``.
+        self.skipped = 0
+        #: The most recent skip messages (at most 100).
+        self.errors: list[str] = []
+
+    # -- description ---------------------------------------------------------------------------
+
+    @property
+    def sample_type(self) -> type:
+        """The type samples come out as (the lens view type after ``as_type``)."""
+        return self._view_type
+
+    @property
+    def shards(self) -> list[ShardSource]:
+        """The shard sources, in storage order."""
+        return list(self._sources)
+
+    def __len__(self) -> int:
+        if self.sample_count is None:
+            raise TypeError(
+                "this dataset's sample count is unknown (pass sample_count=, or count by iterating)"
+            )
+        return self.sample_count
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset[{self._view_type.__name__}]({len(self._sources)} shards"
+            + (f", {self.sample_count} samples" if self.sample_count is not None else "")
+            + (f", {self.uri}" if self.uri else "")
+            + ")"
+        )
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def _derive(self) -> Dataset[Any]:
+        other = object.__new__(Dataset)
+        other.__dict__.update(self.__dict__)
+        other.skipped = 0
+        other.errors = []
+        return other
+
+    def as_type(self, view: type[U]) -> Dataset[U]:
+        """The same shards seen as ``view`` through the registered lens (or shortest chain)."""
+        if view is self._view_type:
+            return self  # type: ignore[return-value]
+        lens_: Lens[Any, Any]
+        if registry.find_path(self._view_type, view) is None and self._view_type is _default_type():
+            # Schema-free samples become any type that their fields fit.
+            def from_dict(sample: Any) -> Any:
+                return view.from_data(sample.to_dict())  # type: ignore[attr-defined]
+
+            lens_ = Lens(from_dict, source=self._view_type, view=view, name="from_dict")
+        else:
+            lens_ = registry.resolve(self._view_type, view)
+        other = self._derive()
+        other._lens = self._lens.compose(lens_) if self._lens is not None else lens_
+        other._view_type = view
+        return other  # type: ignore[return-value]
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def _skip(self, exc: BaseException) -> None:
+        self.skipped += 1
+        message = str(exc)
+        self.errors.append(message)
+        del self.errors[:-100]
+        log.warning("skipping: %s", message)
+
+    def _iter_shard(
+        self,
+        source: ShardSource,
+        keep: Callable[[int], bool] | None = None,
+        counter: list[int] | None = None,
+    ) -> Iterator[Any]:
+        """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index."""
+        name = source.name
+        decode = _decoder(self._decode_type)
+        view = self._lens.get if self._lens is not None else None
+        skip = self.on_error == "skip"
+        try:
+            stream = source.open()
+        except (OSError, AtdataError) as exc:
+            if not skip:
+                raise
+            self._skip(exc)
+            return
+        try:
+            for raw in iter_samples(stream, name):
+                if keep is not None:
+                    i = counter[0]  # type: ignore[index]
+                    counter[0] = i + 1  # type: ignore[index]
+                    if not keep(i):
+                        continue
+                try:
+                    sample = decode(raw)
+                except Exception as exc:
+                    err = _sample_error(exc, name, raw["__key__"])
+                    if not skip:
+                        raise err from exc
+                    self._skip(err)
+                    continue
+                if view is not None:
+                    try:
+                        sample = view(sample)
+                    except Exception as exc:
+                        exc.add_note(f"while viewing sample {raw['__key__']!r} of shard {name}")
+                        raise
+                yield sample
+        except (DecodeError, OSError) as exc:
+            # Shard-level trouble: a truncated/corrupt archive, integrity or transport error.
+            if not skip:
+                raise
+            self._skip(exc)
+        finally:
+            stream.close()
+
+    def _iter_sources(
+        self, sources: Iterable[ShardSource], keep: Callable[[int], bool] | None = None
+    ) -> Iterator[Any]:
+        counter = [0]
+        for source in sources:
+            yield from self._iter_shard(source, keep, counter)
+
+    def __iter__(self) -> Iterator[T]:
+        return self._iter_sources(self._sources)
+
+    def ordered(self, batch_size: int | None = None, drop_last: bool = False) -> Iterator[Any]:
+        """Samples (or :class:`SampleBatch` es of ``batch_size``) in storage order."""
+        _check_batch_size(batch_size)
+        samples = self._iter_sources(self._sources)
+        if batch_size is None:
+            return samples
+        return _batched(samples, batch_size, drop_last, self._view_type)
+
+    def shuffled(
+        self,
+        batch_size: int | None = None,
+        buffer: int = 1000,
+        seed: int | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[Any]:
+        """Shard order shuffled, then samples shuffled through a ``buffer``-sized pool.
+
+        Every sample comes exactly once per pass; the same ``seed`` gives the same order.
+        """
+        _check_batch_size(batch_size)
+        rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(8), "big"))
+        samples = self._shuffled_samples(self._sources, rng, buffer)
+        if batch_size is None:
+            return samples
+        return _batched(samples, batch_size, drop_last, self._view_type)
+
+    def _shuffled_samples(
+        self,
+        sources: list[ShardSource],
+        rng: random.Random,
+        buffer: int,
+        keep: Callable[[int], bool] | None = None,
+    ) -> Iterator[Any]:
+        order = list(sources)
+        rng.shuffle(order)
+        return shuffle_buffer(self._iter_sources(order, keep), rng, buffer)
+
+    def head(self, n: int = 5) -> list[T]:
+        """The first ``n`` samples, in storage order."""
+        out: list[T] = []
+        if n <= 0:
+            return out
+        it = self._iter_sources(self._sources)
+        try:
+            for sample in it:
+                out.append(sample)
+                if len(out) >= n:
+                    break
+        finally:
+            it.close()  # type: ignore[attr-defined]
+        return out
+
+    def torch(
+        self,
+        batch_size: int | None = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        buffer: int = 1000,
+        drop_last: bool = False,
+    ) -> Any:
+        """A ``torch.utils.data.IterableDataset`` of batches as ``dict[str, Tensor | list]``.
+
+        Shards are split across DataLoader workers and across ranks (from ``torch.distributed``
+        when initialised), so each sample is seen once per epoch; ``set_epoch(n)`` reshuffles.
+        """
+        from ._torch import TorchIterable
+
+        return TorchIterable(
+            self,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            buffer=buffer,
+            drop_last=drop_last,
+        )
+
+
+def _sample_error(exc: BaseException, shard: str, key: str) -> DecodeError:
+    """Re-state a decode failure with where it happened."""
+    if isinstance(exc, DecodeError):
+        reason = getattr(exc, "reason", None) or str(exc)
+        return DecodeError(reason, shard=shard, key=key, field=exc.field)
+    field = getattr(exc, "field", None)
+    return DecodeError(
+        f"cannot decode sample: {type(exc).__name__}: {exc}", shard=shard, key=key, field=field
+    )
+
+
+def shuffle_buffer(samples: Iterable[Any], rng: random.Random, size: int) -> Iterator[Any]:
+    """Shuffle a stream through a pool of ``size``: each item comes out exactly once."""
+    if size <= 1:
+        yield from samples
+        return
+    pool: list[Any] = []
+    randrange = rng.randrange
+    for sample in samples:
+        if len(pool) < size:
+            pool.append(sample)
+            continue
+        i = randrange(size)
+        out = pool[i]
+        pool[i] = sample
+        yield out
+    rng.shuffle(pool)
+    yield from pool
+
+
+def _check_batch_size(batch_size: int | None) -> None:
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, not {batch_size!r}")
+
+
+def _batched(
+    samples: Iterator[Any], batch_size: int, drop_last: bool, sample_type: type | None
+) -> Iterator[SampleBatch[Any]]:
+    chunk: list[Any] = []
+    for sample in samples:
+        chunk.append(sample)
+        if len(chunk) == batch_size:
+            yield SampleBatch(chunk, sample_type)
+            chunk = []
+    if chunk and not drop_last:
+        yield SampleBatch(chunk, sample_type)

@@ -1,0 +1,219 @@
+"""Lenses: typed views of one sample type as another, registered by their annotations.
+
+A lens ``A -> B`` has ``get(a) -> b`` and, when bidirectional, ``put(b, a) -> a`` (write a
+changed view back into its source). ``Dataset[A].as_type(B)`` looks lenses up in the registry
+and composes them along the shortest path when there is no direct one, so a handful of small
+lenses covers many type pairs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import typing
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from .errors import LensError
+
+__all__ = ["Lens", "LensRegistry", "lens", "registry"]
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+V = TypeVar("V")
+W = TypeVar("W")
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__qualname__", None) or getattr(t, "__name__", None) or repr(t)
+
+
+class Lens(Generic[S, V]):
+    """A view ``source -> view`` with an optional ``put`` that writes a view back."""
+
+    def __init__(
+        self,
+        get: Callable[[S], V],
+        put: Callable[[V, S], S] | None = None,
+        *,
+        source: type | None = None,
+        view: type | None = None,
+        name: str | None = None,
+    ) -> None:
+        self._get = get
+        self._put = put
+        self.source = source
+        self.view = view
+        self.name = name or getattr(get, "__name__", "lens")
+        self.__doc__ = getattr(get, "__doc__", None)
+        self.__wrapped__ = get
+
+    def get(self, source: S) -> V:
+        """The view of ``source``."""
+        return self._get(source)
+
+    __call__ = get
+
+    def put(self, view: V, source: S) -> S:
+        """``source`` updated from a (possibly changed) ``view``; needs a putter."""
+        if self._put is None:
+            raise LensError(f"lens {self.name!r} is one-way: it has no putter")
+        return self._put(view, source)
+
+    @property
+    def bidirectional(self) -> bool:
+        return self._put is not None
+
+    def putter(self, fn: Callable[[V, S], S]) -> Lens[S, V]:
+        """Decorator adding ``put(view, source) -> source``; returns the lens itself."""
+        self._put = fn
+        return self
+
+    def compose(self, other: Lens[V, W]) -> Lens[S, W]:
+        """``self`` then ``other``: a lens from this lens's source to ``other``'s view."""
+        first, second = self, other
+
+        def get(source: S) -> W:
+            return second.get(first.get(source))
+
+        put: Callable[[W, S], S] | None = None
+        if first.bidirectional and second.bidirectional:
+
+            def put(view: W, source: S) -> S:
+                return first.put(second.put(view, first.get(source)), source)
+
+        return Lens(
+            get, put, source=first.source, view=second.view, name=f"{first.name}>>{second.name}"
+        )
+
+    __rshift__ = compose
+
+    def __repr__(self) -> str:
+        arrow = "<->" if self.bidirectional else "->"
+        return f"Lens({self.name}: {_type_name(self.source)} {arrow} {_type_name(self.view)})"
+
+
+class LensRegistry:
+    """Lenses by ``(source type, view type)``; finds the shortest chain between two types."""
+
+    def __init__(self) -> None:
+        self._lenses: dict[tuple[type, type], Lens[Any, Any]] = {}
+
+    def register(self, lens_: Lens[Any, Any]) -> Lens[Any, Any]:
+        if lens_.source is None or lens_.view is None:
+            raise LensError(f"lens {lens_.name!r} needs source and view types to be registered")
+        key = (lens_.source, lens_.view)
+        if key in self._lenses and self._lenses[key] is not lens_:
+            log.debug("replacing lens %r with %r", self._lenses[key], lens_)
+        self._lenses[key] = lens_
+        return lens_
+
+    def unregister(self, lens_: Lens[Any, Any]) -> None:
+        key = (lens_.source, lens_.view)
+        if self._lenses.get(key) is lens_:
+            del self._lenses[key]
+
+    def get(self, source: type, view: type) -> Lens[Any, Any] | None:
+        return self._lenses.get((source, view))
+
+    def from_type(self, source: type) -> list[Lens[Any, Any]]:
+        """Every registered lens whose source is ``source``."""
+        return [lens_ for (s, _), lens_ in self._lenses.items() if s is source]
+
+    def __iter__(self) -> Iterator[Lens[Any, Any]]:
+        return iter(list(self._lenses.values()))
+
+    def __len__(self) -> int:
+        return len(self._lenses)
+
+    def find_path(self, source: type, view: type) -> list[Lens[Any, Any]] | None:
+        """The shortest chain of lenses from ``source`` to ``view`` (``[]`` when equal)."""
+        if source is view:
+            return []
+        direct = self._lenses.get((source, view))
+        if direct is not None:
+            return [direct]
+        edges: dict[type, list[Lens[Any, Any]]] = {}
+        for (s, _), lens_ in self._lenses.items():
+            edges.setdefault(s, []).append(lens_)
+        previous: dict[type, Lens[Any, Any]] = {}
+        seen = {source}
+        queue: deque[type] = deque([source])
+        while queue:
+            node = queue.popleft()
+            for lens_ in edges.get(node, ()):
+                nxt = lens_.view
+                assert nxt is not None
+                if nxt in seen:
+                    continue
+                seen.add(nxt)
+                previous[nxt] = lens_
+                if nxt is view:
+                    path = [lens_]
+                    while path[0].source is not source:
+                        path.insert(0, previous[path[0].source])  # type: ignore[index]
+                    return path
+                queue.append(nxt)
+        return None
+
+    def resolve(self, source: type, view: type) -> Lens[Any, Any]:
+        """One lens from ``source`` to ``view`` (composed if needed), or a :class:`LensError`
+        that lists the lenses that do exist from ``source``."""
+        path = self.find_path(source, view)
+        if path is None:
+            existing = self.from_type(source)
+            listing = ", ".join(
+                f"{lens_.name} ({_type_name(source)} -> {_type_name(lens_.view)})"
+                for lens_ in existing
+            )
+            raise LensError(
+                f"no lens from {_type_name(source)} to {_type_name(view)}; lenses from "
+                f"{_type_name(source)}: {listing or 'none registered'}"
+            )
+        if not path:
+            return Lens(lambda s: s, lambda v, s: v, source=source, view=view, name="identity")
+        result = path[0]
+        for step in path[1:]:
+            result = result.compose(step)
+        return result
+
+
+#: The process-wide registry that ``@atdata.lens`` fills and ``Dataset.as_type`` reads.
+registry = LensRegistry()
+
+
+def _annotations(fn: Callable[..., Any], caller_locals: dict[str, Any]) -> tuple[Any, Any]:
+    """The first parameter's and the return annotation, resolving postponed ones."""
+    try:
+        hints = typing.get_type_hints(fn, localns=caller_locals)
+    except Exception as exc:  # NameError for unresolvable forward references, mostly
+        raise LensError(f"cannot resolve the annotations of lens {fn.__name__!r}: {exc}") from exc
+    params = list(inspect.signature(fn).parameters)
+    if not params:
+        raise LensError(f"lens {fn.__name__!r} must take the source sample as its argument")
+    source = hints.get(params[0])
+    view = hints.get("return")
+    if not isinstance(source, type) or not isinstance(view, type):
+        raise LensError(
+            f"lens {fn.__name__!r} needs class annotations, as in "
+            f"`def {fn.__name__}(src: A) -> B` (got {source!r} -> {view!r})"
+        )
+    return source, view
+
+
+def lens(fn: Callable[[S], V]) -> Lens[S, V]:
+    """Register ``def f(src: A) -> B`` as the lens ``A -> B``; ``@f.putter`` adds ``put``."""
+    frame = sys._getframe(1)
+    caller_locals = dict(frame.f_locals)
+    del frame
+    source, view = _annotations(fn, caller_locals)
+    result: Lens[S, V] = Lens(fn, source=source, view=view)
+    registry.register(result)
+    return result
+
+
+lens.registry = registry  # type: ignore[attr-defined]
+lens.Lens = Lens  # type: ignore[attr-defined]
