@@ -5,7 +5,9 @@ from __future__ import annotations
 # Data path: shards, datasets, batches, lenses, writing.
 from .batch import SampleBatch
 from .dataset import Dataset
+from .appview_client import AppViewClient
 from .errors import (
+    AppViewError,
     AtdataError,
     DecodeError,
     FieldTypeError,
@@ -23,6 +25,8 @@ from .writer import ShardInfo, write_samples
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppViewClient",
+    "AppViewError",
     "AtdataError",
     "DecodeError",
     "FieldTypeError",

@@ -58,3 +58,11 @@ class UnsafeURLError(AtdataError, ValueError):
 
 class SourceError(AtdataError, OSError):
     """A shard source could not be found, listed or fetched (after retries)."""
+
+
+class AppViewError(AtdataError):
+    """An AppView answered a query with an XRPC error (``error`` is its name, ``status`` HTTP)."""
+
+    def __init__(self, message: str, *, status: int | None = None, error: str | None = None):
+        self.status, self.error = status, error
+        super().__init__(message)

@@ -42,7 +42,7 @@ EXIT_USAGE = 2
 EXIT_ABSENT = 3
 EXIT_INTERRUPTED = 130
 
-COMMAND_MODULES: tuple[str, ...] = ("devnet",)
+COMMAND_MODULES: tuple[str, ...] = ("devnet", "appview")
 """Modules of `atdata.cli` that add commands (each has `register(app)`)."""
 
 

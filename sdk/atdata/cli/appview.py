@@ -1,0 +1,85 @@
+"""`atdata appview serve`: run the AppView (index + XRPC + web page) in the foreground."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+__all__ = ["appview_app", "register"]
+
+appview_app = typer.Typer(
+    name="appview",
+    help=(
+        "The AppView: follows firehoses, verifies and indexes io.atdata records, answers "
+        "searches over XRPC.\n\n"
+        "Examples:\n\n"
+        "  atdata appview serve                                   # public relay, embedded SQLite\n\n"
+        "  atdata appview serve --firehose ws://127.0.0.1:2583 --firehose ws://127.0.0.1:2584 \\\n"
+        "      --plc http://127.0.0.1:2582 --port 8080\n\n"
+        "  atdata appview serve --db postgresql://appview@db/appview"
+    ),
+    no_args_is_help=True,
+)
+
+
+_FIREHOSE = typer.Option(
+    None,
+    "--firehose",
+    help="ws(s):// host to follow (a relay or a PDS); repeat for several. Env: "
+    "ATDATA_APPVIEW_FIREHOSE (comma-separated). Default: wss://bsky.network.",
+    show_default=False,
+)
+
+
+@appview_app.command("serve")
+def serve(
+    db: str = typer.Option(
+        None,
+        "--db",
+        envvar="ATDATA_APPVIEW_DB",
+        help="SQLAlchemy URL of the index (sqlite:///path or postgresql://...). "
+        "Default: an embedded SQLite file under ~/.local/share/atdata.",
+        show_default=False,
+    ),
+    firehose: list[str] = _FIREHOSE,
+    plc: str = typer.Option(
+        None,
+        "--plc",
+        envvar="ATDATA_PLC_URL",
+        help="PLC directory URL used to resolve DIDs. Default: https://plc.directory.",
+        show_default=False,
+    ),
+    host: str = typer.Option(
+        None, "--host", envvar="ATDATA_APPVIEW_HOST", help="Address to listen on [127.0.0.1]."
+    ),
+    port: int = typer.Option(
+        None, "--port", envvar="ATDATA_APPVIEW_PORT", help="Port to listen on [8080]."
+    ),
+    no_follow: bool = typer.Option(
+        False, "--no-follow", help="Serve the existing index without following any firehose."
+    ),
+) -> None:
+    """Serve the index on HTTP and keep it current from the firehose(s).
+
+    Example: atdata appview serve --firehose ws://127.0.0.1:2583 --port 8080
+    """
+    from atdata_appview.app import serve as run
+    from atdata_appview.config import Settings
+
+    from . import CliError
+
+    try:
+        settings = Settings.load(db=db, firehose=firehose, plc=plc, host=host, port=port)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if logging.getLogger("atdata_appview").level == logging.NOTSET:
+        logging.getLogger("atdata_appview").setLevel(logging.INFO)
+    try:
+        run(settings, follow=not no_follow)
+    except OSError as exc:  # port taken, unreachable database file, ...
+        raise CliError(f"cannot serve on {settings.host}:{settings.port}: {exc}") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(appview_app)
