@@ -39,6 +39,7 @@ ATDATA_PREFIX = "io.atdata."
 
 _SHA256 = 0x12
 _DAG_CBOR = 0x71
+_DAG_CBOR_SHA256 = b"\x01\x71\x12\x20"
 
 
 class FrameError(ValueError):
@@ -280,6 +281,17 @@ class ParsedCid:
 
 def parse_cid(buf: bytes | memoryview, pos: int = 0) -> tuple[ParsedCid, int]:
     """Parse a binary CID starting at `pos`; return it and the position after it."""
+    if (
+        pos + 4 <= len(buf)
+        and buf[pos] == 1
+        and buf[pos + 1] < 0x80
+        and buf[pos + 2] < 0x80
+        and buf[pos + 3] < 0x80
+    ):  # the usual CIDv1 with one-byte varints
+        end = pos + 4 + buf[pos + 3]
+        if end > len(buf):
+            raise CarError("truncated CID digest")
+        return ParsedCid(1, buf[pos + 1], buf[pos + 2], bytes(buf[pos + 4 : end])), end
     if pos + 2 <= len(buf) and buf[pos] == 0x12 and buf[pos + 1] == 0x20:  # CIDv0
         end = pos + 34
         if end > len(buf):
@@ -313,6 +325,11 @@ class Car:
         """The bytes of block `cid`, after checking they hash to it; KeyError if absent."""
         data = self.blocks[cid]
         if cid not in self._checked:
+            if len(cid) == 36 and cid[:4] == _DAG_CBOR_SHA256:
+                if hashlib.sha256(data).digest() != cid[4:]:
+                    raise CarError(f"block {cid_str(cid)} does not match its CID")
+                self._checked.add(cid)
+                return data
             parsed, end = parse_cid(cid)
             if end != len(cid):
                 raise CarError("trailing bytes after CID")

@@ -39,11 +39,16 @@ _CURVES = {
 }
 _ECDSA = ec.ECDSA(SHA256())
 
+try:  # libsecp256k1 checks a secp256k1 signature ~10x faster than OpenSSL (27 vs 270 us)
+    import coincurve as _coincurve
+except ImportError:  # pragma: no cover - optional speed-up
+    _coincurve = None
+
 
 class VerifyKey:
     """A parsed ATProto signing key (P-256 or secp256k1) that checks raw 64-byte signatures."""
 
-    __slots__ = ("alg", "did_key", "_pub", "_half_order")
+    __slots__ = ("alg", "did_key", "_pub", "_half_order", "_k1")
 
     def __init__(self, did_key: str) -> None:
         try:
@@ -55,6 +60,9 @@ class VerifyKey:
         self.alg = parsed.jwt_alg
         self.did_key = did_key
         self._half_order = order // 2
+        self._k1 = None
+        if _coincurve is not None and self.alg == SECP256K1_JWT_ALG:
+            self._k1 = _coincurve.PublicKey(parsed.key_bytes)
 
     def verify(self, data: bytes, sig: bytes) -> bool:
         """True when `sig` (r||s, low-S as the spec demands) signs `data`."""
@@ -64,6 +72,11 @@ class VerifyKey:
         s = int.from_bytes(sig[32:], "big")
         if s > self._half_order or r == 0 or s == 0:
             return False
+        if self._k1 is not None:
+            try:
+                return bool(self._k1.verify(encode_dss_signature(r, s), data))
+            except ValueError:
+                return False
         try:
             self._pub.verify(encode_dss_signature(r, s), data, _ECDSA)
         except InvalidSignature:

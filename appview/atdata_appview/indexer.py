@@ -36,9 +36,9 @@ HIDING_STATUSES = frozenset({"deactivated", "takendown", "suspended"})
 
 def default_validator() -> RecordValidator:
     """`atdata.lexicon.validate_record` (raises LexiconError naming the bad path)."""
-    from atdata.lexicon import validate_record
+    from atdata.lexicon import default_lexicons
 
-    return validate_record
+    return default_lexicons().validate_record  # loaded now, not on the first record
 
 
 class TxLike(Protocol):  # the subset of db.store.Transaction we use
@@ -85,6 +85,7 @@ class IngestCounters:
 class _Batch:
     ops: list[tuple[Any, ...]] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
+    revs: dict[str, str] = field(default_factory=dict)  # one rev update per repo per batch
     upserts: int = 0
     deletes: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -151,7 +152,7 @@ class Indexer:
     def note_rev(self, did: str, rev: str) -> None:
         """A commit of a tracked repo that touches none of our collections."""
         self.revs[did] = rev
-        self._batch.ops.append(("repo", did, {"rev": rev}))
+        self._batch.revs[did] = rev
 
     def apply_commit(self, commit: VerifiedCommit, ident: Any = None) -> int:
         """Queue a verified commit's ops (after lexicon validation); returns ops kept."""
@@ -161,24 +162,23 @@ class Indexer:
             self._batch.ops.append(("repo", did, {"handle": ident.handle, "pds": ident.pds}))
         for op in commit.ops:
             if op.action == "delete":
-                self._batch.ops.append(("delete", did, op.collection, op.rkey, commit.rev))
+                self._batch.ops.append(("delete", did, op.collection, op.rkey, None))
                 self._batch.deletes += 1
                 kept += 1
                 continue
             if not self._valid(did, op):
                 continue
-            self._batch.ops.append(
-                ("upsert", did, op.collection, op.rkey, op.cid, op.record, commit.rev)
-            )
+            self._batch.ops.append(("upsert", did, op.collection, op.rkey, op.cid, op.record, None))
             self._batch.upserts += 1
             kept += 1
-        self._batch.ops.append(("repo", did, {"rev": commit.rev}))
+        self._batch.revs[did] = commit.rev
         self.revs[did] = commit.rev
         return kept
 
     def apply_repo(self, repo: VerifiedRepo, ident: Any, status: str = "active") -> int:
         """Replace everything we hold of a repo by a verified full copy (backfill/resync)."""
         did = repo.did
+        self._batch.revs.pop(did, None)
         self._batch.ops.append(("purge", did))
         self._batch.ops.append(
             (
@@ -197,7 +197,7 @@ class Indexer:
         for op in repo.records:
             if self._valid(did, op):
                 self._batch.ops.append(
-                    ("upsert", did, op.collection, op.rkey, op.cid, op.record, repo.rev)
+                    ("upsert", did, op.collection, op.rkey, op.cid, op.record, None)
                 )
                 self._batch.upserts += 1
                 kept += 1
@@ -219,6 +219,7 @@ class Indexer:
         self._batch.ops.append(("repo", did, {"handle": handle, "pds": pds}))
 
     def purge(self, did: str) -> None:
+        self._batch.revs.pop(did, None)
         self._batch.ops.append(("purge", did))
         self.revs.pop(did, None)
         self.resync.discard(did)
@@ -242,11 +243,8 @@ class Indexer:
 
     # -- flushing ----------------------------------------------------------------------------
 
-    def due(self) -> bool:
-        b = self._batch
-        return bool(b.ops or b.cursors) and (
-            len(b.ops) >= self.batch_size or time.monotonic() - b.started >= self.batch_interval
-        )
+    def full(self) -> bool:
+        return len(self._batch.ops) >= self.batch_size
 
     async def wait_room(self) -> None:
         """Back-pressure: stop taking frames while a full batch waits for the database."""
@@ -260,7 +258,7 @@ class Indexer:
         async with self._flush_lock:
             batch, self._batch = self._batch, _Batch()
             self._room.set()
-            if not batch.ops and not batch.cursors:
+            if not batch.ops and not batch.cursors and not batch.revs:
                 return
             async with self.store.transaction() as tx:
                 _replay(tx, batch)
@@ -282,5 +280,7 @@ def _replay(tx: Any, batch: _Batch) -> None:
             tx.set_repo(op[1], **op[2])
         elif kind == "purge":
             tx.purge_repo(op[1])
+    for did, rev in batch.revs.items():
+        tx.set_repo(did, rev=rev)
     for host, seq in batch.cursors.items():
         tx.save_cursor(host, seq)

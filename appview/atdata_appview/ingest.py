@@ -212,7 +212,7 @@ class IngestService:
                 continue
             if event is not None:
                 await self.handle(host, event)
-            await self.indexer.wait_room()
+            await self._pace()
 
     async def _error_frame(self, host: str, event: ErrorFrame) -> None:
         log.warning("firehose %s sent error %s: %s", host, event.error, event.message)
@@ -242,8 +242,14 @@ class IngestService:
         event = self.decode(data)
         if event is not None and not isinstance(event, ErrorFrame):
             await self.handle(host, event)
-        if self.indexer._batch.ops and len(self.indexer._batch.ops) >= self.indexer.batch_size:
+        await self._pace()
+
+    async def _pace(self) -> None:
+        """Let the flusher run once a batch is full (it overlaps the database write with
+        decoding and verifying the next frames), and block when too much is pending."""
+        if self.indexer.full():
             self._kick.set()
+            await asyncio.sleep(0)
         await self.indexer.wait_room()
 
     async def handle(self, host: str, event: Any) -> None:
@@ -260,8 +266,6 @@ class IngestService:
                 t = getattr(event, "time", None)
                 if t:
                     state.last_time = t
-        if len(self.indexer._batch.ops) >= self.indexer.batch_size:
-            self._kick.set()
 
     async def _dispatch(self, host: str, event: Any) -> None:
         ix = self.indexer

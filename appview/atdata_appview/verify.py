@@ -73,15 +73,19 @@ def _is_link(b: bytes) -> bool:
 
 def to_json(value: Any) -> Any:
     """A decoded DAG-CBOR value in the atproto JSON form (`$link`, `$bytes`)."""
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_json(v) for v in value]
-    if isinstance(value, bytes):
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _PLAIN else to_json(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _PLAIN else to_json(v) for v in value]
+    if kind is bytes:
         if _is_link(value):
             return {"$link": cid_str(value)}
         return {"$bytes": base64.b64encode(value).decode().rstrip("=")}
     return value
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _commit_block(car: Car, cid: bytes, did: str) -> tuple[dict[str, Any], bytes, bytes]:
