@@ -86,8 +86,13 @@ class DevnetInfo:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on `host:port` (checked by binding it)."""
+    """True when nothing listens on `host:port` (checked by binding it).
+
+    SO_REUSEADDR, as servers set it: connections of a stopped server that linger
+    in TIME_WAIT do not make the port busy.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

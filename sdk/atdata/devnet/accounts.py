@@ -62,7 +62,7 @@ class Account:
         atproto = _atproto()
         client = atproto.Client(self.pds_url)
         try:
-            client.login(self.did, self.password, fetch_bsky_profile=False)
+            client.login(self.did or self.handle, self.password, fetch_bsky_profile=False)
         except _protocol_error() as exc:
             raise DevnetError(f"login as {self.handle} failed: {_describe(exc)}") from exc
         return client
