@@ -245,7 +245,8 @@ class Lexicons:
             raise _Invalid(path, f"is {n} bytes long, over maxLength {d['maxLength']}")
         if "minLength" in d and n < d["minLength"]:
             raise _Invalid(path, f"is {n} bytes long, under minLength {d['minLength']}")
-        if "maxGraphemes" in d or "minGraphemes" in d:
+        # graphemes <= code points: count them only when that bound cannot decide
+        if ("maxGraphemes" in d and len(v) > d["maxGraphemes"]) or "minGraphemes" in d:
             g = grapheme_length(v)
             if "maxGraphemes" in d and g > d["maxGraphemes"]:
                 raise _Invalid(path, f"has {g} graphemes, over maxGraphemes {d['maxGraphemes']}")
