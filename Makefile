@@ -1,10 +1,12 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-# Both create .venv when it is missing and install what they need.
+# Both install what they need on first use: system packages (apt), .venv, and the
+# local ATProto network (Node 22 + the reference PDS, cached in ~/.cache/atdata).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.atdata-installed
+PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv system-deps clean
+.PHONY: demo test lint venv system-deps devnet peer-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,11 +19,21 @@ venv: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-demo: venv system-deps
+# Node 22 + @atproto/pds + @did-plc/server in $$ATDATA_CACHE/devnet: about 3 minutes
+# the first time (compiling better-sqlite3), a quick check afterwards.
+devnet: venv
+	$(PY) -m atdata.cli devnet install
+
+# The atdata 0.7 peer in its own Python 3.12 venv (owned by the samples area).
+peer-venv:
+	@if [ -f scripts/ensure-peer-venv.sh ]; then bash scripts/ensure-peer-venv.sh; fi
+
+demo: system-deps venv devnet
 	$(PY) -m atdata.demo
 
-test: venv system-deps
-	$(PY) -m pytest
+# pytest exits with 5 when it collects no tests; that is not a failure here.
+test: system-deps venv devnet peer-venv
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 lint: venv
 	$(VENV)/bin/ruff check sdk appview tests benchmarks
