@@ -83,7 +83,6 @@ class Store:
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atdata-db-read")
         self._repo_cache: OrderedDict[str, RepoInfo | None] = OrderedDict()
         self._repo_cache_max = 100_000
-        self._write_lock = asyncio.Lock()
         #: Counters for /metrics and describeService (records applied since start).
         self.stats: dict[str, int] = {"records_upserted": 0, "records_deleted": 0, "commits": 0}
 
@@ -150,8 +149,8 @@ class Store:
         yield tx
         if not tx._ops:
             return
-        async with self._write_lock:
-            await asyncio.get_running_loop().run_in_executor(self._writer, self._commit, tx._ops)
+        # One writer thread: commits (and the cache updates after them) happen in block order.
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._commit, tx._ops)
         for did, info in tx._repos.items():
             self._cache_repo(did, info)
 
