@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-# Data path: shards, datasets, batches, lenses, writing.
+from ._fields import FieldKind, FieldSpec, Shape
+from .appview_client import AppViewClient
 from .batch import SampleBatch
 from .dataset import Dataset
-from .appview_client import AppViewClient
+from .dict_sample import DictSample
 from .errors import (
     AppViewError,
     AtdataError,
@@ -15,11 +16,13 @@ from .errors import (
     LexiconError,
     ResolutionError,
     SampleValueError,
+    SchemaError,
     ShardIntegrityError,
     SourceError,
     UnsafeURLError,
 )
 from .lens import Lens, lens
+from .packable import is_packable, packable, sample_fields
 from .writer import ShardInfo, write_samples
 
 __version__ = "0.1.0"
@@ -34,9 +37,18 @@ __all__ = [
     "LexiconError",
     "ResolutionError",
     "SampleValueError",
+    "SchemaError",
     "ShardIntegrityError",
     "UnsafeURLError",
     "__version__",
+    # samples
+    "DictSample",
+    "FieldKind",
+    "FieldSpec",
+    "Shape",
+    "is_packable",
+    "packable",
+    "sample_fields",
     # data path
     "Dataset",
     "Lens",

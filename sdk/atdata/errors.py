@@ -60,6 +60,10 @@ class SourceError(AtdataError, OSError):
     """A shard source could not be found, listed or fetched (after retries)."""
 
 
+class SchemaError(AtdataError, ValueError):
+    """A schema record, name or version is invalid, or cannot be turned into a type."""
+
+
 class AppViewError(AtdataError):
     """An AppView answered a query with an XRPC error (``error`` is its name, ``status`` HTTP)."""
 
