@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
-from zlib import adler32
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
+from zlib import adler32
 
 import numpy as np
 
@@ -246,7 +246,9 @@ class TarReader:
         if not saw_end:
             if long_name is not None or pax:
                 raise self._error("truncated tar archive (header without member)")
-            log.debug("shard %s: tar archive has no end-of-archive blocks", shard)
+            # Every tar writer ends with zero blocks: without them the shard may be cut short
+            # at a member boundary, which no other check can see.
+            log.warning("shard %s: tar archive has no end-of-archive blocks (truncated?)", shard)
         # Drain what follows the end marker so that a verifying stream sees every byte.
         if not eof:
             sink = memoryview(bytearray(1 << 16))
