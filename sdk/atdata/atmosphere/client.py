@@ -1,0 +1,769 @@
+"""Publishing to one's own PDS: schemas, datasets (blobs, S3 or HTTP URLs) and lenses.
+
+`Client(pds_url).login(handle, password)` wraps an `atproto.Client` session. Every record is
+validated against its lexicon before anything is written, and a dataset's whole plan (shard
+sizes against the PDS blob limit, record size, splits) is checked before the first upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..errors import AtdataError, LensError, LexiconError, ResolutionError
+from ..lexicon import Lexicons, default_lexicons
+from .identity import parse_at_uri
+from .shards import (
+    LocalShardFacts,
+    PublishError,
+    cut_shard,
+    gather_shards,
+    merge_arrays,
+    remap_splits,
+)
+
+__all__ = ["Client", "PublishError", "Record", "RecordRef"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "io.atdata.schema"
+DATASET = "io.atdata.dataset"
+LENS = "io.atdata.lens"
+TAR_MIME = "application/x-tar"
+#: Shards listed in the record itself; past this (or past _MAX_INLINE_JSON) a manifest blob.
+MAX_INLINE_SHARDS = 1000
+_MAX_INLINE_JSON = 300_000  # bytes of JSON: well under the 1 MB record limit
+_PLACEHOLDER_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+
+class RecordRef(str):
+    """An at:// URI (a `str`) that also carries the record's CID."""
+
+    cid: str
+
+    def __new__(cls, uri: str, cid: str) -> RecordRef:
+        self = super().__new__(cls, uri)
+        self.cid = cid
+        return self
+
+    @property
+    def uri(self) -> str:
+        return str.__str__(self)
+
+    def strong_ref(self) -> dict[str, str]:
+        """`{"uri", "cid"}` for a `com.atproto.repo.strongRef` field."""
+        return {"uri": self.uri, "cid": self.cid}
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record as listed or fetched: where it is, its CID and its JSON value."""
+
+    uri: str
+    cid: str
+    value: dict[str, Any]
+
+    @property
+    def ref(self) -> RecordRef:
+        return RecordRef(self.uri, self.cid)
+
+
+def now_iso() -> str:
+    """UTC now as an RFC 3339 datetime with milliseconds and `Z`."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _content(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record without the fields that differ between identical publications."""
+    return {k: v for k, v in record.items() if k not in ("$type", "createdAt")}
+
+
+class Client:
+    """A session on the user's own PDS for publishing and managing atdata records."""
+
+    def __init__(
+        self,
+        pds_url: str | None = None,
+        *,
+        lexicons: Lexicons | None = None,
+        allow_private: bool | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        url = pds_url or os.environ.get("ATDATA_PDS")
+        if not url:
+            raise AtdataError("no PDS URL: pass Client(pds_url) or set ATDATA_PDS")
+        self.pds_url = url.rstrip("/")
+        self._lexicons = lexicons
+        self.allow_private = allow_private
+        self.timeout = timeout
+        self._atp: Any = None
+        self._blob_limit: int | None | bool = False  # False = not asked yet
+
+    # -- session -------------------------------------------------------------------------
+    @property
+    def lexicons(self) -> Lexicons:
+        return self._lexicons or default_lexicons()
+
+    def login(self, handle_or_did: str | None = None, password: str | None = None) -> Client:
+        """Log in (falls back to `ATDATA_HANDLE` / `ATDATA_PASSWORD`); returns self."""
+        from atproto import Client as AtpClient
+        from atproto.exceptions import AtProtocolError
+
+        ident = handle_or_did or os.environ.get("ATDATA_HANDLE")
+        password = password or os.environ.get("ATDATA_PASSWORD")
+        if not ident or not password:
+            raise AtdataError(
+                "login needs a handle (or DID) and a password (or ATDATA_HANDLE/ATDATA_PASSWORD)"
+            )
+        atp = AtpClient(self.pds_url)
+        try:
+            atp.login(ident, password, fetch_bsky_profile=False)
+        except AtProtocolError as e:
+            raise AtdataError(f"login to {self.pds_url} as {ident} failed: {_atp_error(e)}") from e
+        self._atp = atp
+        return self
+
+    @property
+    def atproto(self) -> Any:
+        """The underlying logged-in `atproto.Client`."""
+        if self._atp is None:
+            raise AtdataError("not logged in: call Client.login() first")
+        return self._atp
+
+    @property
+    def did(self) -> str:
+        return self.atproto._session.did
+
+    @property
+    def handle(self) -> str:
+        return self.atproto._session.handle
+
+    def _auth_headers(self) -> dict[str, str]:
+        atp = self.atproto
+        with atp._refresh_lock:
+            if atp._should_refresh_session():
+                atp._refresh_and_set_session()
+        return dict(atp._get_access_auth_headers())
+
+    # -- low-level records ---------------------------------------------------------------
+    def _validate(self, nsid: str, record: dict[str, Any]) -> None:
+        if nsid not in self.lexicons:
+            raise LexiconError(f"no lexicon for {nsid} is loaded; refusing to publish")
+        self.lexicons.validate_record(nsid, record)
+
+    def create_record(
+        self, nsid: str, record: Mapping[str, Any], rkey: str | None = None
+    ) -> RecordRef:
+        """Validate `record` against its lexicon, then write it to the own repo."""
+        from atproto import models
+        from atproto.exceptions import AtProtocolError
+
+        record = {"$type": nsid, **record}
+        self._validate(nsid, record)
+        data = models.ComAtprotoRepoCreateRecord.Data(
+            repo=self.did, collection=nsid, record=record, rkey=rkey
+        )
+        try:
+            out = self.atproto.com.atproto.repo.create_record(data)
+        except AtProtocolError as e:
+            raise PublishError(f"PDS refused the {nsid} record: {_atp_error(e)}") from e
+        log.info("published %s (%s)", out.uri, out.cid)
+        return RecordRef(out.uri, out.cid)
+
+    def iter_records(self, collection: str, repo: str | None = None) -> Iterator[Record]:
+        """Every record of `collection` in `repo` (default: one's own), oldest page first."""
+        from atproto import models
+
+        cursor = None
+        while True:
+            params = models.ComAtprotoRepoListRecords.Params(
+                repo=repo or self.did, collection=collection, limit=100, cursor=cursor
+            )
+            out = self.atproto.com.atproto.repo.list_records(params)
+            for r in out.records:
+                yield Record(r.uri, r.cid, _as_dict(r.value))
+            if not out.cursor or not out.records:
+                return
+            cursor = out.cursor
+
+    def list_records(self, collection: str, repo: str | None = None) -> list[Record]:
+        """All records of `collection` in one's own repository (or `repo`)."""
+        return list(self.iter_records(collection, repo))
+
+    def get_record(self, uri: str) -> Record:
+        """A record of one's own PDS by at:// URI (use `atdata.atmosphere.fetch_record` for others)."""
+        from atproto import models
+        from atproto.exceptions import AtProtocolError
+
+        at = parse_at_uri(uri)
+        try:
+            out = self.atproto.com.atproto.repo.get_record(
+                models.ComAtprotoRepoGetRecord.Params(
+                    repo=at.authority, collection=at.collection, rkey=at.rkey
+                )
+            )
+        except AtProtocolError as e:
+            raise ResolutionError(f"cannot get {uri}: {_atp_error(e)}") from e
+        return Record(out.uri, out.cid, _as_dict(out.value))
+
+    def delete(self, uri: str) -> None:
+        """Delete one of one's own records (a blob goes with the last record that uses it)."""
+        from atproto import models
+        from atproto.exceptions import AtProtocolError
+
+        at = parse_at_uri(uri)
+        if at.authority not in (self.did, self.handle):
+            raise AtdataError(f"{uri} is not in your repository ({self.did})")
+        try:
+            self.atproto.com.atproto.repo.delete_record(
+                models.ComAtprotoRepoDeleteRecord.Data(
+                    repo=self.did, collection=at.collection, rkey=at.rkey
+                )
+            )
+        except AtProtocolError as e:
+            raise AtdataError(f"cannot delete {uri}: {_atp_error(e)}") from e
+
+    # -- schemas -------------------------------------------------------------------------
+    def publish_schema(self, sample_type: Any) -> RecordRef:
+        """Publish the schema of a packable class (or a schema record dict); returns its ref.
+
+        Publishing identical content again returns the existing record. The same name and
+        version with different content is an error: schemas are immutable, bump the version.
+        """
+        from .. import schema as schema_mod
+
+        record = (
+            dict(sample_type)
+            if isinstance(sample_type, Mapping)
+            else schema_mod.schema_of(sample_type)
+        )
+        record.setdefault("createdAt", now_iso())
+        self._validate(SCHEMA, {"$type": SCHEMA, **record})
+        name, version = record.get("name"), record.get("version")
+        for existing in self.iter_records(SCHEMA):
+            v = existing.value
+            if v.get("name") == name and v.get("version") == version:
+                if _content(v) == _content(record):
+                    log.info("schema %s@%s already published as %s", name, version, existing.uri)
+                    return existing.ref
+                raise PublishError(
+                    f"schema {name}@{version} is already published ({existing.uri}) with different "
+                    "content; schemas are immutable: publish it under a new version"
+                )
+        return self.create_record(SCHEMA, record)
+
+    def _schema_ref(self, schema: Any, shards: Any) -> RecordRef:
+        if isinstance(schema, RecordRef):
+            return schema
+        if isinstance(schema, str):
+            rec = _fetch_any(self, schema)
+            if rec.value.get("$type") != SCHEMA:
+                raise PublishError(f"{schema} is not an {SCHEMA} record")
+            return rec.ref
+        if schema is None:
+            schema = getattr(shards, "sample_type", None)
+            if schema is None:
+                raise PublishError("publish_dataset needs schema= (a sample class or a schema ref)")
+        return self.publish_schema(schema)
+
+    # -- datasets ------------------------------------------------------------------------
+    def blob_limit(self) -> int | None:
+        """The PDS's blob size limit from `describeServer` (`blobUploadLimit`), if it says."""
+        if self._blob_limit is False:
+            try:
+                r = httpx.get(f"{self.pds_url}/xrpc/com.atproto.server.describeServer", timeout=30)
+                limit = r.json().get("blobUploadLimit") if r.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                limit = None
+            self._blob_limit = limit if type(limit) is int and limit > 0 else None
+        return self._blob_limit  # type: ignore[return-value]
+
+    def upload_blob(
+        self, path: str | Path | bytes, mime: str = TAR_MIME, *, progress: Any = None
+    ) -> dict[str, Any]:
+        """Upload a file (streamed) or bytes as a blob; returns the blob ref (JSON form)."""
+        if isinstance(path, bytes):
+            size, body = len(path), path
+        else:
+            size = os.path.getsize(path)
+            body = _file_chunks(path, progress)
+        headers = {**self._auth_headers(), "Content-Type": mime, "Content-Length": str(size)}
+        try:
+            r = httpx.post(
+                f"{self.pds_url}/xrpc/com.atproto.repo.uploadBlob",
+                content=body,
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as e:
+            raise PublishError(
+                f"uploading {path if not isinstance(path, bytes) else 'blob'} failed: {e}"
+            ) from e
+        if r.status_code == 413:
+            raise _TooLarge(size)
+        if r.status_code != 200:
+            raise PublishError(f"uploadBlob: HTTP {r.status_code} {r.text[:200]}")
+        return r.json()["blob"]
+
+    def publish_dataset(
+        self,
+        shards: Any,
+        *,
+        name: str,
+        schema: Any = None,
+        storage: str | Sequence[str] = "blobs",
+        description: str | None = None,
+        tags: Sequence[str] = (),
+        license: str | None = None,
+        splits: Mapping[str, Sequence[int]] | None = None,
+        cut_oversize: bool = True,
+        s3_client_kwargs: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> RecordRef:
+        """Publish shards as an `io.atdata.dataset` record; returns its ref.
+
+        `shards`: `ShardInfo`s (from `write_samples`), paths, or a local `Dataset`.
+        `storage`: "blobs" (PDS blobs), "s3://bucket/prefix" (uploaded with boto3, endpoint
+        and credentials from `s3_client_kwargs` or the AWS environment), or one http(s) URL
+        per shard (already hosted). Shards over the PDS blob limit are cut between samples
+        (`cut_oversize=True`) or refused, before anything is uploaded. `splits` maps a name
+        to indices into `shards`.
+        """
+        facts = gather_shards(shards)
+        schema_ref_plan = schema  # resolved after the plan checks (publishing it writes)
+        tmp = tempfile.TemporaryDirectory(prefix="atdata-publish-")
+        try:
+            kind, plan, mapping = self._plan(facts, storage, cut_oversize, tmp.name)
+            base = {
+                "name": name,
+                "schema": {
+                    "uri": "at://did:plc:placeholder/io.atdata.schema/placeholder",
+                    "cid": _PLACEHOLDER_CID,
+                },
+                "totals": {
+                    "samples": sum(s.samples for s in plan),
+                    "bytes": sum(s.bytes for s in plan),
+                    "shards": len(plan),
+                },
+                "createdAt": now_iso(),
+            }
+            if description is not None:
+                base["description"] = description
+            if tags:
+                base["tags"] = list(tags)
+            if license is not None:
+                base["license"] = license
+            arrays = merge_arrays(facts)
+            if arrays:
+                base["arrays"] = arrays
+            split_entries = remap_splits(dict(splits or {}), mapping, len(facts))
+            if split_entries:
+                base["splits"] = split_entries
+            # Dry run: the record with placeholders must already pass its lexicon.
+            entries, storage_obj = self._locations(
+                kind, storage, plan, dry=True, s3_kwargs=s3_client_kwargs
+            )
+            draft = self._with_shards(base, storage_obj, entries, manifest_ref=None, kind=kind)
+            self._validate(DATASET, {"$type": DATASET, **draft})
+            base["schema"] = self._schema_ref(schema_ref_plan, shards).strong_ref()
+            entries, storage_obj = self._locations(
+                kind, storage, plan, dry=False, s3_kwargs=s3_client_kwargs, progress=progress
+            )
+            manifest_ref = None
+            if self._needs_manifest(entries):
+                manifest = {"shards": entries}
+                self.lexicons.validate(f"{DATASET}#manifest", manifest)
+                manifest_ref = self.upload_blob(json.dumps(manifest).encode(), "application/json")
+            record = self._with_shards(base, storage_obj, entries, manifest_ref, kind)
+            return self.create_record(DATASET, record)
+        finally:
+            tmp.cleanup()
+
+    def _needs_manifest(self, entries: list[dict[str, Any]]) -> bool:
+        return len(entries) > MAX_INLINE_SHARDS or len(json.dumps(entries)) > _MAX_INLINE_JSON
+
+    def _with_shards(self, base, storage_obj, entries, manifest_ref, kind) -> dict[str, Any]:
+        record = {**base, "storage": storage_obj}
+        if self._needs_manifest(entries):
+            if kind == "blobs":
+                raise PublishError(
+                    f"{len(entries)} blob shards do not fit in one record (PDS blobs must be "
+                    f"referenced by the record itself; limit {MAX_INLINE_SHARDS}): write larger "
+                    "shards or use S3/HTTP storage"
+                )
+            record["manifest"] = manifest_ref or {
+                "$type": "blob",
+                "ref": {"$link": _PLACEHOLDER_CID},
+                "mimeType": "application/json",
+                "size": 0,
+            }
+        else:
+            record["shards"] = entries
+        return record
+
+    def _plan(
+        self, facts: list[LocalShardFacts], storage: Any, cut_oversize: bool, tmp: str
+    ) -> tuple[str, list[LocalShardFacts], list[list[int]]]:
+        if isinstance(storage, str) and storage == "blobs":
+            kind = "blobs"
+        elif isinstance(storage, str) and storage.startswith("s3://"):
+            kind = "s3"
+        elif isinstance(storage, Sequence) and not isinstance(storage, str):
+            kind = "http"
+            if len(storage) != len(facts):
+                raise PublishError(f"storage lists {len(storage)} URLs for {len(facts)} shards")
+            for url in storage:
+                if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                    raise PublishError(f"HTTP storage needs http(s) URLs, got {url!r}")
+        else:
+            raise PublishError(
+                f"storage must be 'blobs', 's3://bucket/prefix' or a list of URLs, not {storage!r}"
+            )
+        mapping = [[i] for i in range(len(facts))]
+        if kind != "blobs":
+            return kind, facts, mapping
+        limit = self.blob_limit()
+        if limit is None:
+            return kind, facts, mapping  # unknown: the largest shard goes first (see _locations)
+        plan: list[LocalShardFacts] = []
+        mapping = []
+        for s in facts:
+            if s.bytes <= limit:
+                mapping.append([len(plan)])
+                plan.append(s)
+                continue
+            if not cut_oversize:
+                raise PublishError(
+                    f"shard {s.path} is {s.bytes} bytes, over this PDS's blob limit of {limit} "
+                    "bytes; nothing was uploaded (pass cut_oversize=True, or write smaller shards)"
+                )
+            pieces = cut_shard(s, limit, tmp)
+            log.info(
+                "cut %s (%d bytes) into %d shards under %d bytes",
+                s.path,
+                s.bytes,
+                len(pieces),
+                limit,
+            )
+            mapping.append(list(range(len(plan), len(plan) + len(pieces))))
+            plan.extend(pieces)
+        return kind, plan, mapping
+
+    def _locations(
+        self,
+        kind: str,
+        storage: Any,
+        plan: list[LocalShardFacts],
+        *,
+        dry: bool,
+        s3_kwargs: Mapping[str, Any] | None,
+        progress: bool | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        entries = [{"samples": s.samples, "bytes": s.bytes, "sha256": s.sha256} for s in plan]
+        if kind == "http":
+            for e, url in zip(entries, storage, strict=True):
+                e["url"] = url
+            return entries, {"$type": f"{DATASET}#httpStorage"}
+        if kind == "s3":
+            bucket, _, prefix = storage[len("s3://") :].partition("/")
+            prefix = prefix.strip("/")
+            kwargs = dict(s3_kwargs or {})
+            storage_obj: dict[str, Any] = {"$type": f"{DATASET}#s3Storage", "bucket": bucket}
+            if prefix:
+                storage_obj["prefix"] = prefix
+            endpoint = (
+                kwargs.get("endpoint_url")
+                or os.environ.get("AWS_ENDPOINT_URL_S3")
+                or os.environ.get("AWS_ENDPOINT_URL")
+            )
+            if endpoint:
+                storage_obj["endpoint"] = endpoint
+            region = (
+                kwargs.get("region_name")
+                or os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+            )
+            if region:
+                storage_obj["region"] = region
+            names = _unique_names(plan)
+            for e, n in zip(entries, names, strict=True):
+                e["key"] = f"{prefix}/{n}" if prefix else n
+            if not dry:
+                self._upload_s3(bucket, plan, [e["key"] for e in entries], kwargs, progress)
+            return entries, storage_obj
+        # blobs
+        if dry:
+            for e, s in zip(entries, plan, strict=True):
+                e["blob"] = {
+                    "$type": "blob",
+                    "ref": {"$link": _PLACEHOLDER_CID},
+                    "mimeType": TAR_MIME,
+                    "size": s.bytes,
+                }
+            return entries, {"$type": f"{DATASET}#blobStorage"}
+        order = sorted(range(len(plan)), key=lambda i: -plan[i].bytes)  # largest first
+        bar = _progress(sum(s.bytes for s in plan), "upload", progress)
+        uploaded = 0
+        try:
+            for i in order:
+                try:
+                    entries[i]["blob"] = self.upload_blob(plan[i].path, TAR_MIME, progress=bar)
+                except _TooLarge as e:
+                    done = (
+                        "nothing was uploaded"
+                        if uploaded == 0
+                        else f"{uploaded} shards were uploaded (unreferenced blobs expire)"
+                    )
+                    raise PublishError(
+                        f"shard {plan[i].path} ({e.size} bytes) is over this PDS's blob size limit; "
+                        f"{done}. Write smaller shards (maxsize=) or use S3/HTTP storage"
+                    ) from None
+                uploaded += 1
+        finally:
+            if bar is not None:
+                bar.close()
+        return entries, {"$type": f"{DATASET}#blobStorage"}
+
+    def _upload_s3(
+        self,
+        bucket: str,
+        plan: list[LocalShardFacts],
+        keys: list[str],
+        kwargs: dict[str, Any],
+        progress: bool | None,
+    ) -> None:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        s3 = boto3.client("s3", **kwargs)
+        bar = _progress(sum(s.bytes for s in plan), "upload", progress)
+        try:
+            for s, key in zip(plan, keys, strict=True):
+                try:
+                    s3.upload_file(
+                        s.path,
+                        bucket,
+                        key,
+                        ExtraArgs={"ContentType": TAR_MIME},
+                        Callback=(bar.update if bar is not None else None),
+                    )
+                except (BotoCoreError, ClientError) as e:
+                    raise PublishError(
+                        f"uploading {s.path} to s3://{bucket}/{key} failed: {e}"
+                    ) from e
+        finally:
+            if bar is not None:
+                bar.close()
+
+    # -- lenses --------------------------------------------------------------------------
+    def publish_lens(
+        self,
+        lens: Any,
+        repo_url: str | None = None,
+        commit: str | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        source_schema: Any = None,
+        target_schema: Any = None,
+    ) -> RecordRef:
+        """Publish a reference to a lens's code (never the code itself); returns its ref.
+
+        The entry point (`module:qualname`) and the sha256 of its source file come from the
+        lens; the repository URL and commit from the arguments or, when the file is in a git
+        checkout, from git. Source and target schemas are published (idempotently) too.
+        """
+        code = lens_code_ref(lens, repo_url=repo_url, commit=commit)
+        src = source_schema if source_schema is not None else getattr(lens, "source", None)
+        dst = target_schema if target_schema is not None else getattr(lens, "view", None)
+        if src is None or dst is None:
+            raise PublishError(
+                "the lens has no source/view types: pass source_schema= and target_schema="
+            )
+        record: dict[str, Any] = {
+            "name": name or getattr(lens, "name", None) or code["entryPoint"].rsplit(":", 1)[1],
+            "source": self._schema_ref(src, None).strong_ref(),
+            "target": self._schema_ref(dst, None).strong_ref(),
+            "code": code,
+            "createdAt": now_iso(),
+        }
+        doc = (
+            description
+            if description is not None
+            else inspect.getdoc(getattr(lens, "__wrapped__", lens))
+        )
+        if doc:
+            record["description"] = doc[:3000]
+        return self.create_record(LENS, record)
+
+    def load_lens(self, uri: str, trust: bool = False) -> Any:
+        """Import the lens a record names, only with `trust=True` and a matching sha256.
+
+        The module must already be importable locally (nothing is downloaded); its source
+        file must hash to the record's sha256, checked before the module is imported.
+        """
+        from .resolve import fetch_record
+
+        rec = fetch_record(uri, allow_private=self.allow_private)
+        if rec.value.get("$type") != LENS:
+            raise LensError(f"{uri} is not an {LENS} record")
+        return import_lens(rec.value["code"], trust=trust, uri=uri)
+
+
+# -- lens code references ------------------------------------------------------------------
+
+
+def _entry_point(lens: Any) -> tuple[str, str]:
+    fn = getattr(lens, "__wrapped__", lens)
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<locals>" in qualname or module == "__main__":
+        raise PublishError(
+            f"lens {lens!r} must be defined at module level in an importable module "
+            f"(got {module}:{qualname})"
+        )
+    return module, qualname
+
+
+def _sha256_file(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def lens_code_ref(
+    lens: Any, *, repo_url: str | None = None, commit: str | None = None
+) -> dict[str, Any]:
+    """The `codeRef` of a lens: entry point, file sha256, and repo/commit/path from git."""
+    module, qualname = _entry_point(lens)
+    mod = importlib.import_module(module)
+    source_file = inspect.getsourcefile(mod)
+    if not source_file:
+        raise PublishError(f"cannot find the source file of module {module}")
+    code: dict[str, Any] = {
+        "entryPoint": f"{module}:{qualname}",
+        "sha256": _sha256_file(source_file),
+    }
+    folder = Path(source_file).resolve().parent
+    top = _git(["rev-parse", "--show-toplevel"], folder)
+    if top:
+        repo_url = repo_url or _git(["remote", "get-url", "origin"], folder)
+        commit = commit or _git(["rev-parse", "HEAD"], folder)
+        code["path"] = str(Path(source_file).resolve().relative_to(Path(top).resolve()))
+    if repo_url:
+        code["repository"] = repo_url
+    if commit:
+        code["commit"] = commit
+    return code
+
+
+def import_lens(code: Mapping[str, Any], *, trust: bool, uri: str = "") -> Any:
+    """Import the object `code["entryPoint"]` names, if trusted and its file's hash matches."""
+    entry = str(code.get("entryPoint", ""))
+    if not trust:
+        raise LensError(
+            f"lens {uri} names code {entry!r}; it is only imported with trust=True "
+            "(read the code first: it runs in your process)"
+        )
+    module, _, qualname = entry.partition(":")
+    if not module or not qualname:
+        raise LensError(f"bad lens entry point {entry!r}")
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as e:
+        raise LensError(f"lens module {module} is not importable here: {e}") from e
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        raise LensError(f"lens module {module} is not installed locally; nothing is downloaded")
+    got = _sha256_file(spec.origin)
+    if got != code.get("sha256"):
+        raise LensError(
+            f"lens module {module} ({spec.origin}) has sha256 {got}, but the record {uri} "
+            f"says {code.get('sha256')}: not the published code, refusing to import it"
+        )
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise LensError(f"{module} has no attribute {qualname}")
+    return obj
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _file_chunks(path: str | Path, bar: Any) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if bar is not None:
+                bar.update(len(chunk))
+            yield chunk
+
+
+def _progress(total: int, desc: str, enabled: bool | None) -> Any:
+    if enabled is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=desc,
+        disable=None if enabled is None else False,
+    )
+
+
+def _unique_names(plan: list[LocalShardFacts]) -> list[str]:
+    names = [Path(s.path).name for s in plan]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{i:06d}-{n}" for i, n in enumerate(names)]
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    from atproto import models
+
+    if isinstance(value, dict):
+        return value
+    return models.get_model_as_dict(value)
+
+
+def _atp_error(e: Exception) -> str:
+    resp = getattr(e, "response", None)
+    content = getattr(resp, "content", None)
+    err = getattr(content, "error", None)
+    msg = getattr(content, "message", None)
+    if err or msg:
+        return f"{err or 'Error'}: {msg or ''}".strip()
+    return str(e) or type(e).__name__
+
+
+def _fetch_any(client: Client, uri: str) -> Record:
+    from .resolve import fetch_record
+
+    return fetch_record(uri, allow_private=client.allow_private)

@@ -1,0 +1,221 @@
+"""Identity: DIDs to DID documents and PDS endpoints, handles to DIDs, at:// URIs parsed.
+
+did:plc is resolved through the PLC directory (`ATDATA_PLC_URL`, default the public one),
+did:web through `https://<host>/.well-known/did.json`. Handles resolve through
+`https://<handle>/.well-known/atproto-did`, then `com.atproto.identity.resolveHandle` on the
+services the caller names (its PDS, an AppView). Everything a document names is fetched
+through the network guard. Results are cached for a few minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+import httpx
+
+from ..errors import ResolutionError, UnsafeURLError
+from ..lexicon import check_format
+from .netguard import (
+    HTTPStatusError,
+    check_url,
+    get_json,
+    guarded_client,
+    private_network_allowed,
+)
+
+__all__ = [
+    "AtUri",
+    "IdentityResolver",
+    "default_plc_url",
+    "parse_at_uri",
+]
+
+DEFAULT_PLC_URL = "https://plc.directory"
+_TTL = 300.0
+
+
+def default_plc_url() -> str:
+    """`ATDATA_PLC_URL`, else the public PLC directory."""
+    return os.environ.get("ATDATA_PLC_URL") or DEFAULT_PLC_URL
+
+
+@dataclass(frozen=True)
+class AtUri:
+    """`at://authority/collection/rkey` split into its parts."""
+
+    authority: str
+    collection: str | None = None
+    rkey: str | None = None
+
+    def __str__(self) -> str:
+        return "at://" + "/".join(p for p in (self.authority, self.collection, self.rkey) if p)
+
+    def with_authority(self, authority: str) -> AtUri:
+        return AtUri(authority, self.collection, self.rkey)
+
+
+def parse_at_uri(uri: str, *, need_record: bool = True) -> AtUri:
+    """Parse (and check) an at:// URI; `need_record` requires collection and rkey."""
+    if not isinstance(uri, str) or check_format("at-uri", uri):
+        raise ResolutionError(f"not a valid at:// URI: {uri!r}")
+    parts = uri[len("at://") :].split("/")
+    at = AtUri(parts[0], *(parts[1:3] + [None] * (3 - len(parts))))
+    if need_record and not (at.collection and at.rkey):
+        raise ResolutionError(f"{uri!r} does not name a record (at://did/collection/rkey)")
+    return at
+
+
+class _Cache:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._data: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit and hit[0] > time.monotonic():
+                return hit[1]
+            return None
+
+    def put(self, key: Any, value: Any) -> Any:
+        with self._lock:
+            self._data[key] = (time.monotonic() + self.ttl, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class IdentityResolver:
+    """Resolves DIDs and handles, with a small TTL cache; all fetches go through the guard."""
+
+    def __init__(
+        self,
+        plc_url: str | None = None,
+        *,
+        handle_services: list[str] | None = None,
+        allow_private: bool | None = None,
+        timeout: float = 15.0,
+        ttl: float = _TTL,
+    ) -> None:
+        self.plc_url = (plc_url or default_plc_url()).rstrip("/")
+        self.handle_services = [s.rstrip("/") for s in handle_services or []]
+        self.allow_private = allow_private
+        self.timeout = timeout
+        self._docs = _Cache(ttl)
+        self._handles = _Cache(ttl)
+
+    def _get(self, url: str, params: dict[str, Any] | None = None) -> Any:
+        return get_json(url, params=params, allow_private=self.allow_private, timeout=self.timeout)
+
+    # -- DIDs -----------------------------------------------------------------------------
+    def resolve_did(self, did: str) -> dict[str, Any]:
+        """The DID document of `did` (did:plc or did:web)."""
+        if check_format("did", did):
+            raise ResolutionError(f"not a valid DID: {did!r}")
+        cached = self._docs.get(did)
+        if cached is not None:
+            return cached
+        if did.startswith("did:plc:"):
+            url = f"{self.plc_url}/{quote(did, safe=':')}"
+        elif did.startswith("did:web:"):
+            url = self._did_web_url(did)
+        else:
+            raise ResolutionError(f"unsupported DID method in {did!r} (plc and web only)")
+        try:
+            doc = self._get(url)
+        except HTTPStatusError as e:
+            raise ResolutionError(f"cannot resolve {did}: {e}") from e
+        except UnsafeURLError:
+            raise
+        except Exception as e:  # network failure
+            raise ResolutionError(f"cannot resolve {did} via {url}: {e}") from e
+        if not isinstance(doc, dict) or doc.get("id") != did:
+            raise ResolutionError(f"DID document for {did} from {url} names another id")
+        return self._docs.put(did, doc)
+
+    def _did_web_url(self, did: str) -> str:
+        rest = did[len("did:web:") :]
+        if ":" in rest:
+            raise ResolutionError(f"did:web with a path is not an atproto DID: {did!r}")
+        host = unquote(rest)
+        hostname = host.split(":", 1)[0]
+        # did:web means https; plain http only for a local host the user allowed
+        scheme = "https"
+        if hostname in ("localhost", "127.0.0.1") and private_network_allowed(self.allow_private):
+            scheme = "http"
+        return f"{scheme}://{host}/.well-known/did.json"
+
+    def pds_endpoint(self, did: str) -> str:
+        """The `#atproto_pds` service endpoint of `did` (checked by the guard)."""
+        doc = self.resolve_did(did)
+        for svc in doc.get("service") or []:
+            if not isinstance(svc, dict):
+                continue
+            sid = str(svc.get("id", ""))
+            if sid in ("#atproto_pds", f"{did}#atproto_pds") and isinstance(
+                svc.get("serviceEndpoint"), str
+            ):
+                endpoint = svc["serviceEndpoint"].rstrip("/")
+                return check_url(endpoint, allow_private=self.allow_private)
+        raise ResolutionError(f"DID document of {did} names no #atproto_pds service")
+
+    # -- handles --------------------------------------------------------------------------
+    def resolve_handle(self, handle: str) -> str:
+        """The DID of `handle`: its https well-known file, else `resolveHandle` on the services.
+
+        (DNS TXT is not tried: it needs a resolver library, and on a local network the
+        well-known file or the hosting PDS answers.)
+        """
+        handle = handle.lower()
+        if check_format("handle", handle):
+            raise ResolutionError(f"not a valid handle: {handle!r}")
+        cached = self._handles.get(handle)
+        if cached is not None:
+            return cached
+        errors: list[str] = []
+        did = self._handle_well_known(handle, errors)
+        if did:
+            return self._handles.put(handle, did)
+        for service in self.handle_services:
+            try:
+                out = self._get(
+                    f"{service}/xrpc/com.atproto.identity.resolveHandle", {"handle": handle}
+                )
+            except Exception as e:  # noqa: BLE001 - try the next service
+                errors.append(f"{service}: {e}")
+                continue
+            did = out.get("did") if isinstance(out, dict) else None
+            if isinstance(did, str) and not check_format("did", did):
+                return self._handles.put(handle, did)
+            errors.append(f"{service}: no DID in the answer")
+        raise ResolutionError(f"cannot resolve handle {handle}: " + "; ".join(errors))
+
+    def _handle_well_known(self, handle: str, errors: list[str]) -> str | None:
+        url = f"https://{handle}/.well-known/atproto-did"
+        try:
+            with guarded_client(allow_private=self.allow_private, timeout=self.timeout) as c:
+                r = c.get(url)
+        except (httpx.HTTPError, UnsafeURLError) as e:
+            errors.append(f"{url}: {e}")
+            return None
+        did = r.text.strip() if r.status_code == 200 and len(r.content) < 2048 else ""
+        if did and not check_format("did", did):
+            return did
+        errors.append(f"{url}: HTTP {r.status_code}")
+        return None
+
+    def resolve_identifier(self, ident: str) -> str:
+        """A DID for a DID or a handle."""
+        return ident if ident.startswith("did:") else self.resolve_handle(ident)
+
+    def clear(self) -> None:
+        self._docs.clear()
+        self._handles.clear()

@@ -1,0 +1,224 @@
+"""The network guard: what may be fetched when a URL comes from a record or a DID document.
+
+Records and DID documents are written by strangers, so a URL found in one could point at
+the user's own machine or private network (SSRF) or at a never-ending stream. URLs taken
+from them are fetched only over http(s), never from loopback/private/link-local addresses
+unless the user allows it (`ATDATA_ALLOW_PRIVATE_NETWORK=1` or `allow_private=True`), with
+a time limit and a size cap. The check runs on every request a client sends, redirects
+included, through an httpx transport.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..errors import ResolutionError, UnsafeURLError
+
+__all__ = [
+    "DEFAULT_MAX_JSON_BYTES",
+    "DEFAULT_TIMEOUT",
+    "GuardTransport",
+    "HTTPStatusError",
+    "check_url",
+    "get_json",
+    "guarded_client",
+    "private_network_allowed",
+    "retry_delay",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024  # records are < 1 MB; DID docs are tiny
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+class HTTPStatusError(ResolutionError):
+    """A guarded GET got an error status; keeps the XRPC error name when the body has one."""
+
+    def __init__(self, url: str, status: int, body: bytes) -> None:
+        self.url, self.status, self.body = url, status, body
+        try:
+            payload = json.loads(body)
+            self.error = payload.get("error") if isinstance(payload, dict) else None
+            message = payload.get("message") if isinstance(payload, dict) else None
+        except ValueError:
+            self.error, message = None, None
+        detail = f"{self.error}: {message}" if self.error else body[:200].decode(errors="replace")
+        super().__init__(f"GET {url}: HTTP {status} {detail}".rstrip())
+
+
+def private_network_allowed(allow_private: bool | None = None) -> bool:
+    """An explicit argument wins; otherwise `ATDATA_ALLOW_PRIVATE_NETWORK=1` allows."""
+    if allow_private is not None:
+        return allow_private
+    return os.environ.get("ATDATA_ALLOW_PRIVATE_NETWORK", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    )
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"))
+    )
+
+
+def _addresses(host: str, port: int) -> Iterable[str]:
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except socket.gaierror as e:
+        raise UnsafeURLError(f"cannot resolve host {host!r}: {e}") from None
+
+
+def check_url(url: str, *, allow_private: bool | None = None) -> str:
+    """Return `url` if it may be fetched; raise `UnsafeURLError` saying why not.
+
+    Only http and https; the host must resolve to public addresses only, unless private
+    networks are allowed.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise UnsafeURLError(f"malformed URL {url!r}: {e}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeURLError(f"refusing {url!r}: only http(s) URLs are fetched")
+    host = parts.hostname
+    if not host:
+        raise UnsafeURLError(f"refusing {url!r}: no host")
+    if parts.username or parts.password:
+        raise UnsafeURLError(f"refusing {url!r}: credentials in URL")
+    if private_network_allowed(allow_private):
+        return url
+    port = port or (443 if parts.scheme == "https" else 80)
+    for addr in _addresses(host, port):
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+        if not _is_public(ip):
+            raise UnsafeURLError(
+                f"refusing {url!r}: {host} resolves to non-public address {ip} "
+                "(set ATDATA_ALLOW_PRIVATE_NETWORK=1 to allow local/private networks)"
+            )
+    return url
+
+
+def retry_delay(response: httpx.Response, attempt: int, *, base: float = 0.5) -> float:
+    """Seconds to wait before retrying: Retry-After, else `ratelimit-reset`, else backoff."""
+    h = response.headers
+    ra = h.get("retry-after")
+    if ra:
+        ra = ra.strip()
+        if ra.isdigit():
+            return float(ra)
+        try:
+            return max(0.0, parsedate_to_datetime(ra).timestamp() - time.time())
+        except (TypeError, ValueError):
+            pass
+    reset = h.get("ratelimit-reset")
+    if (
+        reset
+        and reset.strip().isdigit()
+        and (response.status_code == 429 or h.get("ratelimit-remaining", "").strip() == "0")
+    ):
+        value = int(reset)
+        # ATProto PDSes send an epoch timestamp; the IETF draft sends delta-seconds.
+        return float(max(0, value - int(time.time()))) if value > 10**9 else float(value)
+    return base * (2**attempt)
+
+
+class GuardTransport(httpx.HTTPTransport):
+    """An httpx transport that checks each request's URL (redirects too) with `check_url`.
+
+    It also turns a `ratelimit-reset` header on a 429 into `Retry-After`, so retry loops that
+    only read `Retry-After` wait as long as the server asked.
+    """
+
+    def __init__(self, *, allow_private: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.allow_private = allow_private
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        check_url(str(request.url), allow_private=self.allow_private)
+        response = super().handle_request(request)
+        if response.status_code == 429 and "retry-after" not in response.headers:
+            delay = retry_delay(response, 0)
+            response.headers["Retry-After"] = str(int(delay + 0.999))
+        return response
+
+
+def guarded_client(
+    *, allow_private: bool | None = None, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any
+) -> httpx.Client:
+    """An httpx client whose every request (and redirect) passes the network guard."""
+    return httpx.Client(
+        transport=GuardTransport(allow_private=allow_private),
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=5,
+        **kwargs,
+    )
+
+
+def get_json(
+    url: str,
+    *,
+    params: dict[str, Any] | None = None,
+    allow_private: bool | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    retries: int = 4,
+    client: httpx.Client | None = None,
+) -> Any:
+    """GET a JSON document through the guard: size-capped, timed, retried on 429/5xx.
+
+    Raises `HTTPStatusError` for other error statuses or a non-JSON body, and
+    `UnsafeURLError` when the URL is refused or the body exceeds `max_bytes`.
+    """
+    own = client is None
+    client = client or guarded_client(allow_private=allow_private, timeout=timeout)
+    try:
+        for attempt in range(retries + 1):
+            with client.stream("GET", url, params=params) as response:
+                if response.status_code in _RETRY_STATUS and attempt < retries:
+                    delay = min(retry_delay(response, attempt), 60.0)
+                    log.info("GET %s: HTTP %s, retrying in %.1fs", url, response.status_code, delay)
+                    time.sleep(delay)
+                    continue
+                length = response.headers.get("content-length")
+                if length and length.isdigit() and int(length) > max_bytes:
+                    raise UnsafeURLError(f"{url}: response of {length} bytes exceeds {max_bytes}")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise UnsafeURLError(f"{url}: response exceeds {max_bytes} bytes")
+                if response.status_code >= 400:
+                    raise HTTPStatusError(url, response.status_code, bytes(body))
+                try:
+                    return json.loads(bytes(body))
+                except ValueError as e:
+                    raise HTTPStatusError(url, response.status_code, bytes(body[:200])) from e
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        if own:
+            client.close()

@@ -1,0 +1,397 @@
+"""Resolving `at://` URIs to records and datasets: `load_dataset` and `fetch_record`.
+
+The path is: authority (DID, or handle -> DID) -> DID document -> PDS endpoint ->
+`com.atproto.repo.getRecord`, whose CID is recomputed from the value (so neither a PDS nor an
+AppView can hand over a different record under a pinned CID) -> the schema record by its
+strong ref -> a `Dataset` of shard sources that stream from `com.atproto.sync.getBlob`, S3 or
+HTTP and verify each shard's sha256 while streaming. Every URL taken from a record or a DID
+document goes through the network guard; the user's AWS credentials go only to endpoints the
+user trusts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from .._sources import HttpShard, S3Shard, ShardSource, _HttpStream, _maybe_verify
+from ..errors import LexiconError, ResolutionError
+from ..lexicon import default_lexicons
+from .cache import ShardCache
+from .cid import record_cid
+from .client import DATASET, SCHEMA, Record
+from .identity import IdentityResolver, parse_at_uri
+from .netguard import DEFAULT_TIMEOUT, HTTPStatusError, check_url, get_json, guarded_client
+
+__all__ = [
+    "GuardedHttpShard",
+    "Resolver",
+    "fetch_record",
+    "load_dataset",
+    "shard_sources",
+    "trusted_s3_endpoints",
+]
+
+log = logging.getLogger(__name__)
+
+
+class GuardedHttpShard(HttpShard):
+    """An `HttpShard` whose requests (and redirects) pass the network guard."""
+
+    def __init__(self, url: str, *, allow_private: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.allow_private = allow_private
+        check_url(url, allow_private=allow_private)
+
+    def open(self):  # type: ignore[override]
+        stream = _HttpStream(self.url, self.name, self.headers, self.timeout)
+        stream._client.close()
+        stream._client = guarded_client(allow_private=self.allow_private, timeout=self.timeout)
+        return _maybe_verify(stream, self.name, self.sha256, self.size)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"GuardedHttpShard({self.url!r})"
+
+
+def trusted_s3_endpoints(extra: Sequence[str] = ()) -> set[str]:
+    """Endpoints that may receive the user's AWS credentials.
+
+    The user's own configured endpoint (`AWS_ENDPOINT_URL[_S3]`), anything in
+    `ATDATA_TRUSTED_S3_ENDPOINTS` (comma-separated) and `extra`. Compared by scheme+host+port.
+    """
+    items = [
+        os.environ.get("AWS_ENDPOINT_URL_S3", ""),
+        os.environ.get("AWS_ENDPOINT_URL", ""),
+        *os.environ.get("ATDATA_TRUSTED_S3_ENDPOINTS", "").split(","),
+        *extra,
+    ]
+    return {_origin(e) for e in items if e.strip()}
+
+
+def _origin(url: str) -> str:
+    p = urlsplit(url.strip())
+    port = p.port or (443 if p.scheme == "https" else 80)
+    return f"{p.scheme}://{(p.hostname or '').lower()}:{port}"
+
+
+class Resolver:
+    """Resolves records and datasets; caches records (by URI+CID) and generated types."""
+
+    def __init__(
+        self,
+        *,
+        plc_url: str | None = None,
+        handle_services: Sequence[str] = (),
+        allow_private: bool | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        services = list(handle_services)
+        if os.environ.get("ATDATA_PDS"):
+            services.append(os.environ["ATDATA_PDS"])
+        self.identity = IdentityResolver(
+            plc_url, handle_services=services, allow_private=allow_private, timeout=timeout
+        )
+        self.allow_private = allow_private
+        self.timeout = timeout
+        self._records: dict[tuple[str, str], Record] = {}
+        self._types: dict[str, type] = {}
+        self._lock = threading.Lock()
+
+    def fetch_record(self, uri: str, cid: str | None = None) -> Record:
+        """The record at `uri` from its author's PDS; with `cid`, exactly that version."""
+        at = parse_at_uri(uri)
+        if cid is not None:
+            with self._lock:
+                hit = self._records.get((uri, cid))
+            if hit is not None:
+                return hit
+        did = self.identity.resolve_identifier(at.authority)
+        pds = self.identity.pds_endpoint(did)
+        try:
+            out = get_json(
+                f"{pds}/xrpc/com.atproto.repo.getRecord",
+                params={"repo": did, "collection": at.collection, "rkey": at.rkey},
+                allow_private=self.allow_private,
+                timeout=self.timeout,
+            )
+        except HTTPStatusError as e:
+            if e.error == "RecordNotFound" or e.status == 404:
+                raise ResolutionError(f"record {uri} not found on {pds}") from e
+            raise ResolutionError(f"cannot fetch {uri} from {pds}: {e}") from e
+        value = out.get("value") if isinstance(out, dict) else None
+        if not isinstance(value, dict):
+            raise ResolutionError(f"{pds} answered getRecord for {uri} without a record value")
+        actual = record_cid(value)
+        if out.get("cid") not in (None, actual):
+            raise ResolutionError(
+                f"{pds} sent {uri} with cid {out.get('cid')}, but its content hashes to {actual}"
+            )
+        if cid is not None and actual != cid:
+            raise ResolutionError(
+                f"record {uri} has changed: its cid is now {actual}, not the pinned {cid}"
+            )
+        canonical = f"at://{did}/{at.collection}/{at.rkey}"
+        rec = Record(canonical, actual, value)
+        with self._lock:
+            self._records[(canonical, actual)] = rec
+            self._records[(uri, actual)] = rec
+        return rec
+
+    def sample_type_for(self, schema: Record, sample_type: type | None) -> type:
+        """The user's class when its schema matches the record, else a generated one (cached)."""
+        from .. import schema as schema_mod
+
+        if sample_type is not None:
+            if schema_mod.schema_matches(sample_type, schema.value):
+                return sample_type
+            log.warning(
+                "%s does not match schema %s; using a type generated from the schema",
+                getattr(sample_type, "__name__", sample_type),
+                schema.uri,
+            )
+        with self._lock:
+            cached = self._types.get(schema.cid)
+        if cached is not None:
+            return cached
+        t = schema_mod.type_from_schema(schema.value)
+        with self._lock:
+            self._types[schema.cid] = t
+        return t
+
+    def manifest_shards(self, did: str, pds: str, blob: Mapping[str, Any]) -> list[dict]:
+        """The shard list from a dataset's manifest blob, checked against its CID and lexicon."""
+        from .cid import cid_bytes
+
+        link = blob["ref"]["$link"]
+        url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode({"did": did, "cid": link})
+        with guarded_client(allow_private=self.allow_private, timeout=self.timeout) as c:
+            r = c.get(url)
+        if r.status_code != 200:
+            raise ResolutionError(f"cannot fetch manifest blob {link}: HTTP {r.status_code}")
+        import hashlib
+
+        raw = cid_bytes(link)
+        if raw[-32:] != hashlib.sha256(r.content).digest():
+            raise ResolutionError(f"manifest blob {link} does not match its CID")
+        manifest = json.loads(r.content)
+        try:
+            default_lexicons().validate(f"{DATASET}#manifest", manifest)
+        except LexiconError as e:
+            raise ResolutionError(f"manifest of the dataset is invalid: {e}") from e
+        return manifest["shards"]
+
+
+def shard_sources(
+    record: Mapping[str, Any],
+    entries: list[Mapping[str, Any]],
+    *,
+    did: str,
+    pds: str,
+    allow_private: bool | None = None,
+    trusted_endpoints: Sequence[str] = (),
+    s3_client_kwargs: Mapping[str, Any] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[ShardSource]:
+    """One verifying `ShardSource` per shard entry, per the record's storage kind.
+
+    S3 credentials (`s3_client_kwargs` or the AWS environment) are used only when the
+    record's endpoint is absent (AWS) or trusted; other endpoints are read unsigned.
+    """
+    storage = record["storage"]
+    kind = storage.get("$type", "")
+    sources: list[ShardSource] = []
+    if kind == f"{DATASET}#blobStorage":
+        check_url(pds, allow_private=allow_private)
+        for i, e in enumerate(entries):
+            if "blob" not in e:
+                raise ResolutionError(f"shard {i} of a blob dataset has no blob")
+            q = urlencode({"did": did, "cid": e["blob"]["ref"]["$link"]})
+            sources.append(
+                GuardedHttpShard(
+                    f"{pds}/xrpc/com.atproto.sync.getBlob?{q}",
+                    sha256=e["sha256"],
+                    size=e["bytes"],
+                    allow_private=allow_private,
+                    timeout=timeout,
+                )
+            )
+    elif kind == f"{DATASET}#s3Storage":
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        endpoint = storage.get("endpoint")
+        trusted = not endpoint or _origin(endpoint) in trusted_s3_endpoints(trusted_endpoints)
+        kwargs: dict[str, Any] = dict(s3_client_kwargs or {}) if trusted else {}
+        config = Config()
+        if endpoint:
+            check_url(endpoint, allow_private=allow_private)
+            kwargs["endpoint_url"] = endpoint
+            config = Config(s3={"addressing_style": "path"})  # S3-compatible services
+        if storage.get("region"):
+            kwargs.setdefault("region_name", storage["region"])
+        if not trusted:
+            # A record-supplied endpoint gets anonymous requests, never the user's keys.
+            config = config.merge(Config(signature_version=UNSIGNED))
+            log.info("S3 endpoint %s is not trusted: reading anonymously", endpoint)
+        if "config" in kwargs:
+            config = config.merge(kwargs["config"])
+        kwargs["config"] = config
+        for i, e in enumerate(entries):
+            if "key" not in e:
+                raise ResolutionError(f"shard {i} of an S3 dataset has no key")
+            sources.append(
+                S3Shard(
+                    f"s3://{storage['bucket']}/{e['key']}",
+                    sha256=e["sha256"],
+                    size=e["bytes"],
+                    client_kwargs=kwargs,
+                )
+            )
+    elif kind == f"{DATASET}#httpStorage":
+        for i, e in enumerate(entries):
+            if "url" not in e:
+                raise ResolutionError(f"shard {i} of an HTTP dataset has no url")
+            sources.append(
+                GuardedHttpShard(
+                    e["url"],
+                    sha256=e["sha256"],
+                    size=e["bytes"],
+                    allow_private=allow_private,
+                    timeout=timeout,
+                )
+            )
+    else:
+        raise ResolutionError(f"unknown storage kind {kind!r}: this atdata cannot read it")
+    return sources
+
+
+_default: dict[tuple[Any, ...], Resolver] = {}
+_default_lock = threading.Lock()
+
+
+def _resolver(allow_private: bool | None, handle_services: Sequence[str] = ()) -> Resolver:
+    from .identity import default_plc_url
+    from .netguard import private_network_allowed
+
+    key = (default_plc_url(), private_network_allowed(allow_private), tuple(handle_services))
+    with _default_lock:
+        if key not in _default:
+            _default[key] = Resolver(
+                plc_url=key[0], allow_private=key[1], handle_services=handle_services
+            )
+        return _default[key]
+
+
+def fetch_record(uri: str, cid: str | None = None, *, allow_private: bool | None = None) -> Record:
+    """Fetch (and CID-check) any record by at:// URI from its author's PDS (cached)."""
+    return _resolver(allow_private).fetch_record(uri, cid)
+
+
+def _appview_url(appview: Any) -> str | None:
+    if appview is None:
+        return None
+    if isinstance(appview, str):
+        return appview.rstrip("/")
+    for attr in ("url", "base_url", "endpoint"):
+        if isinstance(getattr(appview, attr, None), str):
+            return getattr(appview, attr).rstrip("/")
+    raise TypeError(f"appview must be a URL or an AppViewClient, not {appview!r}")
+
+
+def load_dataset(
+    source: str,
+    sample_type: type | None = None,
+    split: str | None = None,
+    cid: str | None = None,
+    appview: Any = None,
+    *,
+    allow_private: bool | None = None,
+    cache: ShardCache | str | os.PathLike[str] | None = None,
+    cache_max_bytes: int = 10 * 2**30,
+    trusted_s3_endpoints: Sequence[str] = (),
+    s3_client_kwargs: Mapping[str, Any] | None = None,
+    on_error: str = "raise",
+) -> Any:
+    """A `Dataset` for the `io.atdata.dataset` record at `source` (`at://did/io.atdata.dataset/rkey`).
+
+    `split` restricts it to one named split; `cid` pins the record version (an error if it
+    changed); the result reports `.uri` and `.cid`. `sample_type` is used when its schema
+    matches the published one, else a type generated from the schema. `appview` (URL or
+    client) helps resolve handles; records are always fetched from the author's PDS and
+    checked by CID, so the AppView is never the authority. `cache` (a `ShardCache` or a
+    folder) keeps verified shards on disk, capped at `cache_max_bytes`.
+    """
+    from ..dataset import Dataset
+
+    if not isinstance(source, str) or not source.startswith("at://"):
+        raise ResolutionError(
+            f"load_dataset needs an at:// URI of an {DATASET} record, got {source!r}"
+        )
+    services = [u for u in [_appview_url(appview)] if u]
+    r = _resolver(allow_private, services)
+    at = parse_at_uri(source)
+    if at.collection != DATASET:
+        raise ResolutionError(f"{source} is an {at.collection} record, not an {DATASET}")
+    rec = r.fetch_record(source, cid)
+    try:
+        default_lexicons().validate_record(DATASET, rec.value)
+    except LexiconError as e:
+        raise ResolutionError(f"dataset record {rec.uri} does not follow its lexicon: {e}") from e
+    value = rec.value
+    did = parse_at_uri(rec.uri).authority
+    pds = r.identity.pds_endpoint(did)
+    schema_ref = value["schema"]
+    schema_rec = r.fetch_record(schema_ref["uri"], schema_ref["cid"])
+    if schema_rec.value.get("$type") != SCHEMA:
+        raise ResolutionError(f"{schema_ref['uri']} is not an {SCHEMA} record")
+    stype = r.sample_type_for(schema_rec, sample_type)
+
+    if "shards" in value:
+        entries = list(value["shards"])
+    elif "manifest" in value:
+        entries = r.manifest_shards(did, pds, value["manifest"])
+    else:
+        raise ResolutionError(f"dataset {rec.uri} lists no shards and no manifest")
+    if len(entries) != value["totals"]["shards"]:
+        raise ResolutionError(
+            f"dataset {rec.uri} lists {len(entries)} shards but its totals say {value['totals']['shards']}"
+        )
+    indices = list(range(len(entries)))
+    if split is not None:
+        names = {s["name"]: s["shards"] for s in value.get("splits", [])}
+        if split not in names:
+            raise ResolutionError(
+                f"dataset {rec.uri} has no split {split!r}; splits: {sorted(names) or 'none'}"
+            )
+        indices = list(names[split])
+        if any(i >= len(entries) for i in indices):
+            raise ResolutionError(f"split {split!r} of {rec.uri} names a shard that does not exist")
+    chosen = [entries[i] for i in indices]
+    sources = shard_sources(
+        value,
+        chosen,
+        did=did,
+        pds=pds,
+        allow_private=r.allow_private,
+        trusted_endpoints=trusted_s3_endpoints,
+        s3_client_kwargs=s3_client_kwargs,
+        timeout=r.timeout,
+    )
+    if cache is not None:
+        store = (
+            cache if isinstance(cache, ShardCache) else ShardCache(cache, max_bytes=cache_max_bytes)
+        )
+        sources = [store.wrap(s) for s in sources]
+    return Dataset(
+        sources,
+        sample_count=sum(e["samples"] for e in chosen),
+        on_error=on_error,
+        uri=rec.uri,
+        cid=rec.cid,
+        sample_type=stype,
+    )
