@@ -286,7 +286,7 @@ def run_sdk_baseline(frames: list[bytes]) -> float:
     from atproto import CAR
     from atproto_client.models import get_or_create
     from atproto_client.models.com.atproto.sync.subscribe_repos import Commit
-    from atproto_firehose.models import Frame
+    from atproto_subscription.frames import Frame
 
     t0 = time.perf_counter()
     for data in frames:
