@@ -119,7 +119,7 @@ def _match_source(qb: _Query, p: SearchParams, pg: bool) -> tuple[str, str | Non
         return "datasets d", None
     if pg:
         qb.where.append(f"d.search @@ plainto_tsquery('english', {qb.bind(' '.join(tokens))})")
-        score = f"-ts_rank(d.search, plainto_tsquery('english', {qb.bind(' '.join(tokens))}))"
+        score = f"-CAST(ts_rank(d.search, plainto_tsquery('english', {qb.bind(' '.join(tokens))})) AS float8)"
         return "datasets d", score
     expr = " AND ".join(_fts5_phrase([t]) for t in tokens)
     # Tags also narrow the full-text match (exactness comes from the EXISTS filter).
