@@ -176,7 +176,7 @@ class CachedShard:
         assert self.sha256
         hit = self.cache.get(self.sha256, self.size)
         if hit is not None:
-            return LocalShard(hit).open()
+            return LocalShard(hit, sha256=self.sha256, size=self.size).open()
         return io.BufferedReader(_Tee(self.inner.open(), self.cache, self.sha256), 1 << 20)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
