@@ -57,4 +57,15 @@ __all__ = [
     "SourceError",
     "lens",
     "write_samples",
+    # federation (lazy: the atmosphere extra is optional)
+    "load_dataset",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `atdata.load_dataset` without importing the atproto stack for users who never call it.
+    if name == "load_dataset":
+        from .atmosphere.resolve import load_dataset
+
+        return load_dataset
+    raise AttributeError(f"module 'atdata' has no attribute {name!r}")
