@@ -29,6 +29,7 @@ from atdata.devnet import (
     create_account,
     deactivate_account,
     default_home,
+    default_run_dir,
     delete_account,
     free_ports,
     port_is_free,
@@ -355,7 +356,7 @@ def cli_name() -> Iterator[str]:
     name = f"pytest-{os.getpid()}-{time.monotonic_ns()}"
     yield name
     _cli("devnet", "down", "--name", name)
-    shutil.rmtree(default_home() / "run" / name, ignore_errors=True)
+    shutil.rmtree(default_run_dir(name), ignore_errors=True)
 
 
 def test_cli_devnet_up_status_account_down(cli_name: str) -> None:

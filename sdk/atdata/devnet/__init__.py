@@ -18,6 +18,7 @@ from ._network import (
     Devnet,
     DevnetInfo,
     PdsInfo,
+    default_run_dir,
     free_ports,
     port_is_free,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "create_account",
     "deactivate_account",
     "default_home",
+    "default_run_dir",
     "delete_account",
     "free_ports",
     "install",

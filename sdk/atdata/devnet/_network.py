@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ._install import DevnetError, default_home, install, node_binary
+from ._install import DevnetError, cache_root, default_home, install, node_binary
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,14 @@ class DevnetInfo:
             pds=[PdsInfo(**p) for p in data["pds"]],
             **{k: v for k, v in data.items() if k in known},
         )
+
+
+def default_run_dir(name: str = "default") -> Path:
+    """Pid, log and info files of the devnet instance `name`: `<cache>/devnet-run/<name>`.
+
+    Kept apart from the install folder, which a reinstall may replace.
+    """
+    return cache_root() / "devnet-run" / name
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -181,7 +189,7 @@ class Devnet:
             raise DevnetError("blob_limit must be positive")
         self.blob_limit = int(blob_limit)
         self.admin_password = admin_password
-        self.run_dir = Path(run_dir) if run_dir is not None else self.home / "run" / name
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- files in the run folder -------------------------------------------------
