@@ -123,6 +123,9 @@ def _array_dtype(args: tuple[Any, ...], name: str, ann: Any) -> np.dtype | None:
     return dt
 
 
+_ALIAS_TYPE: Any = getattr(typing, "TypeAliasType", None)
+
+
 def spec_from_annotation(name: str, ann: Any, *, _top: Any = None) -> FieldSpec:
     """Resolve one (already evaluated) annotation into a FieldSpec, or raise FieldTypeError."""
     top = ann if _top is None else _top
@@ -135,6 +138,13 @@ def spec_from_annotation(name: str, ann: Any, *, _top: Any = None) -> FieldSpec:
     # Peel Annotated / Optional layers in any order.
     while True:
         origin = get_origin(ann)
+        if _ALIAS_TYPE is not None:  # numpy >= 2.5 on Python >= 3.12: NDArray is a PEP 695 alias
+            if isinstance(ann, _ALIAS_TYPE):
+                ann = ann.__value__
+                continue
+            if isinstance(origin, _ALIAS_TYPE):
+                ann = origin.__value__[get_args(ann)]
+                continue
         if origin is Annotated:
             for meta in ann.__metadata__:
                 if isinstance(meta, Shape):
