@@ -23,6 +23,7 @@ from .errors import (
 )
 from .lens import Lens, lens
 from .packable import is_packable, packable, sample_fields
+from .schema import schema_of, type_from_schema
 from .writer import ShardInfo, write_samples
 
 __version__ = "0.1.0"
@@ -49,6 +50,8 @@ __all__ = [
     "is_packable",
     "packable",
     "sample_fields",
+    "schema_of",
+    "type_from_schema",
     # data path
     "Dataset",
     "Lens",

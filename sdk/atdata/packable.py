@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import re
 import sys
 import uuid
@@ -89,6 +90,7 @@ def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, An
     if not isinstance(version, str) or not SEMVER.match(version):
         raise SchemaError(f"version {version!r} of {sname} is not a semantic version (1.2.3)")
 
+    doc = cls.__dict__.get("__doc__")  # before dataclass() invents one from the signature
     user_hook = _user_post_init(cls)
     holder: list[Callable[[Any], None]] = []
 
@@ -116,6 +118,7 @@ def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, An
     cls.__atdata_fields__ = specs  # type: ignore[attr-defined]
     cls.__atdata_name__ = sname  # type: ignore[attr-defined]
     cls.__atdata_version__ = version  # type: ignore[attr-defined]
+    cls.__atdata_description__ = inspect.cleandoc(doc) if doc else None  # type: ignore[attr-defined]
     holder.append(_compile_check(specs, user_hook))
     encode = _compile_encode(cls, specs)
     decode = _compile_decode(cls, specs, user_hook)

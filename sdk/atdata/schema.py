@@ -1,0 +1,300 @@
+"""Sample types <-> ``io.atdata.schema`` records (lexicon ``lexicons/io/atdata/schema.json``).
+
+``schema_of(T)`` describes a packable class as a record; ``type_from_schema(record)`` builds a
+packable class from one at run time, so a dataset can be read without its author's code. The
+round trip is exact: ``schema_of(type_from_schema(r))`` gives back ``r``'s name, version,
+description, fields and nested types.
+
+Records cannot hold floats or nulls in arrays, so a declared shape is a list of integers with
+-1 for a dimension that varies; nested sample types are defined inline in ``types`` and named
+from their fields.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import keyword
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Optional
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._fields import FieldKind, FieldSpec, Shape
+from .errors import SchemaError
+from .packable import NAME, SEMVER, is_packable, packable, sample_fields
+
+__all__ = ["SCHEMA_NSID", "schema_matches", "schema_of", "type_from_schema"]
+
+SCHEMA_NSID = "io.atdata.schema"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KINDS = {k.value: k for k in FieldKind}
+_SCALAR_TYPES: dict[FieldKind, type] = {
+    FieldKind.STR: str,
+    FieldKind.BYTES: bytes,
+    FieldKind.INT: int,
+    FieldKind.FLOAT: float,
+    FieldKind.BOOL: bool,
+}
+
+
+def _now() -> str:
+    now = _dt.datetime.now(_dt.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+# --- type -> record -----------------------------------------------------------------------
+
+
+def schema_of(sample_type: type, *, created_at: str | None = None) -> dict[str, Any]:
+    """The ``io.atdata.schema`` record describing a packable class."""
+    if not is_packable(sample_type):
+        raise TypeError(f"{sample_type!r} is not a @packable sample class")
+    nested: dict[str, tuple[type, dict[str, Any]]] = {}
+    record: dict[str, Any] = {"$type": SCHEMA_NSID}
+    record.update(_type_entry(sample_type, nested))
+    if nested:
+        record["types"] = [entry for _, entry in nested.values()]
+    record["createdAt"] = created_at or _now()
+    return record
+
+
+def _type_entry(cls: type, nested: dict[str, tuple[type, dict[str, Any]]]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": cls.__atdata_name__, "version": cls.__atdata_version__}
+    if cls.__atdata_description__:
+        entry["description"] = cls.__atdata_description__
+    entry["fields"] = [{"name": s.name, "type": _field_type(s, nested)} for s in sample_fields(cls)]
+    return entry
+
+
+def _field_type(spec: FieldSpec, nested: dict[str, tuple[type, dict[str, Any]]]) -> dict[str, Any]:
+    t: dict[str, Any] = {"kind": spec.kind.value}
+    if spec.optional:
+        t["optional"] = True
+    if spec.dtype is not None:
+        t["dtype"] = spec.dtype.str
+    if spec.shape is not None:
+        t["shape"] = [-1 if d is None else d for d in spec.shape]
+    if spec.item is not None:
+        t["item"] = _field_type(spec.item, nested)
+    if spec.sample_type is not None:
+        st = spec.sample_type
+        name = st.__atdata_name__
+        if name not in nested:
+            entry = _type_entry(st, nested)
+            nested.setdefault(name, (st, entry))
+        elif nested[name][0] is not st and _type_entry(st, {}) != _type_entry(nested[name][0], {}):
+            raise SchemaError(f"two different nested sample types are both named {name!r}")
+        t["sample"] = name
+    return t
+
+
+# --- record -> type -----------------------------------------------------------------------
+
+
+def type_from_schema(record: Mapping[str, Any]) -> type:
+    """Build a packable class from an ``io.atdata.schema`` record (raises SchemaError)."""
+    if not isinstance(record, Mapping):
+        raise SchemaError(f"a schema record is a mapping, not {type(record).__name__}")
+    types = record.get("types", [])
+    if not isinstance(types, list):
+        raise SchemaError("schema 'types' must be a list")
+    defs: dict[str, Mapping[str, Any]] = {}
+    for i, t in enumerate(types):
+        if not isinstance(t, Mapping) or not isinstance(t.get("name"), str):
+            raise SchemaError(f"types[{i}] needs a name")
+        if t["name"] in defs:
+            raise SchemaError(f"types[{i}]: nested type {t['name']!r} is defined twice")
+        defs[t["name"]] = t
+    built: dict[str, type] = {}
+    return _build(record, defs, built, (), "")
+
+
+def _build(
+    entry: Mapping[str, Any],
+    defs: dict[str, Mapping[str, Any]],
+    built: dict[str, type],
+    stack: tuple[str, ...],
+    where: str,
+) -> type:
+    name, version = entry.get("name"), entry.get("version")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise SchemaError(f"{where}name {name!r} is not a valid sample type name")
+    if not isinstance(version, str) or not SEMVER.match(version):
+        raise SchemaError(f"{where}version {version!r} is not a semantic version")
+    fields = entry.get("fields")
+    if not isinstance(fields, list) or not fields:
+        raise SchemaError(f"{where}fields must be a non-empty list")
+    annotations: dict[str, Any] = {}
+    for i, f in enumerate(fields):
+        at = f"{where}fields[{i}]"
+        if not isinstance(f, Mapping):
+            raise SchemaError(f"{at} must be an object")
+        fname = f.get("name")
+        if (
+            not isinstance(fname, str)
+            or not _IDENT.match(fname)
+            or keyword.iskeyword(fname)
+            or fname.startswith("__")
+        ):
+            raise SchemaError(f"{at}.name {fname!r} is not a usable field name")
+        if fname in annotations:
+            raise SchemaError(f"{at}.name {fname!r} appears twice")
+        annotations[fname] = _annotation(f.get("type"), defs, built, (*stack, name), f"{at}.type")
+    description = entry.get("description")
+    ns: dict[str, Any] = {
+        "__annotations__": annotations,
+        "__module__": __name__,
+        "__qualname__": _class_name(name),
+    }
+    if isinstance(description, str) and description:
+        ns["__doc__"] = description
+    cls = type(_class_name(name), (), ns)
+    return packable(cls, name=name, version=version)
+
+
+def _class_name(name: str) -> str:
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return ident if _IDENT.match(ident) else f"_{ident}"
+
+
+def _annotation(
+    t: Any,
+    defs: dict[str, Mapping[str, Any]],
+    built: dict[str, type],
+    stack: tuple[str, ...],
+    at: str,
+) -> Any:
+    if not isinstance(t, Mapping):
+        raise SchemaError(f"{at} must be an object")
+    kind = _KINDS.get(t.get("kind"))  # type: ignore[arg-type]
+    if kind is None:
+        raise SchemaError(f"{at}.kind {t.get('kind')!r} is not a known field kind")
+    extra = {"dtype", "shape"} if kind is FieldKind.ARRAY else set()
+    extra |= {"item"} if kind in (FieldKind.LIST, FieldKind.DICT) else set()
+    extra |= {"sample"} if kind is FieldKind.SAMPLE else set()
+    for key in ("dtype", "shape", "item", "sample"):
+        if key in t and key not in extra:
+            raise SchemaError(f"{at}.{key} does not apply to kind {kind.value!r}")
+    optional = t.get("optional", False)
+    if not isinstance(optional, bool):
+        raise SchemaError(f"{at}.optional must be a boolean")
+
+    ann: Any
+    if kind is FieldKind.ARRAY:
+        ann = NDArray
+        if "dtype" in t:
+            ann = NDArray[_dtype(t["dtype"], f"{at}.dtype").type]  # type: ignore[misc]
+        if "shape" in t:
+            ann = Annotated[ann, Shape(*_shape(t["shape"], f"{at}.shape"))]
+    elif kind is FieldKind.LIST:
+        ann = (
+            list[_annotation(t["item"], defs, built, stack, f"{at}.item")] if "item" in t else list
+        )
+    elif kind is FieldKind.DICT:
+        if "item" in t:
+            ann = dict[str, _annotation(t["item"], defs, built, stack, f"{at}.item")]  # type: ignore[misc]
+        else:
+            ann = dict
+    elif kind is FieldKind.SAMPLE:
+        ann = _nested(t.get("sample"), defs, built, stack, at)
+    elif kind is FieldKind.ANY:
+        ann = Any
+    else:
+        ann = _SCALAR_TYPES[kind]
+    return Optional[ann] if optional else ann  # noqa: UP045 - Annotated needs Optional[]
+
+
+def _dtype(value: Any, at: str) -> np.dtype:
+    if not isinstance(value, str):
+        raise SchemaError(f"{at} must be a numpy dtype string")
+    try:
+        dt = np.dtype(value)
+    except TypeError as exc:
+        raise SchemaError(f"{at} {value!r} is not a numpy dtype") from exc
+    if dt.hasobject or dt.names is not None or dt.subdtype is not None:
+        raise SchemaError(f"{at} {value!r} is not a storable array dtype")
+    return dt
+
+
+def _shape(value: Any, at: str) -> list[int | None]:
+    if not isinstance(value, list):
+        raise SchemaError(f"{at} must be a list of integers")
+    dims: list[int | None] = []
+    for d in value:
+        if type(d) is not int or d < -1:
+            raise SchemaError(f"{at}: dimension {d!r} is not an integer >= -1")
+        dims.append(None if d == -1 else d)
+    return dims
+
+
+def _nested(
+    name: Any,
+    defs: dict[str, Mapping[str, Any]],
+    built: dict[str, type],
+    stack: tuple[str, ...],
+    at: str,
+) -> type:
+    if not isinstance(name, str) or name not in defs:
+        raise SchemaError(f"{at}.sample {name!r} names no type listed in 'types'")
+    if name in built:
+        return built[name]
+    if name in stack:
+        raise SchemaError(f"{at}: nested type {name!r} contains itself")
+    cls = _build(defs[name], defs, built, stack, f"types[{name!r}].")
+    built[name] = cls
+    return cls
+
+
+# --- matching -----------------------------------------------------------------------------
+
+
+def _structure(entry: Mapping[str, Any], nested: Mapping[str, Any]) -> Any:
+    """Fields with nested types expanded in place: what decides wire compatibility."""
+
+    def expand(t: Any, seen: tuple[str, ...]) -> Any:
+        if not isinstance(t, Mapping):
+            return t
+        out = {k: v for k, v in t.items() if k not in ("item", "sample")}
+        if "item" in t:
+            out["item"] = expand(t["item"], seen)
+        if "sample" in t:
+            name = t["sample"]
+            sub = nested.get(name) if isinstance(name, str) else None
+            if sub is None or name in seen:
+                out["sample"] = name
+            else:
+                out["sample"] = [
+                    (f.get("name"), expand(f.get("type"), (*seen, name)))
+                    for f in sub.get("fields", [])
+                    if isinstance(f, Mapping)
+                ]
+        return out
+
+    fields = entry.get("fields")
+    if not isinstance(fields, list):
+        return None
+    return [(f.get("name"), expand(f.get("type"), ())) for f in fields if isinstance(f, Mapping)]
+
+
+def schema_matches(
+    sample_type: type, record: Mapping[str, Any], *, check_name: bool = False
+) -> bool:
+    """True when ``sample_type`` reads and writes exactly the samples ``record`` describes.
+
+    Field names, order and types (nested types expanded) must be equal; the name and version
+    are compared too when ``check_name`` is true.
+    """
+    if not is_packable(sample_type) or not isinstance(record, Mapping):
+        return False
+    ours = schema_of(sample_type, created_at="-")
+    if check_name and (
+        ours["name"] != record.get("name") or ours["version"] != record.get("version")
+    ):
+        return False
+    theirs_nested = {
+        t.get("name"): t for t in record.get("types", []) or [] if isinstance(t, Mapping)
+    }
+    ours_nested = {t["name"]: t for t in ours.get("types", [])}
+    return _structure(ours, ours_nested) == _structure(record, theirs_nested)
