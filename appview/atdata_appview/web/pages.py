@@ -1,0 +1,444 @@
+"""The server-rendered pages: search (`/`) and one dataset (`/datasets/{did}/{rkey}`).
+
+They read through the same query layer as XRPC (`db.search_datasets`, `db.queries`), so the
+page shows exactly what the API answers. Every value that comes from a record is untrusted and
+goes through `_html.h` (or `render`, which escapes); a Content-Security-Policy with a
+per-response nonce limits the page to its own inline style and script as a second line.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from atdata.errors import LexiconError
+from atdata.lexicon import validate_params
+
+from ..db import BadCursor, SearchParams, Store, queries, search_datasets
+from ..xrpc import CONTEXT
+from ._html import Markup, attr_url, join, render
+from .style import CSS, SCRIPT
+
+SEARCH_NSID = "io.atdata.searchDatasets"
+PAGE_SIZE = 20
+DESCRIPTION_PREVIEW = 280
+DATASET_COLLECTION = "io.atdata.dataset"
+
+
+def dataset_path(uri: str) -> str:
+    """Page path of a dataset at-uri (`at://did/io.atdata.dataset/rkey`)."""
+    did, _, rkey = uri.removeprefix("at://").partition(f"/{DATASET_COLLECTION}/")
+    return f"/datasets/{quote(did, safe=':')}/{quote(rkey, safe='')}"
+
+
+# -- layout -----------------------------------------------------------------------------------
+
+
+def _page(title: str, body: Markup, nonce: str, status: int = 200) -> web.Response:
+    doc = render(
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        "<title>{title} · atdata</title><style nonce='{nonce}'>{css}</style></head>"
+        "<body><header><a href='/'>atdata</a><span>federated ML datasets on the AT Protocol"
+        "</span></header><main>{body}</main><script nonce='{nonce}'>{script}</script>"
+        "</body></html>",
+        title=title,
+        nonce=nonce,
+        css=Markup(CSS),
+        body=body,
+        script=Markup(SCRIPT),
+    )
+    csp = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+        "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    return web.Response(
+        text=doc,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Content-Security-Policy": csp,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+def _nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def _search_form(q: str, tags: Sequence[str], license: str | None) -> Markup:
+    hidden = join(render("<input type=hidden name=tag value='{t}'>", t=t) for t in tags)
+    if license:
+        hidden = Markup(hidden + render("<input type=hidden name=license value='{v}'>", v=license))
+    return render(
+        "<form class=search method=get action='/' role=search>"
+        "<input type=search name=q value='{q}' placeholder='Search datasets: names, "
+        "descriptions, tags, field names' aria-label='Search datasets' autofocus>"
+        "{hidden}<button type=submit>Search</button></form>",
+        q=q,
+        hidden=hidden,
+    )
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+
+def human_bytes(n: Any) -> str:
+    if not isinstance(n, int):
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover - the loop always returns
+
+
+def _count(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def _author(d: Mapping[str, Any]) -> str:
+    return d.get("handle") or d.get("did") or "?"
+
+
+def type_text(t: Mapping[str, Any] | None) -> str:
+    """A field type of the io.atdata.schema lexicon as one short line, e.g. `list[str] | None`."""
+    if not isinstance(t, Mapping):
+        return "?"
+    kind = str(t.get("kind", "?"))
+    if kind == "list":
+        text = f"list[{type_text(t['item'])}]" if t.get("item") else "list"
+    elif kind == "dict":
+        text = f"dict[str, {type_text(t['item'])}]" if t.get("item") else "dict"
+    elif kind == "sample":
+        text = str(t.get("sample") or "sample")
+    elif kind == "ndarray":
+        text = "NDArray"
+    else:
+        text = kind
+    return f"{text} | None" if t.get("optional") else text
+
+
+def dtype_text(dtype: Any) -> str:
+    """`<f4 (float32)`: numpy's name next to the wire string when numpy knows it."""
+    if not isinstance(dtype, str) or not dtype:
+        return ""
+    try:
+        import numpy as np
+
+        name = np.dtype(dtype).name
+    except (TypeError, ValueError):
+        return dtype
+    return dtype if name == dtype else f"{dtype} ({name})"
+
+
+def shape_text(shape: Any) -> str:
+    if not isinstance(shape, list):
+        return ""
+    dims = ["?" if (not isinstance(d, int) or d < 0) else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def load_snippet(uri: str, splits: Sequence[str]) -> str:
+    """What a user pastes into a training script (literals via json.dumps: a valid Python str)."""
+    split = "train" if "train" in splits else (splits[0] if splits else None)
+    args = json.dumps(uri) + (f", split={json.dumps(split)}" if split else "")
+    return (
+        "import atdata\n\n"
+        f"ds = atdata.load_dataset({args})\n"
+        "for batch in ds.ordered(batch_size=32):\n"
+        "    ...  # NDArray fields arrive stacked: batch.<field> has a leading batch dimension\n"
+    )
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+def _facet_list(
+    title: str,
+    counts: Mapping[str, int],
+    active: set[str],
+    link: Any,
+) -> Markup:
+    if not counts and not active:
+        return Markup("")
+    names = list(counts) + sorted(active - set(counts))
+    items = join(
+        render(
+            "<li><a class='{cls}' href='{href}'><span>{name}</span><span>{n}</span></a></li>",
+            cls="on" if name in active else "",
+            href=link(name),
+            name=name,
+            n=counts.get(name, ""),
+        )
+        for name in names
+    )
+    return render("<h3>{title}</h3><ul>{items}</ul>", title=title, items=items)
+
+
+def _card(d: Mapping[str, Any]) -> Markup:
+    description = d.get("description") or ""
+    if len(description) > DESCRIPTION_PREVIEW:
+        description = description[:DESCRIPTION_PREVIEW].rstrip() + "…"
+    schema = d.get("schema") or {}
+    schema_text = (
+        f"{schema.get('name')} {schema.get('version') or ''}".strip() if schema.get("name") else ""
+    )
+    tags = join(render("<span class=tag>{t}</span>", t=t) for t in d.get("tags") or [])
+    return render(
+        "<article class=card><h2><a href='{href}'>{name}</a></h2>"
+        "<div class=meta>by {author} · {samples} samples · {size}{license}{schema}</div>"
+        "<p>{description}</p><div>{tags}</div><div class='meta uri'>{uri}</div></article>",
+        href=dataset_path(str(d.get("uri", ""))),
+        name=d.get("name") or "(unnamed)",
+        author=_author(d),
+        samples=_count(d.get("samples")),
+        size=human_bytes(d.get("bytes")),
+        license=f" · {d['license']}" if d.get("license") else "",
+        schema=f" · schema {schema_text}" if schema_text else "",
+        description=description,
+        tags=tags,
+        uri=d.get("uri", ""),
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    """`/`: the search box, facets and result cards (a GET form: every search is a plain URL)."""
+    store: Store = request.app[CONTEXT].store
+    raw: dict[str, str | list[str]] = {}
+    for key in ("q", "tag", "license", "sort", "cursor"):
+        values = [v for v in request.query.getall(key, []) if v.strip()]
+        if values:
+            raw[key] = values if key == "tag" else values[0]
+    q = str(raw.get("q", "")).strip()
+    nonce = _nonce()
+    try:
+        params = validate_params(SEARCH_NSID, raw)
+        tags = list(dict.fromkeys(t.strip().lower() for t in params.get("tag", [])))
+        license = params.get("license")
+        sort = params.get("sort") or ("relevance" if q else "created")
+        page = await store.read(
+            search_datasets,
+            SearchParams(
+                q=q or None,
+                tags=tags,
+                license=license,
+                sort=sort,
+                limit=PAGE_SIZE,
+                cursor=params.get("cursor"),
+            ),
+        )
+    except (LexiconError, BadCursor) as exc:
+        tags = [str(t) for t in raw.get("tag", [])] if isinstance(raw.get("tag"), list) else []
+        body = Markup(
+            _search_form(q, tags, None)
+            + render("<p class=error>Bad search: {msg}</p>", msg=str(exc))
+        )
+        return _page("Bad search", body, nonce, status=400)
+
+    def url(**changes: Any) -> Markup:
+        state = {"q": q, "tag": tags, "license": license, "sort": params.get("sort")}
+        state.update(changes)
+        pairs = [(k, v) for k, v in state.items() if not isinstance(v, list)]
+        pairs += [("tag", t) for t in state["tag"]]
+        return attr_url("/", pairs)
+
+    def toggle_tag(tag: str) -> Markup:
+        return url(tag=[t for t in tags if t != tag] if tag in tags else [*tags, tag])
+
+    def toggle_license(name: str) -> Markup:
+        return url(license=None if name == license else name)
+
+    facets = page.facets or {}
+    side = Markup(
+        _facet_list("Tags", facets.get("tags", {}), set(tags), toggle_tag)
+        + _facet_list(
+            "Licenses", facets.get("licenses", {}), {license} if license else set(), toggle_license
+        )
+    )
+    if page.datasets:
+        results = join(_card(d) for d in page.datasets)
+    else:
+        results = render("<p class=empty>No datasets match{what}.</p>", what=f" “{q}”" if q else "")
+    more = (
+        render(
+            "<nav class=pages><a href='{href}'>Next page →</a></nav>", href=url(cursor=page.cursor)
+        )
+        if page.cursor
+        else Markup("")
+    )
+    heading = f"Results for “{q}”" if q else "Recently published datasets"
+    filters = ", ".join([*(f"tag {t}" for t in tags), *([f"license {license}"] if license else [])])
+    body = render(
+        "{form}<div class=layout><aside>{side}</aside><section><h1>{heading}</h1>"
+        "<p class=meta>{filters}</p>{results}{more}</section></div>",
+        form=_search_form(q, tags, license),
+        side=side,
+        heading=heading,
+        filters=f"Filtered by {filters} · " if filters else "",
+        results=results,
+        more=more,
+    )
+    return _page(q or "Search", body, nonce)
+
+
+# -- dataset ----------------------------------------------------------------------------------
+
+
+def _schema_table(dataset: Mapping[str, Any]) -> Markup:
+    schema = dataset.get("schema") or {}
+    record = schema.get("record")
+    if not isinstance(record, Mapping):
+        return render(
+            "<p class=empty>The schema {uri} is not in this index yet.</p>",
+            uri=schema.get("uri", "(none)"),
+        )
+    observed = {
+        a.get("field"): a
+        for a in (dataset.get("record") or {}).get("arrays") or []
+        if isinstance(a, Mapping)
+    }
+    rows = []
+    for f in record.get("fields") or []:
+        if not isinstance(f, Mapping):
+            continue
+        t = f.get("type") if isinstance(f.get("type"), Mapping) else {}
+        seen = observed.get(f.get("name"), {})
+        dtype, shape = dtype_text(t.get("dtype")), shape_text(t.get("shape"))
+        if t.get("kind") == "ndarray" and not dtype and seen.get("dtype"):
+            dtype = f"{dtype_text(seen['dtype'])} (observed)"
+        if t.get("kind") == "ndarray" and not shape and isinstance(seen.get("shape"), list):
+            shape = f"{shape_text(seen['shape'])} (observed)"
+        rows.append(
+            render(
+                "<tr><td><code>{name}</code></td><td>{type}</td><td>{dtype}</td>"
+                "<td>{shape}</td></tr>",
+                name=f.get("name"),
+                type=type_text(t),
+                dtype=dtype,
+                shape=shape,
+            )
+        )
+    return render(
+        "<p class=meta>{name} {version} · <span class=uri>{uri}</span></p><table class=schema>"
+        "<thead><tr><th>field</th><th>type</th><th>dtype</th><th>shape</th></tr></thead>"
+        "<tbody>{rows}</tbody></table>",
+        name=record.get("name", ""),
+        version=record.get("version", ""),
+        uri=schema.get("uri", ""),
+        rows=join(rows),
+    )
+
+
+def _splits(record: Mapping[str, Any]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for split in record.get("splits") or []:
+        if isinstance(split, Mapping):
+            for i in split.get("shards") or []:
+                if isinstance(i, int):
+                    out.setdefault(i, []).append(str(split.get("name")))
+    return out
+
+
+def _shards_table(dataset: Mapping[str, Any]) -> Markup:
+    shards = dataset.get("shards") or []
+    if not shards:
+        return Markup("<p class=empty>No shards listed.</p>")
+    by_index = _splits(dataset.get("record") or {})
+    rows = join(
+        render(
+            "<tr><td>{i}</td><td>{split}</td><td>{samples}</td><td>{size}</td>"
+            "<td class=hash>{sha}</td><td class=hash>{where}</td></tr>",
+            i=i,
+            split=", ".join(by_index.get(i, [])),
+            samples=_count(s.get("samples")),
+            size=human_bytes(s.get("size")),
+            sha=s.get("sha256", ""),
+            where=s.get("url") or (f"blob {s['blob']}" if s.get("blob") else ""),
+        )
+        for i, s in enumerate(shards)
+    )
+    return render(
+        "<table class=shards><thead><tr><th>#</th><th>split</th><th>samples</th><th>size</th>"
+        "<th>sha256</th><th>location</th></tr></thead><tbody>{rows}</tbody></table>",
+        rows=rows,
+    )
+
+
+def _lens_list(items: Sequence[Mapping[str, Any]], direction: str) -> Markup:
+    if not items:
+        return render("<p class=empty>No lenses {d} this schema.</p>", d=direction)
+    return render(
+        "<ul class=lenses>{items}</ul>",
+        items=join(
+            render(
+                "<li><b>{name}</b> {description}<div class='meta uri'>{uri}<br>"
+                "{source} → {target}</div></li>",
+                name=x.get("name") or "lens",
+                description=x.get("description") or "",
+                uri=x.get("uri", ""),
+                source=x.get("source", "?"),
+                target=x.get("target", "?"),
+            )
+            for x in items
+            if isinstance(x, Mapping)
+        ),
+    )
+
+
+async def dataset(request: web.Request) -> web.Response:
+    """One dataset: description, schema table, shards, lenses, at:// URI and a load snippet."""
+    store: Store = request.app[CONTEXT].store
+    did, rkey = request.match_info["did"], request.match_info["rkey"]
+    uri = f"at://{did}/{DATASET_COLLECTION}/{rkey}"
+    nonce = _nonce()
+    found = await store.read(queries.get_dataset, uri)
+    if found is None:
+        body = Markup(
+            _search_form("", [], None)
+            + render("<p class=error>No dataset {uri} in this index.</p>", uri=uri)
+        )
+        return _page("Not found", body, nonce, status=404)
+    record = found.get("record") or {}
+    split_names = [str(s.get("name")) for s in record.get("splits") or [] if isinstance(s, Mapping)]
+    tags = join(render("<span class=tag>{t}</span>", t=t) for t in found.get("tags") or [])
+    lenses = found.get("lenses") or {}
+    body = render(
+        "{form}<article class=card><h1 class=name>{name}</h1>"
+        "<div class=meta>by {author} · {samples} samples · {size} · {nshards} shards{license}"
+        " · published {created}</div><p class=description>{description}</p><div>{tags}</div>"
+        "<p class='uri at-uri'>{uri}</p><p class=meta>record CID <code>{cid}</code>{splits}</p>"
+        "</article>"
+        "<h2>Load it</h2><div class=snippet><button type=button>copy</button>"
+        "<pre id=load-snippet>{snippet}</pre></div>"
+        "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code></p>"
+        "<h2>Schema</h2>{schema}<h2>Shards</h2>{shards}"
+        "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}",
+        form=_search_form("", [], None),
+        name=found.get("name") or "(unnamed)",
+        author=_author(found),
+        samples=_count(found.get("samples")),
+        size=human_bytes(found.get("bytes")),
+        nshards=len(found.get("shards") or []),
+        license=f" · {found['license']}" if found.get("license") else "",
+        created=found.get("createdAt", "?"),
+        description=found.get("description") or "",
+        tags=tags,
+        uri=uri,
+        cid=found.get("cid", ""),
+        splits=f" · splits: {', '.join(split_names)}" if split_names else "",
+        snippet=load_snippet(uri, split_names),
+        schema=_schema_table(found),
+        shards=_shards_table(found),
+        lenses_from=_lens_list(lenses.get("from") or [], "from"),
+        lenses_to=_lens_list(lenses.get("to") or [], "to"),
+    )
+    return _page(str(found.get("name") or "Dataset"), body, nonce)
