@@ -19,11 +19,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from .._sources import HttpShard, S3Shard, ShardSource, _HttpStream, _maybe_verify
+import httpx
+
+from .._sources import HttpShard, S3Shard, ShardSource, _HttpStream, _maybe_verify, _Resumable
 from ..errors import LexiconError, ResolutionError
 from ..lexicon import default_lexicons
 from .cache import ShardCache
-from .cid import record_cid
+from .cid import cid_bytes, record_cid
 from .client import DATASET, SCHEMA, Record
 from .identity import IdentityResolver, parse_at_uri
 from .netguard import DEFAULT_TIMEOUT, HTTPStatusError, check_url, get_json, guarded_client
@@ -40,6 +42,37 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+_clients: dict[tuple[int, bool | None, float], httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(allow_private: bool | None, timeout: float) -> httpx.Client:
+    """One guarded client per process and setting: building one (TLS context) costs ~20 ms,
+    too much per shard when a dataset has thousands. Per process, so forked DataLoader
+    workers never share a connection pool."""
+    key = (os.getpid(), allow_private, timeout)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = guarded_client(allow_private=allow_private, timeout=timeout)
+        return client
+
+
+class _GuardedStream(_HttpStream):
+    """The data path's resumable HTTP stream, over a shared guarded client."""
+
+    def __init__(self, url: str, name: str, headers: Mapping[str, str], client: httpx.Client):
+        _Resumable.__init__(self, name)
+        self._httpx = httpx
+        self._url = url
+        self._headers = dict(headers)
+        self._client = client
+        self._response = None
+
+    def close(self) -> None:
+        _Resumable.close(self)  # the shared client stays open
+
+
 class GuardedHttpShard(HttpShard):
     """An `HttpShard` whose requests (and redirects) pass the network guard."""
 
@@ -49,9 +82,8 @@ class GuardedHttpShard(HttpShard):
         check_url(url, allow_private=allow_private)
 
     def open(self):  # type: ignore[override]
-        stream = _HttpStream(self.url, self.name, self.headers, self.timeout)
-        stream._client.close()
-        stream._client = guarded_client(allow_private=self.allow_private, timeout=self.timeout)
+        client = _shared_client(self.allow_private, self.timeout)
+        stream = _GuardedStream(self.url, self.name, self.headers, client)
         return _maybe_verify(stream, self.name, self.sha256, self.size)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -165,8 +197,6 @@ class Resolver:
 
     def manifest_shards(self, did: str, pds: str, blob: Mapping[str, Any]) -> list[dict]:
         """The shard list from a dataset's manifest blob, checked against its CID and lexicon."""
-        from .cid import cid_bytes
-
         link = blob["ref"]["$link"]
         url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode({"did": did, "cid": link})
         with guarded_client(allow_private=self.allow_private, timeout=self.timeout) as c:
@@ -210,7 +240,11 @@ def shard_sources(
         for i, e in enumerate(entries):
             if "blob" not in e:
                 raise ResolutionError(f"shard {i} of a blob dataset has no blob")
-            q = urlencode({"did": did, "cid": e["blob"]["ref"]["$link"]})
+            link = e["blob"]["ref"]["$link"]
+            # A raw blob CID is the sha256 of the bytes: it must agree with the record.
+            if link.startswith("bafkrei") and cid_bytes(link)[-32:].hex() != e["sha256"]:
+                raise ResolutionError(f"shard {i}: blob {link} and its sha256 disagree")
+            q = urlencode({"did": did, "cid": link})
             sources.append(
                 GuardedHttpShard(
                     f"{pds}/xrpc/com.atproto.sync.getBlob?{q}",
@@ -278,7 +312,12 @@ def _resolver(allow_private: bool | None, handle_services: Sequence[str] = ()) -
     from .identity import default_plc_url
     from .netguard import private_network_allowed
 
-    key = (default_plc_url(), private_network_allowed(allow_private), tuple(handle_services))
+    key = (
+        default_plc_url(),
+        private_network_allowed(allow_private),
+        tuple(handle_services),
+        os.environ.get("ATDATA_PDS"),
+    )
     with _default_lock:
         if key not in _default:
             _default[key] = Resolver(
