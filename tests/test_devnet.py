@@ -324,6 +324,42 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def test_down_kills_a_devnet_that_ignores_sigterm(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    net = Devnet(plc_port=port, pds_ports=(), run_dir=tmp_path)
+    info = net.up(stop_with_parent=True)
+    assert info.pid is not None
+    os.kill(info.pid, signal.SIGSTOP)  # a stopped process cannot act on SIGTERM
+    started = time.monotonic()
+    assert net.down(grace=1.0) is True
+    assert 1.0 <= time.monotonic() - started < 10
+    assert not _alive(info.pid)
+    assert port_is_free(port)
+
+
+def test_install_reuses_a_ready_install_with_the_same_pins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, devnet: DevnetInfo
+) -> None:
+    # a fresh cache whose "prewarm" folder is the session's install: install() must
+    # take it (hard links, no npm run) and leave a usable install behind
+    (tmp_path / "devnet-prewarm").symlink_to(default_home().resolve())
+    monkeypatch.setenv("ATDATA_CACHE", str(tmp_path))
+    home = tmp_path / "devnet"
+    assert check_install(home) == "not installed"
+    started = time.monotonic()
+    out = _cli("devnet", "install", env={"ATDATA_CACHE": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - started < 60
+    assert f"devnet installed in {home}" in out.stdout
+    assert check_install(home) is None
+
+    # a stamp from other pins means "reinstall"
+    stamp = home / ".atdata-devnet-installed"
+    stamp.write_text(json.dumps({"node": "22.0.0", "lock": "0" * 64}))
+    assert check_install(home) == "installed with other pins"
+    shutil.rmtree(home)  # 50k hard links: not left for pytest's tmp rotation
+
+
 def test_constructor_rejects_bad_settings() -> None:
     with pytest.raises(DevnetError, match="distinct"):
         Devnet(plc_port=4000, pds_ports=(4000, 4001))

@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -117,10 +118,28 @@ def _install_lock(home: Path) -> Iterator[None]:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    """Run an install step; on any interruption, its whole process group goes too
+    (npm leaves node-gyp and compilers running otherwise)."""
     log.info("devnet install: %s", " ".join(cmd))
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-15:])
         raise DevnetError(f"`{' '.join(cmd[:3])} ...` failed in {cwd}:\n{tail}")
 
 
