@@ -46,6 +46,11 @@ _SHAPE_STRUCTS = [struct.Struct(f"<{n}q") for n in range(65)]
 _INFO_CACHE: dict[bytes, tuple[np.dtype, struct.Struct, int]] = {}
 _DTYPE_CACHE_MAX = 512
 _HEADER_CACHE: dict[tuple[str, int], bytes] = {}
+# Full array header (dtype + shape) -> (dtype, shape or None when 1-d, count, nbytes, aligned?)
+_ARRAY_CACHE: dict[bytes, tuple[np.dtype, tuple[int, ...] | None, int, int, bool]] = {}
+_ARRAY_CACHE_MAX = 4096
+# (dtype, shape) -> full array header, for encoding
+_FULL_HEADERS: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
 
 
 def _array_header(dt: np.dtype, shape: tuple[int, ...]) -> bytes:
@@ -71,14 +76,17 @@ def check_array_dtype(dt: np.dtype) -> None:
 
 def encode_array(arr: np.ndarray) -> bytes:
     """Encode an array in the atdata wire format (C order, whatever the input's strides)."""
-    dt = arr.dtype
-    if dt.hasobject or dt.names is not None or dt.subdtype is not None:
-        check_array_dtype(dt)
-    header = _array_header(dt, arr.shape)
+    key = (arr.dtype, arr.shape)
+    header = _FULL_HEADERS.get(key)
+    if header is None:
+        check_array_dtype(arr.dtype)
+        header = _array_header(arr.dtype, arr.shape)
+        if len(_FULL_HEADERS) < _ARRAY_CACHE_MAX:
+            _FULL_HEADERS[key] = header
     if not arr.flags.c_contiguous:
         arr = arr.copy(order="C")
-    if arr.size == 0:
-        return header
+    if arr.nbytes < 65536:
+        return header + arr.tobytes()
     # One copy: join reads the array's buffer directly (tobytes() + concat would copy twice).
     return b"".join((header, arr.reshape(-1).view(np.uint8)))
 
@@ -113,13 +121,36 @@ def _decode_npy(buf: Buffer) -> np.ndarray:
     return arr
 
 
-def decode_array(buf: Buffer, *, writable: bool = False) -> np.ndarray:
+def decode_array(buf: Buffer, writable: bool = False) -> np.ndarray:
     """Decode wire bytes (or ``.npy`` bytes) into an array.
 
     The result is a read-only view over ``buf`` when the data offset suits the dtype's
     alignment; it is a private copy when it does not, or when ``writable`` is true. A view keeps
     ``buf`` alive and shares its memory, so pass an immutable buffer (bytes) unless you copy.
     """
+    # Fast path: a header seen before (datasets repeat a few dtype/shape pairs) maps straight
+    # to what frombuffer needs; anything else goes to _decode_array_checked.
+    try:
+        dlen = buf[0]
+        end = 2 + dlen + 8 * buf[1 + dlen]
+        key = buf[:end]
+        if type(key) is not bytes:
+            key = bytes(key)
+        dt, shape, count, nbytes, check_aligned = _ARRAY_CACHE[key]
+    except (KeyError, IndexError):
+        return _decode_array_checked(buf, writable)
+    if len(buf) - end != nbytes:
+        return _decode_array_checked(buf, writable)
+    arr = np.frombuffer(buf, dt, count, end)
+    if shape is not None:
+        arr = arr.reshape(shape)
+    if writable or (check_aligned and not arr.flags.aligned):
+        return arr.copy()
+    return arr
+
+
+def _decode_array_checked(buf: Buffer, writable: bool) -> np.ndarray:
+    """decode_array with every check spelled out (first sight of a header, errors, empties)."""
     n = len(buf)
     if n < 2:
         raise DecodeError(f"array bytes too short ({n} bytes)")
@@ -146,13 +177,21 @@ def decode_array(buf: Buffer, *, writable: bool = False) -> np.ndarray:
             f"array payload is {n - end} bytes but dtype {dt.str} shape {shape} needs "
             f"{count * dt.itemsize}"
         )
+    if len(_ARRAY_CACHE) < _ARRAY_CACHE_MAX:
+        _ARRAY_CACHE[bytes(buf[:end])] = (
+            dt,
+            None if len(shape) == 1 else shape,
+            count,
+            count * dt.itemsize,
+            dt.alignment > 1,
+        )
     arr = np.frombuffer(buf, dt, count, end).reshape(shape)
     if writable or not arr.flags.aligned:
         return arr.copy()
     return arr
 
 
-def _default(obj: Any) -> Any:
+def msgpack_default(obj: Any) -> Any:
     """msgpack fallback: numpy arrays as wire arrays, numpy scalars as Python scalars."""
     if isinstance(obj, np.ndarray):
         return encode_array(obj)
@@ -176,7 +215,7 @@ _unpackb = msgpack.unpackb
 
 def pack(obj: Any) -> bytes:
     """msgpack-encode ``obj`` (bin type for bytes; numpy arrays and scalars handled)."""
-    return _packb(obj, default=_default)
+    return _packb(obj, default=msgpack_default)
 
 
 def _str_headers(n: int) -> list[bytes]:
@@ -232,8 +271,8 @@ def pack_sample(fields: dict[str, Any]) -> bytes:
     """
     for v in fields.values():
         if type(v) is np.ndarray and _wants_alignment(v):
-            return _pack_aligned(fields)
-    return _packb(fields, default=_default)
+            return pack_aligned(fields)
+    return _packb(fields, default=msgpack_default)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -248,7 +287,8 @@ def _choose(need: int, align: int, deltas: tuple[tuple[int, ...], ...]) -> tuple
     return best
 
 
-def _pack_aligned(fields: dict[str, Any]) -> bytes:
+def pack_aligned(fields: dict[str, Any]) -> bytes:
+    """pack_sample's aligning writer (see there); for maps holding a large array."""
     maps = _map_headers(len(fields))
     parts: list[Any] = [maps[0]]
     pos = len(maps[0])
@@ -261,7 +301,7 @@ def _pack_aligned(fields: dict[str, Any]) -> bytes:
         parts += (khs[0], kb)
         pos += len(khs[0]) + len(kb)
         if not _wants_alignment(v):
-            chunk = _packb(v, default=_default)
+            chunk = _packb(v, default=msgpack_default)
             parts.append(chunk)
             pos += len(chunk)
             slots.append(key_slot)

@@ -252,7 +252,7 @@ def _bad_value(spec: FieldSpec, what: str) -> SampleValueError:
 
 
 def _tname(v: Any) -> str:
-    return type(v).__name__
+    return "None/nil (the field is not optional)" if v is None else type(v).__name__
 
 
 def make_checker(spec: FieldSpec) -> Checker:
@@ -285,7 +285,7 @@ def _make_base_checker(spec: FieldSpec) -> Checker:  # noqa: C901 - one branch p
                     try:
                         v = decode_array(v)
                     except DecodeError as exc:
-                        raise _bad_value(spec, str(exc)) from exc
+                        raise _bad_value(spec, exc.reason) from exc
                 elif isinstance(v, np.ndarray | np.generic):
                     v = np.asarray(v)
                 else:
@@ -406,7 +406,7 @@ def _bad_wire(spec: FieldSpec, what: str) -> DecodeError:
 
 def make_decoder(spec: FieldSpec) -> Decoder:
     """Wire value -> field value for ``spec`` (raises DecodeError naming the field)."""
-    base = _make_base_decoder(spec)
+    base = make_base_decoder(spec)
     if spec.kind is FieldKind.ANY:  # Any includes None
         return base
 
@@ -420,22 +420,25 @@ def make_decoder(spec: FieldSpec) -> Decoder:
     return decode
 
 
-def _make_base_decoder(spec: FieldSpec) -> Decoder:  # noqa: C901 - one branch per kind
+def make_base_decoder(spec: FieldSpec) -> Decoder:  # noqa: C901 - one branch per kind
+    """Like :func:`make_decoder` for a value known not to be nil (nil is refused)."""
     kind = spec.kind
     if kind is FieldKind.ARRAY:
+        declared = spec.dtype is not None or spec.shape is not None
 
         def dec_array(v: Any, w: bool) -> Any:
-            if type(v) is bytes or type(v) is memoryview:
+            t = type(v)
+            if t is memoryview or t is bytes:
                 try:
-                    v = decode_array(v, writable=w)
+                    v = decode_array(v, w)
                 except DecodeError as exc:
-                    raise _bad_wire(spec, str(exc)) from None
-            elif type(v) is np.ndarray:
+                    raise _bad_wire(spec, exc.reason) from None
+            elif t is np.ndarray:
                 if w and not v.flags.writeable:
                     v = v.copy()
             else:
                 raise _bad_wire(spec, f"expected array bytes, got {_tname(v)}")
-            if spec.dtype is not None or spec.shape is not None:
+            if declared:
                 problem = _array_problem(spec, v)
                 if problem:
                     raise _bad_wire(spec, problem)

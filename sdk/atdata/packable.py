@@ -20,8 +20,26 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from ._codec import pack_sample, unpack_message
-from ._fields import FieldKind, FieldSpec, make_checker, make_decoder, make_encoder, parse_fields
+import msgpack
+import numpy as np
+
+from ._codec import (
+    ALIGN_MIN_BYTES,
+    decode_array,
+    encode_array,
+    msgpack_default,
+    pack_aligned,
+    unpack_message,
+)
+from ._fields import (
+    FieldKind,
+    FieldSpec,
+    make_base_decoder,
+    make_checker,
+    make_decoder,
+    make_encoder,
+    parse_fields,
+)
 from .errors import DecodeError, SchemaError
 
 __all__ = ["is_packable", "packable", "sample_fields"]
@@ -120,14 +138,10 @@ def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, An
     cls.__atdata_version__ = version  # type: ignore[attr-defined]
     cls.__atdata_description__ = inspect.cleandoc(doc) if doc else None  # type: ignore[attr-defined]
     holder.append(_compile_check(specs, user_hook))
-    encode = _compile_encode(cls, specs)
-    decode = _compile_decode(cls, specs, user_hook)
+    encode, pack = _compile_encode(cls, specs)
+    decode, from_bytes = _compile_decode(cls, specs, user_hook)
     cls.__atdata_encode__ = staticmethod(encode)  # type: ignore[attr-defined]
     cls.__atdata_decode__ = staticmethod(decode)  # type: ignore[attr-defined]
-
-    def from_bytes(kls: type, b: bytes | bytearray | memoryview, *, writable: bool = False) -> Any:
-        """Decode one sample message; arrays are read-only views unless ``writable``."""
-        return decode(unpack_message(b), writable)
 
     def from_data(kls: type, d: dict[str, Any]) -> Any:
         """Build a sample from an unpacked message dict (wire values or native ones)."""
@@ -137,11 +151,11 @@ def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, An
 
     def packed(self: Any) -> bytes:
         """The sample's msgpack message."""
-        return pack_sample(encode(self))
+        return pack(self)
 
     def as_wds(self: Any) -> dict[str, Any]:
         """``{"__key__": <fresh unique key>, "msgpack": <message>}`` for a WebDataset writer."""
-        return {"__key__": uuid.uuid4().hex, "msgpack": pack_sample(encode(self))}
+        return {"__key__": uuid.uuid4().hex, "msgpack": pack(self)}
 
     cls.from_bytes = classmethod(from_bytes)  # type: ignore[attr-defined]
     cls.from_data = classmethod(from_data)  # type: ignore[attr-defined]
@@ -188,56 +202,123 @@ def _compile(src: str, env: dict[str, Any], fn: str) -> Callable[..., Any]:
     return ns[fn]
 
 
-def _compile_encode(cls: type, specs: tuple[FieldSpec, ...]) -> Callable[[Any], dict[str, Any]]:
-    """``obj -> {field: wire value}`` in declaration order (arrays left for pack_sample)."""
-    env: dict[str, Any] = {}
-    items = []
+def _compile_encode(
+    cls: type, specs: tuple[FieldSpec, ...]
+) -> tuple[Callable[[Any], dict[str, Any]], Callable[[Any], bytes]]:
+    """``encode(obj) -> {field: wire value}`` and ``pack(obj) -> message bytes``.
+
+    ``pack`` encodes small top-level arrays itself and hands the map to msgpack in one call;
+    only when a large multi-byte array is present does it take the aligning writer.
+    """
+    env: dict[str, Any] = {
+        "_nd": np.ndarray,
+        "_enc": encode_array,
+        "_AMIN": ALIGN_MIN_BYTES,
+        "_aligned": pack_aligned,
+        "_packb": msgpack.packb,
+        "_default": msgpack_default,
+    }
+    items, pre, pack_items = [], ["    big = False"], []
     for i, s in enumerate(specs):
         enc = make_encoder(s)
-        if enc is None:
-            items.append(f"{s.name!r}: obj.{s.name}")
-        else:
+        value = f"obj.{s.name}" if enc is None else f"_e{i}(obj.{s.name})"
+        if enc is not None:
             env[f"_e{i}"] = enc
-            items.append(f"{s.name!r}: _e{i}(obj.{s.name})")
-    src = f"def encode(obj):\n    return {{{', '.join(items)}}}\n"
-    return _compile(src, env, "encode")
+        items.append(f"{s.name!r}: {value}")
+        if s.is_array:
+            pre += [f"    a{i} = {value}", f"    if type(a{i}) is _nd:"]
+            pre += [f"        if a{i}.nbytes >= _AMIN and a{i}.dtype.alignment > 1:"]
+            pre += ["            big = True", "        else:", f"            a{i} = _enc(a{i})"]
+            pack_items.append(f"{s.name!r}: a{i}")
+        else:
+            pack_items.append(items[-1])
+    encode = _compile(f"def encode(obj):\n    return {{{', '.join(items)}}}\n", env, "encode")
+    src = "\n".join(
+        [
+            "def pack(obj):",
+            *pre,
+            f"    d = {{{', '.join(pack_items)}}}",
+            "    if big:",
+            "        return _aligned(d)",
+            "    return _packb(d, default=_default)",
+        ]
+    )
+    return encode, _compile(src + "\n", env, "pack")
 
 
 def _compile_decode(
     cls: type, specs: tuple[FieldSpec, ...], user_hook: Callable[[Any], None] | None
-) -> Callable[[dict[str, Any], bool], Any]:
-    """``(message dict, writable) -> sample``, bypassing __init__ (values checked inline)."""
-    decoders = [make_decoder(s) for s in specs]
+) -> tuple[Callable[[dict[str, Any], bool], Any], Callable[..., Any]]:
+    """``decode(message dict, writable) -> sample`` and ``from_bytes(cls, b, *, writable)``.
+
+    Both bypass ``__init__``: each field's value is checked by one inlined expression (an exact
+    type test for scalars, a direct call of the field's decoder otherwise). Messages with
+    missing or unknown fields take the slow path, which applies defaults or raises.
+    """
     names = tuple(s.name for s in specs)
     has_dict = cls.__dictoffset__ != 0
     exact = {FieldKind.STR: "str", FieldKind.INT: "int", FieldKind.BOOL: "bool"}
+    exact[FieldKind.FLOAT] = "float"
     env: dict[str, Any] = {
         "_new": _new,
         "_set": _set,
         "_cls": cls,
         "_hook": user_hook,
         "_slow": None,
+        "_unpack": unpack_message,
     }
-    fetch, values = [], []
+    fetch, safe, fast = [], [], []
     for i, s in enumerate(specs):
-        env[f"_d{i}"] = decoders[i]
         fetch.append(f"        f{i} = m[{s.name!r}]")
-        t = exact.get(s.kind) if not s.optional else None
-        if t is None and s.kind is FieldKind.FLOAT and not s.optional:
-            t = "float"
-        values.append(f"f{i} if type(f{i}) is {t} else _d{i}(f{i}, w)" if t else f"_d{i}(f{i}, w)")
-    lines = ["def decode(m, w):", "    try:", *fetch, "    except KeyError:"]
-    lines += ["        return _slow(m, w)", f"    if len(m) != {len(specs)}:"]
-    lines += ["        return _slow(m, w)", "    obj = _new(_cls)"]
-    if has_dict:
-        body = ", ".join(f"{n!r}: {v}" for n, v in zip(names, values, strict=True))
-        lines.append(f"    _set(obj, '__dict__', {{{body}}})")
-    else:
-        lines += [f"    _set(obj, {n!r}, {v})" for n, v in zip(names, values, strict=True)]
-    if user_hook is not None:
-        lines.append("    _hook(obj)")
-    lines.append("    return obj")
-    fast = _compile("\n".join(lines) + "\n", env, "decode")
+        if s.kind is FieldKind.ANY:
+            env[f"_d{i}"] = make_decoder(s)
+            safe.append(f"_d{i}(f{i}, w)")
+            fast.append(safe[-1])
+            continue
+        env[f"_d{i}"] = make_base_decoder(s)  # refuses nil itself
+        t = exact.get(s.kind)
+        v = f"f{i} if type(f{i}) is {t} else _d{i}(f{i}, w)" if t else f"_d{i}(f{i}, w)"
+        safe.append(f"None if f{i} is None else {v}" if s.optional else v)
+        if s.is_array and s.dtype is None and s.shape is None:
+            # Straight to the codec; a failure re-runs the named decoders to say which field.
+            v = f"_da(f{i}, w) if type(f{i}) is bytes else _d{i}(f{i}, w)"
+        fast.append(f"None if f{i} is None else {v}" if s.optional else v)
+    env["_da"] = decode_array
+    env["_DecodeError"] = DecodeError
+
+    def body(values: list[str], named: bool) -> list[str]:
+        out = [f"    if len(m) != {len(specs)}:", "        return _slow(m, w)", "    try:"]
+        out += [
+            *fetch,
+            "    except KeyError:",
+            "        return _slow(m, w)",
+            "    obj = _new(_cls)",
+        ]
+        ind = "    " if named else "        "
+        if not named:
+            out.append("    try:")
+        if has_dict:
+            items = ", ".join(f"{n!r}: {v}" for n, v in zip(names, values, strict=True))
+            out.append(f"{ind}_set(obj, '__dict__', {{{items}}})")
+        else:
+            out += [f"{ind}_set(obj, {n!r}, {v})" for n, v in zip(names, values, strict=True)]
+        if not named:
+            out += ["    except _DecodeError as exc:", "        if exc.field is None:"]
+            out += ["            _named(m, w)", "        raise"]
+        if user_hook is not None:
+            out.append("    _hook(obj)")
+        out.append("    return obj")
+        return out
+
+    env["_named"] = _compile(
+        "\n".join(["def named(m, w):", *body(safe, True)]) + "\n", env, "named"
+    )
+    decode = _compile("\n".join(["def decode(m, w):", *body(fast, False)]) + "\n", env, "decode")
+    head = ["def from_bytes(kls, b, *, writable=False):", "    m = _unpack(b)", "    w = writable"]
+    from_bytes = _compile("\n".join([*head, *body(fast, False)]) + "\n", env, "from_bytes")
+    from_bytes.__doc__ = (
+        "Decode one sample message; arrays are read-only views unless ``writable``."
+    )
 
     fields = {f.name: f for f in dataclasses.fields(cls)}
 
@@ -258,7 +339,7 @@ def _compile_decode(
                 full[name] = f.default_factory()
             else:
                 raise DecodeError(f"missing field of {cls.__name__}", field=name)
-        return fast(full, w)
+        return decode(full, w)
 
     env["_slow"] = slow
-    return fast
+    return decode, from_bytes
