@@ -297,3 +297,31 @@ def test_stock_blob_limit_cuts_or_fails_up_front(
     with pytest.raises(PublishError, match="nothing was uploaded"):
         client.publish_dataset(infos, name="big2", schema=Digit, progress=False)
     assert len(uploads) == 1
+
+
+def test_lens_record_code_checks_and_env_login(make_account: Any, monkeypatch: Any) -> None:
+    account = make_account(0)
+    monkeypatch.setenv("ATDATA_PDS", account.pds_url)
+    monkeypatch.setenv("ATDATA_HANDLE", account.handle)
+    monkeypatch.setenv("ATDATA_PASSWORD", account.password)
+    client = Client().login()  # everything from the environment
+    assert client.did == account.did
+    monkeypatch.delenv("ATDATA_PDS")
+    with pytest.raises(atdata.AtdataError, match="ATDATA_PDS"):
+        Client()
+
+    ref = client.publish_lens(digit_label)
+    code = fetch_record(str(ref)).value["code"]
+    # this file sits in the project's git checkout: path and commit come from git
+    assert code["path"] == "tests/test_atmosphere_e2e.py"
+    assert len(code["commit"]) == 40
+    # a record whose sha256 does not match the local file: never imported
+    forged = dict(fetch_record(str(ref)).value)
+    forged["code"] = {**code, "sha256": "0" * 64}
+    forged_ref = client.create_record(LENS, forged)
+    with pytest.raises(LensError, match="not the published code"):
+        client.load_lens(str(forged_ref), trust=True)
+    # code that is not installed here is not fetched from anywhere
+    missing = {**forged, "code": {**code, "entryPoint": "no_such_module_xyz:lens"}}
+    with pytest.raises(LensError, match="not installed"):
+        client.load_lens(str(client.create_record(LENS, missing)), trust=True)
