@@ -26,7 +26,7 @@ devnet: venv
 
 # The atdata 0.7 peer in its own Python 3.12 venv (owned by the samples area).
 peer-venv:
-	@if [ -f scripts/ensure-peer-venv.sh ]; then bash scripts/ensure-peer-venv.sh; fi
+	@if [ -f scripts/ensure-peer-venv.sh ]; then bash scripts/ensure-peer-venv.sh >/dev/null; fi
 
 demo: system-deps venv devnet
 	$(PY) -m atdata.demo
