@@ -241,3 +241,58 @@ def test_record_s3_endpoint_on_private_network_is_refused() -> None:
     entries = [{"samples": 1, "bytes": 3, "sha256": "0" * 64, "key": "k"}]
     with pytest.raises(UnsafeURLError):
         shard_sources(record, entries, did="did:plc:x", pds="")
+
+
+def test_blob_stream_waits_out_ratelimit_reset_and_resumes_after_a_cut() -> None:
+    data = bytes(range(256)) * 400
+    sha = hashlib.sha256(data).hexdigest()
+    calls: list[str | None] = []
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            rng = self.headers.get("Range")
+            calls.append(rng)
+            if len(calls) == 1:  # rate limited, with only the ATProto ratelimit-* headers
+                self.send_response(429)
+                self.send_header("ratelimit-remaining", "0")
+                self.send_header("ratelimit-reset", str(int(time.time()) + 2))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if rng is None:  # full answer promised, connection cut half way
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            self.wfile.write(data[start:])
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/blob"
+        shard = GuardedHttpShard(url, sha256=sha, size=len(data), allow_private=True)
+        started = time.monotonic()
+        with shard.open() as f:
+            got = f.read()
+        assert got == data
+        # waited for the reset (>= 1 s), not the default first backoff (0.5 s)
+        assert time.monotonic() - started >= 1.0
+        assert calls[0] is None and calls[1] is None
+        assert calls[2] is not None and calls[2].startswith("bytes=")  # resumed, not restarted
+    finally:
+        server.shutdown()
+        server.server_close()
