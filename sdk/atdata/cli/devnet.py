@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from ..devnet import Devnet, DevnetInfo
 
 __all__ = ["devnet_app", "register"]
 
@@ -31,9 +36,14 @@ _NAME = typer.Option(
     help="Instance name: several devnets (on other ports) can run side by side.",
 )
 _JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
+_PDS_PORTS = typer.Option(
+    [2583, 2584], "--pds-port", help="Port of a PDS; repeat for several (default 2583, 2584)."
+)
 
 
-def _devnet(name: str, plc_port: int | None = None, pds_ports: list[int] | None = None):  # noqa: ANN202
+def _devnet(
+    name: str, plc_port: int | None = None, pds_ports: Sequence[int] | None = None
+) -> Devnet:
     from ..devnet import DEFAULT_PDS_PORTS, DEFAULT_PLC_PORT, Devnet
 
     return Devnet(
@@ -43,7 +53,7 @@ def _devnet(name: str, plc_port: int | None = None, pds_ports: list[int] | None 
     )
 
 
-def _print_info(info, as_json: bool) -> None:  # noqa: ANN001
+def _print_info(info: DevnetInfo, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
         return
@@ -61,9 +71,7 @@ def _print_info(info, as_json: bool) -> None:  # noqa: ANN001
 @devnet_app.command("up")
 def up(
     plc_port: int = typer.Option(2582, "--plc-port", help="Port of the PLC directory."),
-    pds_port: list[int] = typer.Option(  # noqa: B008
-        [2583, 2584], "--pds-port", help="Port of a PDS; repeat for several (default 2583, 2584)."
-    ),
+    pds_port: list[int] = _PDS_PORTS,
     blob_limit_mib: int = typer.Option(
         100, "--blob-limit-mib", min=1, help="Blob upload limit per PDS in MiB (stock PDS: 5)."
     ),
