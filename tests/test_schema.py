@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import pickle
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -281,3 +282,13 @@ def test_generated_annotations_round_trip(anns: list[Any], with_nested: bool) ->
 def test_msgpack_of_generated_type_matches_declared_order() -> None:
     gen = type_from_schema(schema_of(Point))
     assert list(msgpack.unpackb(gen(1, None).packed)) == ["x", "y"]
+
+
+def test_generated_types_are_cached_and_their_samples_pickle() -> None:
+    rec = schema_of(Everything)
+    gen = type_from_schema(rec)
+    assert type_from_schema(json.loads(json.dumps({**rec, "createdAt": "x"}))) is gen
+    g = gen.from_bytes(make_everything().packed)
+    back = pickle.loads(pickle.dumps(g))
+    assert type(back) is gen
+    assert back.packed == g.packed

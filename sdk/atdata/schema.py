@@ -13,8 +13,10 @@ from their fields.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import keyword
 import re
+import threading
 from collections.abc import Mapping
 from typing import Annotated, Any, Optional
 
@@ -94,9 +96,42 @@ def _field_type(spec: FieldSpec, nested: dict[str, tuple[type, dict[str, Any]]])
 
 
 def type_from_schema(record: Mapping[str, Any]) -> type:
-    """Build a packable class from an ``io.atdata.schema`` record (raises SchemaError)."""
+    """Build a packable class from an ``io.atdata.schema`` record (raises SchemaError).
+
+    The same record content always gives the same class (cached), and instances of generated
+    classes pickle by value (schema + message), since their class cannot be imported by name.
+    """
     if not isinstance(record, Mapping):
         raise SchemaError(f"a schema record is a mapping, not {type(record).__name__}")
+    try:
+        key = json.dumps(
+            {k: v for k, v in record.items() if k not in ("$type", "createdAt")}, sort_keys=True
+        )
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"schema record is not plain JSON data: {exc}") from exc
+    cls = _GENERATED.get(key)
+    if cls is None:
+        cls = _type_from_schema(record)
+        cls.__reduce__ = _reduce_generated  # type: ignore[method-assign]
+        cls.__atdata_schema_key__ = key  # type: ignore[attr-defined]
+        with _GENERATED_LOCK:
+            cls = _GENERATED.setdefault(key, cls)
+    return cls
+
+
+_GENERATED: dict[str, type] = {}
+_GENERATED_LOCK = threading.Lock()
+
+
+def _reduce_generated(self: Any) -> tuple[Any, ...]:
+    return (_rebuild_generated, (type(self).__atdata_schema_key__, self.packed))
+
+
+def _rebuild_generated(key: str, packed: bytes) -> Any:
+    return type_from_schema(json.loads(key)).from_bytes(packed, writable=True)
+
+
+def _type_from_schema(record: Mapping[str, Any]) -> type:
     types = record.get("types", [])
     if not isinstance(types, list):
         raise SchemaError("schema 'types' must be a list")
