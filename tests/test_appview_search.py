@@ -155,6 +155,23 @@ def test_name_matches_rank_above_description_matches(corpus_store: Store) -> Non
     assert in_name and set(got[: len(in_name)]) == set(in_name)
 
 
+def tier(doc: Doc, q: str) -> int:
+    """The relevance tier model: 0 all words in the name, 1 in name/tags/schema fields, 2 any."""
+    wanted = set(q.split())
+    fields = SCHEMAS[doc.did][1] if doc.did in SCHEMAS else ()
+    if wanted <= set(doc.name.split()):
+        return 0
+    if wanted <= set(" ".join([doc.name, *doc.tags, *fields]).replace("-", " ").split()):
+        return 1
+    return 2
+
+
+@pytest.mark.parametrize("q", ["weather", "galaxy ocean", "pixels", "vision speech", "audio"])
+def test_relevance_orders_by_tier_then_newest(corpus_store: Store, q: str) -> None:
+    want = sorted(expect(q), key=lambda d: (tier(d, q), -d.order))
+    assert walk(corpus_store, 4, q=q) == [d.uri for d in want]
+
+
 FILTERS = [
     {"tags": ["vision"]},
     {"tags": ["vision", "audio"]},

@@ -21,8 +21,6 @@ FACET_WINDOW = 1000
 FACET_TAGS = 25
 MAX_LIMIT = 100
 
-# bm25 column weights: name, description, tags, schema field names.
-_BM25 = "bm25(datasets_fts, 10.0, 1.0, 5.0, 3.0)"
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -112,92 +110,138 @@ def _filters(qb: _Query, p: SearchParams, pg: bool) -> None:
         qb.where.append(f"d.samples <= {qb.bind(p.max_samples)}")
 
 
-def _match_source(qb: _Query, p: SearchParams, pg: bool) -> tuple[str, str | None]:
-    """FROM clause and score expression (None: no full-text part)."""
-    tokens = words(p.q)
-    if not tokens:
-        return "datasets d", None
-    if pg:
-        qb.where.append(f"d.search @@ plainto_tsquery('english', {qb.bind(' '.join(tokens))})")
-        score = f"-CAST(ts_rank(d.search, plainto_tsquery('english', {qb.bind(' '.join(tokens))})) AS float8)"
-        return "datasets d", score
-    expr = " AND ".join(_fts5_phrase([t]) for t in tokens)
+#: Relevance tiers: all words in the name; all in name, tags or schema field names; anywhere.
+TIERS = 3
+_FTS5_TIER_COLUMNS = ("{name}", "{name tags fields}", "")
+_PG_TIER_WEIGHTS = (":A", ":ABC", "")
+
+
+def _fts5_tiers(tokens: list[str], tags: list[str]) -> list[str]:
+    """FTS5 expressions matching exactly the rows of each relevance tier."""
+    words_expr = " AND ".join(_fts5_phrase([t]) for t in tokens)
     # Tags also narrow the full-text match (exactness comes from the EXISTS filter).
-    for tag in p.tags:
-        tag_tokens = words(tag)
-        if tag_tokens:
-            expr += f" AND tags : {_fts5_phrase(tag_tokens)}"
-    qb.where.append(f"datasets_fts MATCH {qb.bind(expr)}")
-    return "datasets_fts JOIN datasets d ON d.id = datasets_fts.rowid", _BM25
+    tag_expr = " AND ".join(f"tags : {_fts5_phrase(words(tag))}" for tag in tags if words(tag))
+    cumulative = []
+    for cols in _FTS5_TIER_COLUMNS:
+        e = f"{cols} : ({words_expr})" if cols else f"({words_expr})"
+        cumulative.append(f"{e} AND {tag_expr}" if tag_expr else e)
+    return [cumulative[0]] + [
+        f"({cumulative[k]}) NOT ({cumulative[k - 1]})" for k in range(1, TIERS)
+    ]
 
 
-def _order(p: SearchParams, score: str | None) -> tuple[str, str, bool]:
-    """(key expression, SQL direction, keyset ascends) for the requested sort."""
-    if p.sort == "relevance" and score is not None:
-        return score, "ASC", True
-    if p.sort == "samples":
-        return "COALESCE(d.samples, -1)", "DESC", False
-    return "d.created_at", "DESC", False
+def _pg_tiers(tokens: list[str]) -> list[str]:
+    """to_tsquery texts matching exactly the rows of each relevance tier (by lexeme weight:
+    A = name, B = tags, C = schema field names, D = description)."""
+    cumulative = ["(" + " & ".join(f"{t}{w}" for t in tokens) + ")" for w in _PG_TIER_WEIGHTS]
+    return [cumulative[0]] + [f"{cumulative[k]} & !{cumulative[k - 1]}" for k in range(1, TIERS)]
+
+
+_FTS_SOURCE = "datasets_fts JOIN datasets d ON d.id = datasets_fts.rowid"
+
+
+def _text_source(qb: _Query, p: SearchParams, pg: bool) -> tuple[str, str]:
+    """(FROM, WHERE) for every dataset matching all the words (and, on FTS5, the tags)."""
+    tokens = words(p.q)
+    if pg:
+        query = "(" + " & ".join(tokens) + ")"
+        return "datasets d", f"d.search @@ to_tsquery('english', {qb.bind(query)})"
+    expr = " AND ".join(_fts5_phrase([t]) for t in tokens)
+    tag_part = [f"tags : {_fts5_phrase(words(t))}" for t in p.tags if words(t)]
+    expr = " AND ".join([f"({expr})", *tag_part])
+    return _FTS_SOURCE, f"datasets_fts MATCH {qb.bind(expr)}"
+
+
+def _tier_source(qb: _Query, p: SearchParams, pg: bool, tier: int) -> tuple[str, str]:
+    """(FROM, WHERE) for exactly the datasets of one relevance tier."""
+    tokens = words(p.q)
+    if pg:
+        query = _pg_tiers(tokens)[tier]
+        return "datasets d", f"d.search @@ to_tsquery('english', {qb.bind(query)})"
+    return _FTS_SOURCE, f"datasets_fts MATCH {qb.bind(_fts5_tiers(tokens, p.tags)[tier])}"
 
 
 def search_datasets(conn: Connection, p: SearchParams) -> SearchPage:
+    """One page of matches, newest-first within relevance tiers (or by created / samples).
+
+    Relevance needs no per-row scoring: each tier is one index-ordered query that stops after
+    a page, so latency does not grow with the number of matches (bm25 / ts_rank would score
+    every match: seconds for common words at 1M datasets).
+    """
     pg = conn.dialect.name == "postgresql"
     limit = max(1, min(p.limit, MAX_LIMIT))
-    qb = _Query()
-    source, score = _match_source(qb, p, pg)
-    _filters(qb, p, pg)
-    base_where = list(qb.where)
-    key_expr, direction, ascending = _order(p, score)
-    sort_name = (
-        "relevance" if key_expr == score else ("samples" if p.sort == "samples" else "created")
-    )
+    has_text = bool(words(p.q))
+    if has_text and p.sort == "relevance":
+        ids, cursor = _relevance_page(conn, p, pg, limit)
+    else:
+        ids, cursor = _sorted_page(conn, p, pg, limit, has_text)
+    return SearchPage(datasets=_hydrate(conn, ids), cursor=cursor, facets=_facets(conn, p, pg))
 
-    # Tag browsing without text: drive the scan from the (tag, hidden, created/samples) index.
-    tag_driven = score is None and p.tags
-    if tag_driven:
-        sort_col = "samples" if sort_name == "samples" else "created_at"
-        first = p.tags[0]
+
+def _relevance_page(
+    conn: Connection, p: SearchParams, pg: bool, limit: int
+) -> tuple[list[int], str | None]:
+    start_tier, last_id = decode_cursor(p.cursor, "relevance") if p.cursor else (0, None)
+    if not isinstance(start_tier, int) or not 0 <= start_tier < TIERS:
+        raise BadCursor("cursor is not valid")
+    found: list[tuple[int, int]] = []
+    for tier in range(start_tier, TIERS):
+        qb = _Query()
+        source, match = _tier_source(qb, p, pg, tier)
+        qb.where.append(match)
+        _filters(qb, p, pg)
+        order = "d.id" if pg else "datasets_fts.rowid"
+        if tier == start_tier and last_id is not None:
+            qb.where.append(f"{order} < {qb.bind(last_id)}")
+        need = limit + 1 - len(found)
+        sql = (
+            f"SELECT d.id AS id FROM {source} WHERE {' AND '.join(qb.where)}"
+            f" ORDER BY {order} DESC LIMIT {need}"
+        )
+        found += [(tier, r.id) for r in conn.execute(text(sql), qb.params)]
+        if len(found) > limit:
+            break
+    page = found[:limit]
+    cursor = encode_cursor("relevance", *page[-1]) if len(found) > limit else None
+    return [i for _, i in page], cursor
+
+
+def _sorted_page(
+    conn: Connection, p: SearchParams, pg: bool, limit: int, has_text: bool
+) -> tuple[list[int], str | None]:
+    sort_name = "samples" if p.sort == "samples" else "created"
+    qb = _Query()
+    if has_text:
+        source, match = _text_source(qb, p, pg)
+        qb.where.append(match)
+        _filters(qb, p, pg)
+        key_expr = "COALESCE(d.samples, -1)" if sort_name == "samples" else "d.created_at"
+        id_expr = "d.id"
+    elif p.tags:
+        # Tag browsing: drive the scan from the (tag, hidden, created/samples) index.
         source = "dataset_tags dt JOIN datasets d ON d.id = dt.dataset_id"
-        qb.where.append(f"dt.tag = {qb.bind(first)}")
+        qb.where.append(f"dt.tag = {qb.bind(p.tags[0])}")
         qb.where.append("dt.hidden = false" if pg else "dt.hidden = 0")
-        key_expr = f"COALESCE(dt.{sort_col}, -1)" if sort_col == "samples" else f"dt.{sort_col}"
+        _filters(qb, p, pg)
+        key_expr = "COALESCE(dt.samples, -1)" if sort_name == "samples" else "dt.created_at"
         id_expr = "dt.dataset_id"
     else:
+        source = "datasets d"
+        _filters(qb, p, pg)
+        key_expr = "COALESCE(d.samples, -1)" if sort_name == "samples" else "d.created_at"
         id_expr = "d.id"
-
-    after = decode_cursor(p.cursor, sort_name) if p.cursor else None
-    if sort_name == "relevance" and not pg:
-        # bm25() may only be evaluated in the FTS query itself: rank inside, page outside.
-        sql = (
-            f"SELECT id, score FROM (SELECT d.id AS id, {score} AS score FROM {source}"
-            f" WHERE {' AND '.join(qb.where)}) m"
-        )
-        if after is not None:
-            k, i = qb.bind(after[0]), qb.bind(after[1])
-            sql += f" WHERE (score > {k} OR (score = {k} AND id > {i}))"
-        sql += f" ORDER BY score ASC, id ASC LIMIT {limit + 1}"
-    else:
-        where = list(qb.where)
-        if after is not None:
-            cmp = ">" if ascending else "<"
-            k, i = qb.bind(after[0]), qb.bind(after[1])
-            where.append(f"({key_expr} {cmp} {k} OR ({key_expr} = {k} AND {id_expr} {cmp} {i}))")
-        sql = (
-            f"SELECT {id_expr} AS id, {key_expr} AS score FROM {source}"
-            f" WHERE {' AND '.join(where)}"
-            f" ORDER BY {key_expr} {direction}, {id_expr} {direction} LIMIT {limit + 1}"
-        )
+    if p.cursor:
+        key, last_id = decode_cursor(p.cursor, sort_name)
+        k, i = qb.bind(key), qb.bind(last_id)
+        qb.where.append(f"({key_expr} < {k} OR ({key_expr} = {k} AND {id_expr} < {i}))")
+    sql = (
+        f"SELECT {id_expr} AS id, {key_expr} AS k FROM {source} WHERE {' AND '.join(qb.where)}"
+        f" ORDER BY {key_expr} DESC, {id_expr} DESC LIMIT {limit + 1}"
+    )
     rows = conn.execute(text(sql), qb.params).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = _hydrate(conn, [r.id for r in rows])
-    cursor = None
-    if more and rows:
-        last = rows[-1]
-        cursor = encode_cursor(sort_name, _json_key(last.score), last.id)
-
-    facets = _facets(conn, source if not tag_driven else "datasets d", base_where, qb.params)
-    return SearchPage(datasets=items, cursor=cursor, facets=facets)
+    page = rows[:limit]
+    cursor = encode_cursor(sort_name, page[-1].k, page[-1].id) if len(rows) > limit else None
+    return [r.id for r in page], cursor
 
 
 def _json_key(value: Any) -> Any:
@@ -206,26 +250,36 @@ def _json_key(value: Any) -> Any:
     return float(value)  # Decimal / numpy scalars from drivers
 
 
-def _facets(
-    conn: Connection, source: str, where: list[str], params: dict[str, Any]
-) -> dict[str, dict[str, int]]:
+def _facets(conn: Connection, p: SearchParams, pg: bool) -> dict[str, dict[str, int]]:
+    """Tag and license counts over the first FACET_WINDOW matches (in index order)."""
+    qb = _Query()
+    if words(p.q):
+        source, match = _text_source(qb, p, pg)
+        qb.where.append(match)
+    elif p.tags:
+        source = "dataset_tags dt JOIN datasets d ON d.id = dt.dataset_id"
+        qb.where.append(f"dt.tag = {qb.bind(p.tags[0])}")
+        qb.where.append("dt.hidden = false" if pg else "dt.hidden = 0")
+    else:
+        source = "datasets d"
+    _filters(qb, p, pg)
     window = (
         f"SELECT d.id AS id, d.license AS license FROM {source}"
-        f" WHERE {' AND '.join(where)} LIMIT {FACET_WINDOW}"
+        f" WHERE {' AND '.join(qb.where)} LIMIT {FACET_WINDOW}"
     )
     tags = conn.execute(
         text(
-            f"SELECT t.tag, COUNT(*) AS n FROM dataset_tags t JOIN ({window}) w ON w.id = t.dataset_id"
-            f" GROUP BY t.tag ORDER BY n DESC, t.tag ASC LIMIT {FACET_TAGS}"
+            f"SELECT t.tag, COUNT(*) AS n FROM dataset_tags t JOIN ({window}) w"
+            f" ON w.id = t.dataset_id GROUP BY t.tag ORDER BY n DESC, t.tag ASC LIMIT {FACET_TAGS}"
         ),
-        params,
+        qb.params,
     ).all()
     licenses = conn.execute(
         text(
             f"SELECT w.license, COUNT(*) AS n FROM ({window}) w WHERE w.license IS NOT NULL"
             " GROUP BY w.license ORDER BY n DESC, w.license ASC"
         ),
-        params,
+        qb.params,
     ).all()
     return {
         "tags": {r.tag: r.n for r in tags},
