@@ -209,6 +209,9 @@ def _parse_pax(data: bytes | memoryview, shard: str) -> dict[str, str]:
 class TarReader:
     """Iterate ``(name, data)`` over the regular-file members of a tar stream.
 
+    With ``group=True`` it yields samples instead: consecutive members sharing a key (see
+    :func:`split_key`) as ``{"__key__": key, ext: data, ...}``.
+
     ``data`` is a ``memoryview`` into a 64-byte-aligned chunk (or, for members that span chunks,
     into a buffer of their own); each member's data starts on a 64-byte boundary.
     """
@@ -220,12 +223,13 @@ class TarReader:
         *,
         chunk: int = CHUNK,
         use_mmap: bool = True,
+        group: bool = False,
     ) -> None:
         self.stream = stream
+        self.group = group
         self.shard = shard
         self.chunk = max(BLOCK, chunk - chunk % BLOCK)
         self.use_mmap = use_mmap
-        self.members = 0
 
     def _error(self, message: str, member: str | None = None) -> DecodeError:
         if member is not None:
@@ -244,6 +248,9 @@ class TarReader:
         pax: dict[str, str] = {}
         pax_global: dict[str, str] = {}
         saw_end = False
+        group = self.group
+        current: dict[str, Any] | None = None
+        key: str | None = None
         mapped = _map_file(stream) if self.use_mmap else None
         released = 0
         if mapped is not None:
@@ -305,8 +312,9 @@ class TarReader:
             elif "path" in pax_global:
                 name = pax_global["path"]
             else:
-                raw_name = hdr[0:100].split(b"\0", 1)[0]
-                if hdr[257:263] == b"ustar\0" and hdr[345] != 0:
+                end_name = hdr.find(0, 0, 100)
+                raw_name = hdr[: end_name if end_name >= 0 else 100]
+                if hdr[345] and hdr[257:263] == b"ustar\0":
                     raw_name = hdr[345:500].split(b"\0", 1)[0] + b"/" + raw_name
                 name = raw_name.decode("utf-8", "surrogateescape")
 
@@ -353,9 +361,29 @@ class TarReader:
 
             if typeflag in _REGULAR:
                 long_name = None
-                pax = {}
-                self.members += 1
-                yield name, data
+                if pax:
+                    pax = {}
+                if not group:
+                    yield name, data
+                    continue
+                # Grouping into samples, inlined: WebDataset's key rule (see split_key).
+                dot = name.find(".", name.rfind("/") + 1)
+                if dot < 0:
+                    log.warning(
+                        "shard %s: member %r has no extension; not in a sample", shard, name
+                    )
+                elif name[:dot] != key:
+                    if current is not None:
+                        yield current
+                    key = name[:dot]
+                    current = {"__key__": key, name[dot + 1 :]: data}
+                else:
+                    ext = name[dot + 1 :]
+                    if ext in current:  # type: ignore[operator]
+                        raise DecodeError(
+                            f"duplicate member {name!r} in one sample", shard=shard, key=key
+                        )
+                    current[ext] = data  # type: ignore[index]
             elif typeflag == b"L":
                 long_name = data.tobytes().split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif typeflag == b"x":
@@ -383,6 +411,8 @@ class TarReader:
             sink = memoryview(bytearray(1 << 16))
             while _readinto_full(stream, sink) == len(sink):
                 pass
+        if current is not None:
+            yield current
 
 
 def split_key(name: str) -> tuple[str, str] | None:
@@ -398,28 +428,7 @@ def iter_samples(
     stream: BinaryIO | IO[bytes], shard: str, *, chunk: int = CHUNK
 ) -> Iterator[dict[str, Any]]:
     """Group consecutive members sharing a key into ``{"__key__": key, ext: data, ...}``."""
-    current: dict[str, Any] | None = None
-    key = None
-    for name, data in TarReader(stream, shard, chunk=chunk):
-        slash = name.rfind("/")
-        dot = name.find(".", slash + 1)
-        if dot < 0:
-            log.warning("shard %s: member %r has no extension; not part of any sample", shard, name)
-            continue
-        k = name[:dot]
-        ext = name[dot + 1 :]
-        if k != key:
-            if current is not None:
-                yield current
-            key = k
-            current = {"__key__": k, ext: data}
-        else:
-            assert current is not None
-            if ext in current:
-                raise DecodeError(f"duplicate member {name!r} in one sample", shard=shard, key=k)
-            current[ext] = data
-    if current is not None:
-        yield current
+    return iter(TarReader(stream, shard, chunk=chunk, group=True))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------
