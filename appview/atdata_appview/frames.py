@@ -90,6 +90,7 @@ class SkippedCommit:
     repo: str
     rev: str
     since: str | None
+    time: str | None = None
 
 
 @dataclass(slots=True)
@@ -97,6 +98,7 @@ class IdentityEvent:
     seq: int
     did: str
     handle: str | None = None
+    time: str | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +107,7 @@ class AccountEvent:
     did: str
     active: bool
     status: str | None = None
+    time: str | None = None
 
 
 @dataclass(slots=True)
@@ -151,6 +154,11 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _time(body: dict[str, Any]) -> str | None:
+    value = body.get("time")
+    return value if isinstance(value, str) else None
+
+
 def _split_path(path: Any) -> tuple[str, str]:
     if not isinstance(path, str) or path.count("/") != 1:
         raise FrameError(f"op path {path!r} is not 'collection/rkey'")
@@ -183,7 +191,10 @@ def decode_frame(data: bytes, prefix: str = ATDATA_PREFIX) -> Event:
         return _commit(body, prefix)
     if kind == "#identity":
         return IdentityEvent(
-            _req(body, "seq", int), _req(body, "did", str), _opt_str(body, "handle")
+            _req(body, "seq", int),
+            _req(body, "did", str),
+            _opt_str(body, "handle"),
+            _time(body),
         )
     if kind == "#account":
         return AccountEvent(
@@ -191,6 +202,7 @@ def decode_frame(data: bytes, prefix: str = ATDATA_PREFIX) -> Event:
             _req(body, "did", str),
             _req(body, "active", bool),
             _opt_str(body, "status"),
+            _time(body),
         )
     if kind == "#sync":
         blocks = body.get("blocks", b"")
@@ -234,7 +246,7 @@ def _commit(body: dict[str, Any], prefix: str) -> CommitEvent | SkippedCommit:
                 RepoOp(action, collection, rkey, cid, prev if isinstance(prev, bytes) else None)
             )
     if ours is None:
-        return SkippedCommit(seq, repo, rev, since)
+        return SkippedCommit(seq, repo, rev, since, _time(body))
     commit = _req(body, "commit", bytes)
     blocks = _req(body, "blocks", bytes)
     prev_data = body.get("prevData")
@@ -248,7 +260,7 @@ def _commit(body: dict[str, Any], prefix: str) -> CommitEvent | SkippedCommit:
         ops=ours,
         prev_data=prev_data if isinstance(prev_data, bytes) else None,
         too_big=bool(body.get("tooBig", False)),
-        time=_opt_str(body, "time"),
+        time=_time(body),
         all_ops=len(raw_ops),
     )
 

@@ -108,7 +108,8 @@ class IngestService:
         self._session: aiohttp.ClientSession | None = None
         self.backfiller: Backfiller | None = None
         self._held: dict[str, list[tuple[str, Any]]] = {}
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []  # every task we started
+        self._essential: list[asyncio.Task[Any]] = []  # ones whose end means failure
         self._stopping = asyncio.Event()
         self._kick = asyncio.Event()
         self._started = asyncio.Event()
@@ -130,15 +131,16 @@ class IngestService:
             prefix=self.prefix,
         )
         spawn = asyncio.get_running_loop().create_task
-        self._tasks.append(spawn(self._flusher(), name="ingest-flusher"))
+        self._essential.append(spawn(self._flusher(), name="ingest-flusher"))
         if self.backfill_enabled:
-            self._tasks.append(spawn(self.backfiller.run(), name="ingest-backfill"))
+            self._essential.append(spawn(self.backfiller.run(), name="ingest-backfill"))
             for did in sorted(self.indexer.resync):
                 self.backfiller.enqueue(did)
             if self.backfill_at_start:
                 self._tasks.append(spawn(self._enumerate_all(), name="ingest-enumerate"))
         for host in self.hosts:
-            self._tasks.append(spawn(self._consume(host), name=f"ingest-{host}"))
+            self._essential.append(spawn(self._consume(host), name=f"ingest-{host}"))
+        self._tasks.extend(self._essential)
         self._started.set()
 
     async def run(self) -> None:
@@ -148,7 +150,7 @@ class IngestService:
         stopper = asyncio.ensure_future(self._stopping.wait())
         try:
             done, _ = await asyncio.wait(
-                [stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+                [stopper, *self._essential], return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
                 if task is not stopper and not task.cancelled() and task.exception():
@@ -170,6 +172,7 @@ class IngestService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self._essential.clear()
         with contextlib.suppress(Exception):
             await self.indexer.flush()  # commit what was decided, with its cursors
         if self._session is not None:

@@ -164,6 +164,7 @@ class FakeFirehose:
         self.cursors: list[str | None] = []
         self._new = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
         self.url = ""
 
     def add(self, frame: bytes) -> None:
@@ -181,6 +182,7 @@ class FakeFirehose:
     async def _handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        self._sockets.add(ws)
         self.connections += 1
         cursor = request.query.get("cursor")
         self.cursors.append(cursor)
@@ -193,8 +195,12 @@ class FakeFirehose:
                 if seq > after:
                     await ws.send_bytes(data)
             self._new.clear()
+            # reading lets the server see a close from the client; nothing else is expected
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._new.wait(), timeout=0.5)
+                msg = await asyncio.wait_for(ws.receive(), timeout=0.2)
+                if msg.type in (web.WSMsgType.CLOSE, web.WSMsgType.CLOSED, web.WSMsgType.ERROR):
+                    break
+        self._sockets.discard(ws)
         return ws
 
     async def start(self) -> str:
@@ -209,6 +215,8 @@ class FakeFirehose:
         return self.url
 
     async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -264,8 +272,9 @@ class RealFrames:
 
 @pytest.fixture(scope="session")
 def real_frames(devnet: Any) -> RealFrames:
-    """An account on PDS 1 that created, updated and deleted io.atdata.dataset records and
-    wrote one record of another collection; all firehose frames up to its last commit."""
+    """An account on PDS 1 that created, updated and deleted io.atdata.dataset records, wrote
+    one lexicon-invalid dataset (3kbad000000aa) and one record of another collection; all
+    firehose frames up to its last commit (the delete of 3kalpha0000aa)."""
     import secrets
 
     from atdata.devnet import create_account
@@ -292,6 +301,8 @@ def real_frames(devnet: Any) -> RealFrames:
     put_record(
         client, account.did, "io.atdata.dataset", dataset_record("beta"), rkey="3kbeta00000aa"
     )
+    bad = {k: v for k, v in dataset_record("bad").items() if k != "totals"}  # lexicon-invalid
+    put_record(client, account.did, "io.atdata.dataset", bad, rkey="3kbad000000aa")
     delete_record(client, account.did, "io.atdata.dataset", "3kalpha0000aa")
 
     def done(frames: list[bytes]) -> bool:

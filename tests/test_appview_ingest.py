@@ -1,0 +1,361 @@
+"""IngestService against the real devnet (both PDS firehoses), and against a firehose of
+our own making for garbage and forged input only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import httpx
+import pytest
+from _fixtures.ingest import (
+    FakeFirehose,
+    dataset_record,
+    delete_record,
+    encode_frame,
+    frame_parts,
+    put_record,
+    rebuild_commit,
+    wait_for,
+    ws_url,
+)
+from atdata.devnet import activate_account, deactivate_account, delete_account, update_handle
+from atdata_appview.db.models import datasets, repos, shards
+from atdata_appview.db.store import Store
+from atdata_appview.ingest import IngestService
+from sqlalchemy import func, select
+
+DS = "io.atdata.dataset"
+
+
+def rows(store: Store) -> Any:
+    """{uri: (cid, name, hidden)} of every dataset row in the index."""
+
+    def q(conn: Any) -> dict[str, tuple[str, str, bool]]:
+        out = conn.execute(
+            select(datasets.c.uri, datasets.c.cid, datasets.c.name, datasets.c.hidden)
+        )
+        return {r.uri: (r.cid, r.name, bool(r.hidden)) for r in out}
+
+    return store.read(q)
+
+
+def repo_row(store: Store, did: str) -> Any:
+    def q(conn: Any) -> Any:
+        return conn.execute(select(repos).where(repos.c.did == did)).first()
+
+    return store.read(q)
+
+
+def pds_records(pds_url: str, did: str) -> dict[str, str]:
+    """{uri: cid} of the account's io.atdata.dataset records, as its PDS holds them."""
+    out: dict[str, str] = {}
+    cursor = None
+    while True:
+        params = {"repo": did, "collection": DS, "limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        body = httpx.get(f"{pds_url}/xrpc/com.atproto.repo.listRecords", params=params).json()
+        out.update({r["uri"]: r["cid"] for r in body["records"]})
+        cursor = body.get("cursor")
+        if not cursor or not body["records"]:
+            return out
+
+
+async def started(svc: IngestService) -> asyncio.Task[Any]:
+    task = asyncio.create_task(svc.run())
+    await wait_for(lambda: all(h["connected"] for h in svc.metrics()["hosts"].values()), 15)
+    return task
+
+
+async def finish(svc: IngestService, task: asyncio.Task[Any]) -> None:
+    await svc.stop()
+    await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.devnet
+def test_live_ingest_follows_both_pdses(devnet, make_account, tmp_path):
+    a = make_account(0)
+    b = make_account(1)
+    ca, cb = a.client(), b.client()
+    # written before the AppView starts: found by the start-up backfill (listRepos + describeRepo)
+    early = put_record(ca, a.did, DS, dataset_record("early-bird"))
+
+    async def go() -> None:
+        store = Store(f"sqlite:///{tmp_path / 'index.sqlite'}")
+        svc = IngestService(
+            store, [ws_url(p.url) for p in devnet.pds], devnet.plc_url, batch_interval=0.1
+        )
+        task = await started(svc)
+        try:
+            await wait_for(lambda: _has(store, early.uri), 15)
+            # live creates on both PDSes show up within seconds
+            t0 = time.monotonic()
+            ra = put_record(ca, a.did, DS, dataset_record("mnist-a", tags=("digits",)))
+            rb = put_record(cb, b.did, DS, dataset_record("cifar-b", tags=("vision",)))
+            await wait_for(lambda: _has(store, ra.uri, rb.uri), 10)
+            assert time.monotonic() - t0 < 5.0
+            # update and delete propagate
+            rkey = ra.uri.rsplit("/", 1)[1]
+            put_record(ca, a.did, DS, dataset_record("mnist-a-v2"), rkey=rkey)
+            await wait_for(lambda: _name_is(store, ra.uri, "mnist-a-v2"), 10)
+            delete_record(cb, b.did, DS, rb.uri.rsplit("/", 1)[1])
+            await wait_for(lambda: _gone(store, rb.uri), 10)
+            # handle change re-resolves the DID
+            new_handle = a.handle.replace(a.handle.split(".")[0], a.handle.split(".")[0] + "x")
+            update_handle(a, new_handle)
+            await wait_for(lambda: _handle_is(store, a.did, new_handle), 10)
+            # deactivation hides, activation shows, deletion purges
+            deactivate_account(a)
+            await wait_for(lambda: _hidden(store, ra.uri, True), 10)
+            assert (await repo_row(store, a.did)).status == "deactivated"
+            activate_account(a)
+            await wait_for(lambda: _hidden(store, ra.uri, False), 10)
+            delete_account(a.pds_url, a.did, devnet.admin_password)
+            await wait_for(lambda: _gone(store, ra.uri, early.uri), 10)
+            assert await repo_row(store, a.did) is None
+            m = svc.metrics()
+            assert m["records_indexed"] >= 3 and m["garbage_frames"] == 0
+            assert m["commits_refused"] == 0
+            assert all(h["seq"] for h in m["hosts"].values())
+        finally:
+            await finish(svc, task)
+            cursors = await store.load_cursors()
+            store.close()
+        assert set(cursors) == {ws_url(p.url) for p in devnet.pds}
+
+    asyncio.run(go())
+
+
+async def _has(store: Store, *uris: str) -> bool:
+    got = await rows(store)
+    return all(u in got for u in uris)
+
+
+async def _gone(store: Store, *uris: str) -> bool:
+    got = await rows(store)
+    return not any(u in got for u in uris)
+
+
+async def _name_is(store: Store, uri: str, name: str) -> bool:
+    got = await rows(store)
+    return uri in got and got[uri][1] == name
+
+
+async def _hidden(store: Store, uri: str, hidden: bool) -> bool:
+    got = await rows(store)
+    return uri in got and got[uri][2] is hidden
+
+
+async def _handle_is(store: Store, did: str, handle: str) -> bool:
+    row = await repo_row(store, did)
+    return row is not None and row.handle == handle
+
+
+# -- crash and resume ------------------------------------------------------------------------
+
+RUNNER = textwrap.dedent(
+    """
+    import asyncio, logging, sys
+    from atdata_appview.db.store import Store
+    from atdata_appview.ingest import IngestService
+    logging.basicConfig(level=logging.INFO)
+    db, plc, *hosts = sys.argv[1:]
+    async def main():
+        store = Store(db)
+        svc = IngestService(store, hosts, plc, batch_interval=0.05)
+        await svc.start()
+        print("READY", flush=True)
+        await svc.run()
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.devnet
+def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(devnet, make_account, tmp_path):
+    accounts = [make_account(0), make_account(1)]
+    clients = [acc.client() for acc in accounts]
+    db = f"sqlite:///{tmp_path / 'index.sqlite'}"
+    hosts = [ws_url(p.url) for p in devnet.pds]
+    Store(db).close()  # migrate once up front
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, db, devnet.plc_url, *hosts],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"READY"
+        time.sleep(1.0)  # let both sockets connect
+        for i in range(24):  # writes keep flowing while the process dies
+            acc, client = accounts[i % 2], clients[i % 2]
+            put_record(client, acc.did, DS, dataset_record(f"crash-{i}"))
+            if i == 12:
+                proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    # some later writes: updates and deletes after the crash
+    first = next(iter(pds_records(accounts[0].pds_url, accounts[0].did)))
+    put_record(
+        clients[0],
+        accounts[0].did,
+        DS,
+        dataset_record("crash-updated"),
+        rkey=first.rsplit("/", 1)[1],
+    )
+    second = sorted(pds_records(accounts[1].pds_url, accounts[1].did))[-1]
+    delete_record(clients[1], accounts[1].did, DS, second.rsplit("/", 1)[1])
+
+    async def go() -> None:
+        store = Store(db)
+        before = await store.load_cursors()
+        svc = IngestService(store, hosts, devnet.plc_url, batch_interval=0.05)
+        task = await started(svc)
+        try:
+            want: dict[str, str] = {}
+            for acc in accounts:
+                want.update(pds_records(acc.pds_url, acc.did))
+
+            async def equal() -> bool:
+                got = await rows(store)
+                mine = {
+                    u: v[0] for u, v in got.items() if u.split("/")[2] in {a.did for a in accounts}
+                }
+                return mine == want
+
+            await wait_for(equal, 20)
+
+            # nothing doubled: one shard row per dataset row of these accounts
+            def counts(conn: Any) -> tuple[int, int]:
+                dids = [a.did for a in accounts]
+                n_ds = conn.execute(
+                    select(func.count()).select_from(datasets).where(datasets.c.did.in_(dids))
+                ).scalar()
+                n_sh = conn.execute(
+                    select(func.count())
+                    .select_from(shards.join(datasets, shards.c.dataset_id == datasets.c.id))
+                    .where(datasets.c.did.in_(dids))
+                ).scalar()
+                return n_ds, n_sh
+
+            n_ds, n_sh = await store.read(counts)
+            assert n_ds == len(want) == n_sh
+            assert svc.metrics()["commits_refused"] == 0
+        finally:
+            await finish(svc, task)
+            store.close()
+        assert before, "the killed process had committed cursors"
+
+    asyncio.run(go())
+
+
+# -- a firehose of our own making: garbage, forged, stale ---------------------------------------
+
+
+def _bump(frame: bytes, seq: int) -> bytes:
+    header, body = frame_parts(frame)
+    body["seq"] = seq
+    return encode_frame(header, body)
+
+
+@pytest.mark.devnet
+def test_garbage_forged_and_invalid_input_is_counted_and_skipped(real_frames, index_url):
+    mine = real_frames.of_repo()
+    last_seq = frame_parts(mine[-1])[1]["seq"]
+    beta = real_frames.commit("create", "io.atdata.dataset/3kbeta00000aa")
+
+    def forge_sig(commit: dict) -> None:
+        commit["rev"] = "3zzzzzzzzzzzz"  # newer than anything: only the signature stops it
+        commit["sig"] = bytes(64)
+
+    def newer(body: dict) -> None:
+        body["rev"] = "3zzzzzzzzzzzz"
+        body["seq"] = last_seq + 2
+
+    forged = rebuild_commit(beta, mutate_commit=forge_sig, mutate_body=newer)
+
+    async def go() -> None:
+        fake = FakeFirehose()
+        host = await fake.start()
+        fake.add(mine[0])
+        fake.add(b"\x00\x01garbage")  # not CBOR
+        fake.add(encode_frame({"op": 1, "t": "#commit"}, {"seq": "nope"}))  # CBOR, wrong shape
+        for f in mine[1:]:
+            fake.add(f)
+        fake.add(_bump(beta, last_seq + 1))  # replayed: rev not newer -> ignored
+        fake.add(forged)
+        store = Store(index_url)
+        svc = IngestService(store, [host], real_frames.plc_url, backfill=False, batch_interval=0.05)
+        task = asyncio.create_task(svc.run())
+        try:
+            await wait_for(lambda: svc.metrics()["hosts"][host]["seq"] == last_seq + 2, 20)
+            await svc.drain()
+            got = await rows(store)
+            uris = {u for u in got if real_frames.did in u}
+            base = f"at://{real_frames.did}/{DS}/"
+            # alpha created, updated, deleted; beta kept; the invalid record never indexed
+            assert uris == {base + "3kbeta00000aa"}
+            m = svc.metrics()
+            assert m["garbage_frames"] == 2
+            assert m["invalid_records"] == 1
+            assert m["commits_refused"] == 1
+            assert m["commits_stale"] == 1
+            assert await store.load_cursor(host) == last_seq + 2
+        finally:
+            await finish(svc, task)
+            store.close()
+            await fake.stop()
+
+    asyncio.run(go())
+
+
+@pytest.mark.devnet
+def test_reconnects_and_resumes_from_cursor(real_frames, tmp_path):
+    mine = real_frames.of_repo()
+    seqs = [frame_parts(f)[1]["seq"] for f in mine]
+
+    async def go() -> None:
+        fake = FakeFirehose()
+        host = await fake.start()
+        for f in mine[:3]:
+            fake.add(f)
+        store = Store(f"sqlite:///{tmp_path / 'i.sqlite'}")
+        svc = IngestService(store, [host], real_frames.plc_url, backfill=False, batch_interval=0.05)
+        task = asyncio.create_task(svc.run())
+        try:
+            await wait_for(lambda: svc.metrics()["hosts"][host]["seq"] == seqs[2], 15)
+            await fake.stop()  # the host goes away ...
+            await wait_for(lambda: not svc.metrics()["hosts"][host]["connected"], 10)
+            fake2 = FakeFirehose()
+            fake2.url = host
+            for f in mine:
+                fake2.add(f)
+            port = int(host.rsplit(":", 1)[1])
+            from aiohttp import web
+
+            app = web.Application()
+            app.router.add_get("/xrpc/com.atproto.sync.subscribeRepos", fake2._handler)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()  # ... and comes back
+            try:
+                await wait_for(lambda: svc.metrics()["hosts"][host]["seq"] == seqs[-1], 30)
+                assert fake2.cursors and fake2.cursors[0] == str(seqs[2])  # resumed, no replay
+                assert svc.metrics()["hosts"][host]["reconnects"] >= 1
+            finally:
+                await finish(svc, task)
+                await runner.cleanup()
+        finally:
+            if not task.done():
+                await finish(svc, task)
+            store.close()
+
+    asyncio.run(go())
