@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 
@@ -260,3 +261,34 @@ def test_messages_roundtrip_through_both_parsers(fields: dict, big: int) -> None
             assert bytes(got[k]) == v
         else:
             assert got[k] == v and type(got[k]) is type(v)
+
+
+_BIG_MESSAGE = pack_sample(
+    {"image": np.arange(SCAN_MIN_BYTES // 4, dtype="<f4"), "label": "cat", "n": -3, "x": 0.5}
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_BIG_MESSAGE) - 1), st.integers(0, 255)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(0, len(_BIG_MESSAGE)),
+)
+def test_corrupt_large_messages_fail_cleanly(flips: list[tuple[int, int]], cut: int) -> None:
+    """Byte flips and truncation: a DecodeError or some map, never another exception."""
+    buf = bytearray(_BIG_MESSAGE)
+    for pos, value in flips:
+        buf[pos] = value
+    for candidate in (bytes(buf), bytes(buf[:cut])):
+        try:
+            got = unpack_message(candidate)
+        except DecodeError:
+            continue
+        assert isinstance(got, dict)
+        for v in got.values():
+            if isinstance(v, memoryview | bytes):
+                with contextlib.suppress(DecodeError):
+                    decode_array(v)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import struct
 from typing import Annotated, Any, Optional
@@ -415,3 +416,20 @@ def test_generated_classes_round_trip(case: tuple[type, dict[str, Any]]) -> None
     assert_same(sample, back)
     assert_same(sample, cls.from_bytes(sample.packed, writable=True))
     assert list(msgpack.unpackb(sample.packed, raw=False)) == list(values)
+
+
+_GOOD = make_everything().packed
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_GOOD) - 1), st.integers(0, 255)), min_size=1, max_size=3
+    ),
+)
+def test_corrupt_messages_raise_decode_error_only(flips: list[tuple[int, int]]) -> None:
+    buf = bytearray(_GOOD)
+    for pos, value in flips:
+        buf[pos] = value
+    with contextlib.suppress(DecodeError):
+        Everything.from_bytes(bytes(buf))

@@ -174,6 +174,7 @@ def bad(rec: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
         (["fields", 0, "type", "kind"], "tensor", "kind"),
         (["fields", 0, "type", "dtype"], "|O", "dtype"),
         (["fields", 0, "type", "dtype"], "nonsense", "dtype"),
+        (["fields", 0, "type", "dtype"], ",", "dtype"),
         (["fields", 0, "type", "shape"], [-2], "shape"),
         (["fields", 0, "type", "shape"], [1.5], "shape"),
         (["fields", 1, "type", "dtype"], "<f4", "does not apply"),

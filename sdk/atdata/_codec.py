@@ -98,10 +98,10 @@ def _header_info(buf: Buffer, dlen: int) -> tuple[np.dtype, struct.Struct, int]:
         raise DecodeError(f"array bytes too short ({len(buf)} bytes) for a dtype of {dlen} bytes")
     try:
         dt = np.dtype(key[1 : 1 + dlen].decode("ascii"))
-    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+    except Exception as exc:  # numpy parses some strings with ast: even SyntaxError
         raise DecodeError(f"array has an invalid dtype string {key[1:]!r}") from exc
-    if dt.hasobject or dt.names is not None or dt.subdtype is not None:
-        raise DecodeError(f"array dtype {dt.str!r} is not allowed (object or structured)")
+    if dt.hasobject or dt.names is not None or dt.subdtype is not None or dt.itemsize == 0:
+        raise DecodeError(f"array dtype {dt.str!r} is not allowed (object, structured or empty)")
     ndim = key[1 + dlen]
     if ndim > 64:
         raise DecodeError(f"array claims {ndim} dimensions")

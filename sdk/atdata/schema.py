@@ -246,7 +246,7 @@ def _dtype(value: Any, at: str) -> np.dtype:
         raise SchemaError(f"{at} must be a numpy dtype string")
     try:
         dt = np.dtype(value)
-    except TypeError as exc:
+    except Exception as exc:  # numpy parses some strings with ast: even SyntaxError
         raise SchemaError(f"{at} {value!r} is not a numpy dtype") from exc
     if dt.hasobject or dt.names is not None or dt.subdtype is not None:
         raise SchemaError(f"{at} {value!r} is not a storable array dtype")
