@@ -433,3 +433,14 @@ def test_corrupt_messages_raise_decode_error_only(flips: list[tuple[int, int]]) 
         buf[pos] = value
     with contextlib.suppress(DecodeError):
         Everything.from_bytes(bytes(buf))
+
+
+def test_unstorable_loose_values_name_the_field() -> None:
+    s = make_everything()
+    s.extra = {1, 2}  # a set: msgpack has no such type
+    with pytest.raises(SampleValueError, match="extra"):
+        _ = s.packed
+    s.extra = None
+    s.items = [2**64]
+    with pytest.raises(SampleValueError, match="items"):
+        _ = s.packed

@@ -40,7 +40,7 @@ from ._fields import (
     make_encoder,
     parse_fields,
 )
-from .errors import DecodeError, SchemaError
+from .errors import DecodeError, SampleValueError, SchemaError
 
 __all__ = ["is_packable", "packable", "sample_fields"]
 
@@ -217,6 +217,7 @@ def _compile_encode(
         "_aligned": pack_aligned,
         "_packb": msgpack.packb,
         "_default": msgpack_default,
+        "_pack_error": _pack_error,
     }
     items, pre, pack_items = [], ["    big = False"], []
     for i, s in enumerate(specs):
@@ -238,12 +239,25 @@ def _compile_encode(
             "def pack(obj):",
             *pre,
             f"    d = {{{', '.join(pack_items)}}}",
-            "    if big:",
-            "        return _aligned(d)",
-            "    return _packb(d, default=_default)",
+            "    try:",
+            "        if big:",
+            "            return _aligned(d)",
+            "        return _packb(d, default=_default)",
+            "    except (TypeError, ValueError, OverflowError) as exc:",
+            "        _pack_error(d, exc)",
         ]
     )
     return encode, _compile(src + "\n", env, "pack")
+
+
+def _pack_error(d: dict[str, Any], exc: Exception) -> None:
+    """Re-raise a msgpack failure as a SampleValueError naming the field at fault."""
+    for name, v in d.items():
+        try:
+            msgpack.packb(v, default=msgpack_default)
+        except (TypeError, ValueError, OverflowError) as field_exc:
+            raise SampleValueError(f"field {name!r}: cannot be stored: {field_exc}") from exc
+    raise exc
 
 
 def _compile_decode(
