@@ -359,3 +359,134 @@ def test_reconnects_and_resumes_from_cursor(real_frames, tmp_path):
             store.close()
 
     asyncio.run(go())
+
+
+# -- broken chain -> resync; backfill politeness -------------------------------------------------
+
+
+@pytest.mark.devnet
+def test_broken_chain_marks_resync_and_backfills_from_the_pds(real_frames, tmp_path):
+    commits = [
+        f
+        for f in real_frames.of_repo()
+        if frame_parts(f)[0]["t"] == "#commit" and frame_parts(f)[1]["ops"]
+    ]
+    known_rev = frame_parts(commits[0])[1]["rev"]  # we pretend to hold the repo at commit 0
+    gap = commits[2:]  # commit 1 never reaches us: commit 2's `since` is not our rev
+
+    async def go() -> None:
+        fake = FakeFirehose()
+        host = await fake.start()
+        for f in gap:
+            fake.add(f)
+        store = Store(f"sqlite:///{tmp_path / 'i.sqlite'}")
+        async with store.transaction() as tx:
+            tx.set_repo(real_frames.did, rev=known_rev)
+        svc = IngestService(
+            store, [host], real_frames.plc_url, backfill_at_start=False, batch_interval=0.05
+        )
+        task = asyncio.create_task(svc.run())
+        try:
+            want = {
+                u: c
+                for u, c in pds_records(real_frames.pds_url, real_frames.did).items()
+                if not u.endswith("3kbad000000aa")  # lexicon-invalid: never indexed
+            }
+
+            async def equal() -> bool:
+                got = await rows(store)
+                return {u: v[0] for u, v in got.items() if real_frames.did in u} == want
+
+            await wait_for(equal, 20)
+            m = svc.metrics()
+            assert m["resyncs"] >= 1 and m["backfills_done"] >= 1
+            assert m["reasons"].get("broken_chain", 0) >= 1
+            row = await repo_row(store, real_frames.did)
+            assert not row.resync and row.rev >= frame_parts(gap[-1])[1]["rev"]
+        finally:
+            await finish(svc, task)
+            store.close()
+            await fake.stop()
+
+    asyncio.run(go())
+
+
+def test_backfill_enumeration_honours_429_and_falls_back_to_list_repos():
+    from aiohttp import web
+    from atdata_appview.backfill import Backfiller, HostRateLimiter
+    from atdata_appview.identity import IdentityResolver
+    from atdata_appview.indexer import IngestCounters
+
+    calls: list[str] = []
+
+    async def list_by_collection(request: web.Request) -> web.Response:
+        calls.append("byCollection")
+        return web.json_response({"error": "MethodNotImplemented"}, status=501)
+
+    async def list_repos(request: web.Request) -> web.Response:
+        calls.append("listRepos")
+        if calls.count("listRepos") == 1:
+            return web.json_response(
+                {"error": "RateLimitExceeded"}, status=429, headers={"Retry-After": "1"}
+            )
+        return web.json_response({"repos": [{"did": "did:plc:ours"}, {"did": "did:plc:theirs"}]})
+
+    async def describe(request: web.Request) -> web.Response:
+        did = request.query["repo"]
+        cols = (
+            ["io.atdata.dataset", "app.bsky.feed.post"]
+            if did == "did:plc:ours"
+            else ["app.bsky.feed.post"]
+        )
+        return web.json_response({"did": did, "collections": cols})
+
+    async def go() -> None:
+        app = web.Application()
+        app.router.add_get("/xrpc/com.atproto.sync.listReposByCollection", list_by_collection)
+        app.router.add_get("/xrpc/com.atproto.sync.listRepos", list_repos)
+        app.router.add_get("/xrpc/com.atproto.repo.describeRepo", describe)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+
+        async def done(*_: Any) -> None:
+            return None
+
+        bf = Backfiller(
+            IdentityResolver("http://127.0.0.1:9"),
+            IngestCounters(),
+            done,
+            limiter=HostRateLimiter(rate=50),
+        )
+        try:
+            t0 = time.monotonic()
+            found = await bf.enumerate(f"ws://127.0.0.1:{port}")
+            waited = time.monotonic() - t0
+        finally:
+            await bf.close()
+            await runner.cleanup()
+        assert found == {"did:plc:ours"}  # only repos holding our collections
+        assert calls.count("listRepos") == 2 and waited >= 1.0  # paused for Retry-After
+        assert calls[0] == "byCollection"
+
+    asyncio.run(go())
+
+
+def test_rate_limiter_spaces_requests_per_host():
+    from atdata_appview.backfill import HostRateLimiter
+
+    async def go() -> tuple[float, float]:
+        lim = HostRateLimiter(rate=20.0, burst=1)
+        t0 = time.monotonic()
+        for _ in range(6):
+            await lim.acquire("a")
+        one_host = time.monotonic() - t0
+        t0 = time.monotonic()
+        await lim.acquire("b")  # another host has its own bucket
+        return one_host, time.monotonic() - t0
+
+    one_host, other = asyncio.run(go())
+    assert one_host >= 5 / 20.0 * 0.9
+    assert other < 0.05
