@@ -261,3 +261,34 @@ def test_global_pax_header_and_base256_size() -> None:
     hdr[148:156] = b"%06o\0 " % sum(hdr)
     raw = bytes(hdr) + b"seven!!" + bytes(BLOCK - 7) + bytes(2 * BLOCK)
     assert _read(raw, 1024) == [("b.bin", b"seven!!")]
+
+
+def test_mapped_local_file_views_survive_page_release(tmp_path) -> None:
+    """Local files are mmapped and pages behind the cursor released; held views stay right."""
+    rng = np.random.default_rng(3)
+    blobs = [rng.integers(0, 256, 700_001, dtype=np.uint8).tobytes() for _ in range(40)]
+    path = tmp_path / "big.tar"
+    with open(path, "wb") as f, TarShardWriter(f) as w:
+        for i, blob in enumerate(blobs):
+            w.add(f"{i:04d}.bin", blob)
+    assert path.stat().st_size > 2 * (16 << 20)  # crosses the release window twice
+    with open(path, "rb", buffering=0) as f:
+        views = list(TarReader(f, str(path)))
+    assert [bytes(v) for _, v in views] == blobs
+    assert all(np.frombuffer(v, np.uint8).ctypes.data % 64 == 0 for _, v in views)
+    with open(path, "rb") as f:  # a buffered stream takes the chunked path
+        assert [bytes(v) for _, v in TarReader(f, str(path), chunk=1 << 20)] == blobs
+
+
+def test_recycled_chunks_never_overwrite_held_views() -> None:
+    first, expected = _tarfile_archive(
+        [(f"a{i}.bin", 3000) for i in range(20)], tarfile.USTAR_FORMAT
+    )
+    held = [v for _, v in TarReader(io.BytesIO(first), "a.tar", chunk=4096)]
+    for seed in range(3):  # more reads that recycle every chunk they can
+        other, _ = _tarfile_archive(
+            [(f"b{i}.bin", 3000) for i in range(20)], tarfile.USTAR_FORMAT, seed + 1
+        )
+        for _, v in TarReader(io.BytesIO(other), "b.tar", chunk=4096):
+            bytes(v)
+    assert [bytes(v) for v in held] == [data for _, data in expected]

@@ -279,7 +279,9 @@ class TarReader:
                 continue
             if n - pos < BLOCK:
                 raise self._error("truncated tar header (archive cut short)")
-            hdr = mv[pos : pos + BLOCK].tobytes()
+            hdr = (
+                mapped[pos : pos + BLOCK] if mapped is not None else mv[pos : pos + BLOCK].tobytes()
+            )
             if hdr == _ZERO_BLOCK:
                 saw_end = True
                 break
