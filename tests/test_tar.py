@@ -266,7 +266,7 @@ def test_global_pax_header_and_base256_size() -> None:
 def test_mapped_local_file_views_survive_page_release(tmp_path) -> None:
     """Local files are mmapped and pages behind the cursor released; held views stay right."""
     rng = np.random.default_rng(3)
-    blobs = [rng.integers(0, 256, 700_001, dtype=np.uint8).tobytes() for _ in range(40)]
+    blobs = [rng.integers(0, 256, 700_001, dtype=np.uint8).tobytes() for _ in range(50)]
     path = tmp_path / "big.tar"
     with open(path, "wb") as f, TarShardWriter(f) as w:
         for i, blob in enumerate(blobs):
