@@ -42,7 +42,16 @@ EXIT_USAGE = 2
 EXIT_ABSENT = 3
 EXIT_INTERRUPTED = 130
 
-COMMAND_MODULES: tuple[str, ...] = ("devnet", "appview")
+COMMAND_MODULES: tuple[str, ...] = (
+    "devnet",
+    "appview",
+    "inspect",
+    "schema",
+    "publish",
+    "search",
+    "get",
+    "load",
+)
 """Modules of `atdata.cli` that add commands (each has `register(app)`)."""
 
 

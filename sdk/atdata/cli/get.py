@@ -1,0 +1,139 @@
+"""`atdata get <at-uri>`: one atdata record, fetched from its author's PDS."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import typer
+
+from ._common import (
+    JSON_OPTION,
+    PLC_OPTION,
+    absent,
+    human_bytes,
+    is_not_found,
+    out,
+    print_json,
+    schema_rows,
+    shape_text,
+    table,
+    use_plc,
+)
+
+__all__ = ["get", "register"]
+
+
+def _dataset(uri: str, cid: str, v: Mapping[str, Any]) -> None:
+    totals = v.get("totals") or {}
+    out(f"{v.get('name')}  ({uri})")
+    out(f"cid {cid}")
+    if v.get("description"):
+        out(str(v["description"]))
+    out(
+        f"{totals.get('samples')} samples, {human_bytes(totals.get('bytes'))}, "
+        f"{totals.get('shards')} shard(s); storage {str((v.get('storage') or {}).get('$type', '?')).rsplit('#', 1)[-1]}"
+    )
+    if v.get("tags"):
+        out("tags: " + ", ".join(map(str, v["tags"])))
+    if v.get("license"):
+        out(f"license: {v['license']}")
+    schema = v.get("schema") or {}
+    out(f"schema: {schema.get('uri')} (cid {schema.get('cid')})")
+    for split in v.get("splits") or []:
+        out(f"split {split.get('name')}: shards {split.get('shards')}")
+    arrays = v.get("arrays") or []
+    if arrays:
+        out()
+        out(
+            table(
+                [{**a, "shape": shape_text(a.get("shape"))} for a in arrays],
+                ["field", "dtype", "shape"],
+            )
+        )
+    shards = v.get("shards") or []
+    if shards:
+        out()
+        rows = [
+            {
+                "#": i,
+                "samples": s.get("samples"),
+                "size": human_bytes(s.get("bytes")),
+                "sha256": s.get("sha256"),
+            }
+            for i, s in enumerate(shards)
+        ]
+        out(table(rows, ["#", "samples", "size", "sha256"]))
+    elif v.get("manifest"):
+        out("shards: listed in a manifest blob")
+
+
+def _schema(uri: str, cid: str, v: Mapping[str, Any]) -> None:
+    out(f"{v.get('name')} {v.get('version')}  ({uri})")
+    out(f"cid {cid}")
+    if v.get("description"):
+        out(str(v["description"]))
+    out()
+    out(table(schema_rows(v), ["field", "type", "dtype", "shape"]))
+
+
+def _lens(uri: str, cid: str, v: Mapping[str, Any]) -> None:
+    code = v.get("code") or {}
+    out(f"{v.get('name')}  ({uri})")
+    out(f"cid {cid}")
+    if v.get("description"):
+        out(str(v["description"]))
+    out(f"source: {(v.get('source') or {}).get('uri')}")
+    out(f"target: {(v.get('target') or {}).get('uri')}")
+    out(f"code: {code.get('entryPoint')} sha256 {code.get('sha256')}")
+    if code.get("repository"):
+        out(f"repository: {code.get('repository')} {code.get('commit') or ''}".rstrip())
+
+
+def get(
+    uri: str = typer.Argument(
+        ..., help="at:// URI of a dataset, schema or lens record.", show_default=False
+    ),
+    cid: str = typer.Option(
+        None, "--cid", help="Require exactly this version of the record.", show_default=False
+    ),
+    plc: str = PLC_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Fetch a record from its author's PDS (checked against its CID) and describe it.
+
+    Exit code 3 when the record does not exist.
+
+    Examples:
+
+      atdata get at://did:plc:abc/io.atdata.dataset/3kxyz
+
+      atdata get at://alice.example.com/io.atdata.schema/3kabc --json
+    """
+    from ..atmosphere import fetch_record
+    from ..errors import ResolutionError
+
+    use_plc(plc)
+    try:
+        rec = fetch_record(uri, cid)
+    except ResolutionError as exc:
+        if is_not_found(exc):
+            raise absent(f"not found: {exc}") from None
+        raise
+    if as_json:
+        print_json({"uri": rec.uri, "cid": rec.cid, "value": rec.value})
+        return
+    kind = rec.value.get("$type")
+    show = {
+        "io.atdata.dataset": _dataset,
+        "io.atdata.schema": _schema,
+        "io.atdata.lens": _lens,
+    }.get(str(kind))
+    if show is None:
+        print_json({"uri": rec.uri, "cid": rec.cid, "value": rec.value})
+    else:
+        show(rec.uri, rec.cid, rec.value)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("get")(get)

@@ -1,0 +1,94 @@
+"""`atdata load <at-uri>`: resolve a dataset and read its first samples."""
+
+from __future__ import annotations
+
+import typer
+
+from ._common import (
+    APPVIEW_OPTION,
+    JSON_OPTION,
+    PLC_OPTION,
+    absent,
+    is_not_found,
+    note,
+    out,
+    preview,
+    print_json,
+    sample_class,
+    sample_fields,
+    use_plc,
+)
+
+__all__ = ["load", "register"]
+
+
+def load(
+    uri: str = typer.Argument(
+        ..., help="at:// URI of an io.atdata.dataset record.", show_default=False
+    ),
+    head: int = typer.Option(5, "--head", "-n", min=0, help="How many samples to print."),
+    split: str = typer.Option(
+        None, "--split", help="Only this split (train, test, ...).", show_default=False
+    ),
+    sample_type: str = typer.Option(
+        None,
+        "--type",
+        "-t",
+        help="Your @packable class (module:Class), used when it matches the published schema.",
+        show_default=False,
+    ),
+    cid: str = typer.Option(
+        None, "--cid", help="Require exactly this version of the record.", show_default=False
+    ),
+    appview: str = APPVIEW_OPTION,
+    plc: str = PLC_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Resolve a dataset by at:// URI and print its first samples (shards checked by sha256).
+
+    Exit code 3 when the record does not exist.
+
+    Examples:
+
+      atdata load at://did:plc:abc/io.atdata.dataset/3kxyz --head 5
+
+      atdata load at://did:plc:abc/io.atdata.dataset/3kxyz --split test --type mypkg:Digit
+
+      atdata load at://did:plc:abc/io.atdata.dataset/3kxyz --head 100 --json
+    """
+    from ..atmosphere import load_dataset
+    from ..errors import ResolutionError
+
+    use_plc(plc)
+    cls = sample_class(sample_type) if sample_type else None
+    try:
+        ds = load_dataset(uri, sample_type=cls, split=split, cid=cid, appview=appview)
+    except ResolutionError as exc:
+        if is_not_found(exc):
+            raise absent(f"not found: {exc}") from None
+        raise
+    count = ds.sample_count
+    note(
+        f"{ds.sample_type.__name__}: {count if count is not None else '?'} samples in "
+        f"{len(ds.shards)} shard(s), record cid {ds.cid}"
+    )
+    samples = ds.head(head)
+    if as_json:
+        print_json(
+            {
+                "uri": ds.uri,
+                "cid": ds.cid,
+                "samples": count,
+                "shards": len(ds.shards),
+                "head": [{k: preview(v) for k, v in sample_fields(s).items()} for s in samples],
+            }
+        )
+        return
+    for i, sample in enumerate(samples):
+        out(
+            f"[{i}] " + "  ".join(f"{k}={preview(v, 40)}" for k, v in sample_fields(sample).items())
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("load")(load)

@@ -1,0 +1,310 @@
+"""The data commands of the `atdata` CLI, run as subprocesses against real services: the
+devnet (PLC + two PDSes) and an AppView (`atdata appview serve`) following it.
+
+Covers: help with examples everywhere; exit codes 0/1/2/3; one-line errors and `--debug`
+tracebacks; credentials from the environment and never printed; inspect, schema show|publish,
+publish, search, get and load doing their jobs end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import atdata
+import pytest
+from _fixtures.newcomer import Glyph, Published, RunningAppView, glyphs, subprocess_env
+from atdata.devnet import Account
+
+GLYPH = "_fixtures.newcomer:Glyph"
+
+
+def atdata_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "atdata.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or subprocess_env(),
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The error is the last stderr line, alone (earlier lines may be progress notes)."""
+    lines = done.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == lines[-1:], done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[-1]
+
+
+def creds(account: Account) -> dict[str, str]:
+    return subprocess_env(
+        ATDATA_PDS=account.pds_url,
+        ATDATA_HANDLE=account.handle,
+        ATDATA_PASSWORD=account.password,
+    )
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> tuple[list[Glyph], list[atdata.ShardInfo]]:
+    samples = glyphs(25, seed=11)
+    return samples, atdata.write_samples(samples, str(tmp_path / "g-%06d.tar"), maxcount=10)
+
+
+# -- help and exit codes ----------------------------------------------------------------------
+
+COMMANDS = [
+    ["inspect"],
+    ["schema", "show"],
+    ["schema", "publish"],
+    ["publish"],
+    ["search"],
+    ["get"],
+    ["load"],
+    ["schema"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_examples(command: list[str]) -> None:
+    done = atdata_cli(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "Examples:" in done.stdout
+    assert f"atdata {' '.join(command)}" in done.stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    assert atdata_cli("inspect").returncode == 2  # missing argument
+    assert atdata_cli("search", "--bogus").returncode == 2
+    assert atdata_cli("load", "at://x/io.atdata.dataset/y", "--head", "-1").returncode == 2
+
+
+def test_help_never_shows_credentials_from_the_environment() -> None:
+    env = subprocess_env(ATDATA_PASSWORD="hunter2-do-not-show", ATDATA_HANDLE="secret.handle")
+    for command in (["publish"], ["schema", "publish"]):
+        done = atdata_cli(*command, "--help", env=env)
+        assert done.returncode == 0
+        assert "hunter2-do-not-show" not in done.stdout + done.stderr
+        assert "ATDATA_PASSWORD" in done.stdout  # where it comes from is documented
+
+
+# -- inspect ----------------------------------------------------------------------------------
+
+
+def test_inspect_counts_fields_and_previews(shards: Any, tmp_path: Path) -> None:
+    samples, infos = shards
+    done = atdata_cli("inspect", str(tmp_path / "g-{000000..000002}.tar"), "--head", "2")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    total = sum(i.bytes for i in infos)
+    assert text.splitlines()[0] == f"3 shard(s), 25 samples, {total / 1000:.1f} KB ({total} bytes)"
+    assert "image    ndarray  |u1    (8, 8)" in text
+    assert "caption  str" in text
+    assert "caption: 'glyph 1'" in text and "caption: 'glyph 2'" not in text
+
+    as_json = atdata_cli("inspect", str(tmp_path / "*.tar"), "--type", GLYPH, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["samples"] == 25 and report["bytes"] == total
+    assert [s["samples"] for s in report["shards"]] == [10, 10, 5]
+    fields = {f["field"]: f for f in report["fields"]}
+    assert fields["image"]["dtype"] == "|u1" and fields["image"]["shape"] == [8, 8]
+    assert fields["label"]["type"] == "int"
+    assert report["preview"][0]["fields"]["label"] == repr(samples[0].label)
+
+
+def test_inspect_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+    missing = atdata_cli("inspect", str(tmp_path / "nope.tar"))
+    assert missing.returncode == 1
+    assert "nope.tar" in one_line_error(missing)
+    broken = tmp_path / "broken.tar"
+    broken.write_bytes(b"not a tar file at all" * 40)
+    bad = atdata_cli("inspect", str(broken))
+    assert bad.returncode == 1
+    assert "broken.tar" in one_line_error(bad)
+    debug = atdata_cli("--debug", "inspect", str(broken))
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    wrong_type = atdata_cli("inspect", str(broken), "--type", "_fixtures.newcomer:glyphs")
+    assert wrong_type.returncode == 1
+    assert "not a @atdata.packable" in one_line_error(wrong_type)
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+
+@pytest.mark.devnet
+def test_schema_show_from_class_and_from_the_network(published: Published) -> None:
+    local = atdata_cli("schema", "show", GLYPH)
+    assert local.returncode == 0, local.stderr
+    assert local.stdout.startswith("newcomer.Glyph 1.0.0")
+    assert "image    NDArray  |u1" in local.stdout
+
+    remote = atdata_cli("schema", "show", published.schema_uri, "--json")
+    assert remote.returncode == 0, remote.stderr
+    body = json.loads(remote.stdout)
+    assert body["uri"] == published.schema_uri
+    assert [f["name"] for f in body["record"]["fields"]] == ["image", "label", "caption"]
+
+    via_dataset = atdata_cli("schema", "show", published.uri)
+    assert via_dataset.returncode == 0, via_dataset.stderr
+    assert published.schema_uri in via_dataset.stdout
+
+    did = published.uri.split("/")[2]
+    gone = atdata_cli("schema", "show", f"at://{did}/io.atdata.schema/3zzzzzzzzzzzz")
+    assert gone.returncode == 3, gone.stderr
+    assert "not found" in gone.stderr
+
+
+@pytest.mark.devnet
+def test_schema_publish_prints_the_uri_and_is_idempotent(make_account: Any) -> None:
+    bob = make_account(1)
+    first = atdata_cli("schema", "publish", GLYPH, env=creds(bob))
+    assert first.returncode == 0, first.stderr
+    uri = first.stdout.strip()
+    assert uri.startswith(f"at://{bob.did}/io.atdata.schema/") and "\n" not in uri
+    again = atdata_cli("schema", "publish", GLYPH, env=creds(bob))
+    assert again.stdout.strip() == uri
+    assert bob.password not in first.stdout + first.stderr + again.stdout + again.stderr
+
+
+@pytest.mark.devnet
+def test_bad_credentials_fail_in_one_line_without_the_password(make_account: Any) -> None:
+    bob = make_account(0)
+    env = creds(bob)
+    env["ATDATA_PASSWORD"] = "wrong-pw-7f3a9"
+    done = atdata_cli("schema", "publish", GLYPH, env=env)
+    assert done.returncode == 1
+    line = one_line_error(done)
+    assert "login" in line and bob.handle in line
+    assert "wrong-pw-7f3a9" not in done.stdout + done.stderr
+    no_password = creds(bob)
+    del no_password["ATDATA_PASSWORD"]
+    missing = atdata_cli("schema", "publish", GLYPH, env=no_password)
+    assert missing.returncode == 1 and "ATDATA_PASSWORD" in one_line_error(missing)
+
+
+# -- publish, search, get, load ---------------------------------------------------------------
+
+
+def wait_search(appview: RunningAppView, tag: str, timeout: float = 30) -> dict:
+    """A script's way to wait for indexing: `atdata search` exits 3 until something matches."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = atdata_cli("search", "--tag", tag, "--json", "--appview", appview.url)
+        if done.returncode == 0:
+            return json.loads(done.stdout)
+        assert done.returncode == 3, done.stderr
+        assert time.monotonic() < deadline, f"tag {tag} not searchable within {timeout} s"
+        time.sleep(0.5)
+
+
+@pytest.mark.devnet
+def test_publish_then_search_get_and_load(
+    make_account: Any, appview: RunningAppView, shards: Any, tmp_path: Path
+) -> None:
+    samples, infos = shards
+    alice = make_account(0)
+    tag = f"cli{time.monotonic_ns() % 10**8}"
+    done = atdata_cli(
+        "publish", str(tmp_path / "g-*.tar"),
+        "--name", "cli-glyphs", "--schema", GLYPH,
+        "--description", "Glyphs published by the CLI test",
+        "--tag", f"glyphs,{tag}", "--license", "CC0-1.0",
+        "--split", "train=0-1", "--split", "test=2",
+        env=creds(alice),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    uri = done.stdout.strip()
+    assert uri.startswith(f"at://{alice.did}/io.atdata.dataset/")
+    assert alice.password not in done.stdout + done.stderr
+
+    found = wait_search(appview, tag)
+    assert [d["uri"] for d in found["datasets"]] == [uri]
+    assert found["datasets"][0]["samples"] == 25
+    text = atdata_cli("search", "glyphs published", "--tag", tag, "--appview", appview.url)
+    assert text.returncode == 0 and uri in text.stdout and "cli-glyphs" in text.stdout
+
+    got = atdata_cli("get", uri)
+    assert got.returncode == 0, got.stderr
+    assert "25 samples" in got.stdout and "split test: shards [2]" in got.stdout
+    for info in infos:
+        assert info.sha256 in got.stdout
+    record = json.loads(atdata_cli("get", uri, "--json").stdout)
+    assert record["value"]["name"] == "cli-glyphs" and record["value"]["license"] == "CC0-1.0"
+
+    loaded = atdata_cli("load", uri, "--split", "test", "--head", "3", "--type", GLYPH)
+    assert loaded.returncode == 0, loaded.stderr
+    lines = loaded.stdout.strip().splitlines()
+    assert len(lines) == 3
+    assert all(f"caption='glyph {20 + i}'" in line for i, line in enumerate(lines))
+    assert f"record cid {record['cid']}" in loaded.stderr
+
+    head = json.loads(atdata_cli("load", uri, "--head", "25", "--json").stdout)
+    assert head["samples"] == 25 and head["cid"] == record["cid"]
+    assert [h["label"] for h in head["head"]] == [str(s.label) for s in samples]
+
+    pinned = atdata_cli(
+        "load", uri, "--cid", "bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    )
+    assert pinned.returncode == 1
+    assert "changed" in one_line_error(pinned)
+
+
+@pytest.mark.devnet
+def test_publish_refuses_bad_input_before_uploading(make_account: Any, shards: Any,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    from atdata.atmosphere import Client
+
+    alice = make_account(0)
+    pattern = str(tmp_path / "g-*.tar")
+    out_of_range = atdata_cli("publish", pattern, "--name", "x", "--schema", GLYPH,
+                              "--split", "train=0-5", env=creds(alice))  # fmt: skip
+    assert out_of_range.returncode == 1
+    assert "out of range" in one_line_error(out_of_range)
+    too_long = atdata_cli("publish", pattern, "--name", "x" * 700, "--schema", GLYPH,
+                          env=creds(alice))  # fmt: skip
+    assert too_long.returncode == 1
+    assert "name" in one_line_error(too_long)
+    client = Client(alice.pds_url).login(alice.handle, alice.password)
+    assert client.list_records("io.atdata.dataset") == []
+    blobs = client.atproto.com.atproto.sync.list_blobs({"did": alice.did})
+    assert list(blobs.cids) == []
+
+
+@pytest.mark.devnet
+def test_get_and_load_absent_records_exit_3(published: Published) -> None:
+    did = published.uri.split("/")[2]
+    missing = f"at://{did}/io.atdata.dataset/3zzzzzzzzzzzz"
+    for command in (["get", missing], ["load", missing]):
+        done = atdata_cli(*command)
+        assert done.returncode == 3, done.stderr
+        assert "not found" in done.stderr
+    lens = atdata_cli("get", published.lens_uri)
+    assert lens.returncode == 0
+    assert "_fixtures.newcomer:glyph_label" in lens.stdout
+
+
+@pytest.mark.devnet
+def test_search_exit_codes(appview: RunningAppView, published: Published) -> None:
+    nothing = atdata_cli("search", "zzqx-nothing-here", "--appview", appview.url)
+    assert nothing.returncode == 3 and nothing.stdout == ""
+    env = subprocess_env()
+    env.pop("ATDATA_APPVIEW", None)
+    no_appview = atdata_cli("search", "glyphs", env=env)
+    assert no_appview.returncode == 1
+    assert "ATDATA_APPVIEW" in one_line_error(no_appview)
+    down = atdata_cli("search", "glyphs", "--appview", "http://127.0.0.1:9")
+    assert down.returncode == 1
+    assert "unreachable" in one_line_error(down)
+    via_env = atdata_cli(
+        "search", "--tag", published.tag, env=subprocess_env(ATDATA_APPVIEW=appview.url)
+    )
+    assert via_env.returncode == 0 and published.uri in via_env.stdout
