@@ -344,7 +344,6 @@ class Client:
         to indices into `shards`.
         """
         facts = gather_shards(shards)
-        schema_ref_plan = schema  # resolved after the plan checks (publishing it writes)
         tmp = tempfile.TemporaryDirectory(prefix="atdata-publish-")
         try:
             kind, plan, mapping = self._plan(facts, storage, cut_oversize, tmp.name)
@@ -379,7 +378,8 @@ class Client:
             )
             draft = self._with_shards(base, storage_obj, entries, manifest_ref=None, kind=kind)
             self._validate(DATASET, {"$type": DATASET, **draft})
-            base["schema"] = self._schema_ref(schema_ref_plan, shards).strong_ref()
+            # Only now, with the plan and the draft record checked, is anything written.
+            base["schema"] = self._schema_ref(schema, shards).strong_ref()
             entries, storage_obj = self._locations(
                 kind, storage, plan, dry=False, s3_kwargs=s3_client_kwargs, progress=progress
             )
@@ -396,7 +396,14 @@ class Client:
     def _needs_manifest(self, entries: list[dict[str, Any]]) -> bool:
         return len(entries) > MAX_INLINE_SHARDS or len(json.dumps(entries)) > _MAX_INLINE_JSON
 
-    def _with_shards(self, base, storage_obj, entries, manifest_ref, kind) -> dict[str, Any]:
+    def _with_shards(
+        self,
+        base: dict[str, Any],
+        storage_obj: dict[str, Any],
+        entries: list[dict[str, Any]],
+        manifest_ref: dict[str, Any] | None,
+        kind: str,
+    ) -> dict[str, Any]:
         record = {**base, "storage": storage_obj}
         if self._needs_manifest(entries):
             if kind == "blobs":

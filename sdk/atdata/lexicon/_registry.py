@@ -215,17 +215,17 @@ class Lexicons:
             raise _Invalid(path, f"type {t} cannot hold a data value")
         check(lex_id, d, v, path)
 
-    def _v_null(self, lex_id, d, v, path) -> None:
+    def _v_null(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if v is not None:
             raise _Invalid(path, "must be null")
 
-    def _v_boolean(self, lex_id, d, v, path) -> None:
+    def _v_boolean(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if not isinstance(v, bool):
             raise _Invalid(path, f"expected a boolean, got {type(v).__name__}")
         if "const" in d and v != d["const"]:
             raise _Invalid(path, f"must be {d['const']!r}")
 
-    def _v_integer(self, lex_id, d, v, path) -> None:
+    def _v_integer(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if type(v) is not int:
             raise _Invalid(path, f"expected an integer, got {type(v).__name__}")
         if "minimum" in d and v < d["minimum"]:
@@ -237,7 +237,7 @@ class Lexicons:
         if "const" in d and v != d["const"]:
             raise _Invalid(path, f"must be {d['const']}")
 
-    def _v_string(self, lex_id, d, v, path) -> None:
+    def _v_string(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if not isinstance(v, str):
             raise _Invalid(path, f"expected a string, got {type(v).__name__}")
         n = len(v.encode("utf-8"))
@@ -259,7 +259,7 @@ class Lexicons:
         if "format" in d and (why := check_format(d["format"], v)):
             raise _Invalid(path, f"{v[:80]!r}: {why} (format {d['format']})")
 
-    def _v_bytes(self, lex_id, d, v, path) -> None:
+    def _v_bytes(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if isinstance(v, Mapping) and set(v) == {"$bytes"} and isinstance(v["$bytes"], str):
             try:
                 raw = base64.b64decode(v["$bytes"] + "=" * (-len(v["$bytes"]) % 4), validate=True)
@@ -274,13 +274,13 @@ class Lexicons:
         if "minLength" in d and len(raw) < d["minLength"]:
             raise _Invalid(path, f"is {len(raw)} bytes, under minLength {d['minLength']}")
 
-    def _v_cid_link(self, lex_id, d, v, path) -> None:
+    def _v_cid_link(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if not (isinstance(v, Mapping) and set(v) == {"$link"} and isinstance(v["$link"], str)):
             raise _Invalid(path, "expected a cid-link ({'$link': cid})")
         if why := check_format("cid", v["$link"]):
             raise _Invalid(_join(path, "$link"), why)
 
-    def _v_blob(self, lex_id, d, v, path) -> None:
+    def _v_blob(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if not isinstance(v, Mapping):
             raise _Invalid(path, "expected a blob object")
         if v.get("$type") != "blob":
@@ -300,7 +300,7 @@ class Lexicons:
         if "accept" in d and not any(_mime_ok(mime, a) for a in d["accept"]):
             raise _Invalid(_join(path, "mimeType"), f"{mime!r} is not in accept {d['accept']}")
 
-    def _v_array(self, lex_id, d, v, path) -> None:
+    def _v_array(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if not isinstance(v, list | tuple):
             raise _Invalid(path, f"expected an array, got {type(v).__name__}")
         if "maxLength" in d and len(v) > d["maxLength"]:
@@ -310,7 +310,7 @@ class Lexicons:
         for i, item in enumerate(v):
             self._value(lex_id, d["items"], item, f"{path}[{i}]")
 
-    def _v_object(self, lex_id, d, v, path) -> None:
+    def _v_object(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if not isinstance(v, Mapping):
             raise _Invalid(path, f"expected an object, got {type(v).__name__}")
         props = d.get("properties", {})
@@ -333,7 +333,7 @@ class Lexicons:
 
     _v_params = _v_object
 
-    def _v_ref(self, lex_id, d, v, path) -> None:
+    def _v_ref(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         ref = absolute_ref(lex_id, d["ref"])
         target_lex, target = self._lookup(ref)  # type: ignore[misc]  # resolved at load
         if target["type"] == "record":
@@ -342,7 +342,7 @@ class Lexicons:
             raise _Invalid(path, f"ref {ref} is a token, not a data type")
         self._value(target_lex, target, v, path)
 
-    def _v_union(self, lex_id, d, v, path) -> None:
+    def _v_union(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if not isinstance(v, Mapping):
             raise _Invalid(path, "a union value must be an object with $type")
         t = v.get("$type")
@@ -360,12 +360,12 @@ class Lexicons:
             target = target["record"]
         self._value(target_lex, target, v, path)
 
-    def _v_unknown(self, lex_id, d, v, path) -> None:
+    def _v_unknown(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         if not isinstance(v, Mapping):
             raise _Invalid(path, "an unknown-typed value must be an object")
         _no_floats(v, path)
 
-    def _v_token(self, lex_id, d, v, path) -> None:
+    def _v_token(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
         raise _Invalid(path, "a token has no data values")
 
 
