@@ -370,10 +370,10 @@ def parse_car(data: bytes) -> Car:
     libipld's `decode_car` decodes every block and drops its bytes, which leaves
     nothing to hash; we need the bytes to check each block against its CID.
     """
-    view = memoryview(data)
+    data = bytes(data)
     try:
-        size, pos = _varint(view, 0)
-        header = libipld.decode_dag_cbor(bytes(view[pos : pos + size]))
+        size, pos = _varint(data, 0)
+        header = libipld.decode_dag_cbor(data[pos : pos + size])
     except (ValueError, RecursionError) as exc:
         raise CarError(f"bad CAR header: {exc}") from exc
     pos += size
@@ -383,16 +383,24 @@ def parse_car(data: bytes) -> Car:
     if not isinstance(roots, list) or not all(isinstance(r, bytes) for r in roots):
         raise CarError("CAR header has no roots list")
     blocks: dict[bytes, bytes] = {}
-    end = len(view)
+    end = len(data)
     while pos < end:
-        size, pos = _varint(view, pos)
+        size, pos = _varint(data, pos)
         stop = pos + size
-        if stop > end or size == 0:
+        if stop > end or size < 4:
             raise CarError("truncated CAR block")
-        _, after_cid = parse_cid(view, pos)
+        if (
+            data[pos] == 1
+            and data[pos + 1] < 0x80
+            and data[pos + 2] < 0x80
+            and data[pos + 3] < 0x80
+        ):
+            after_cid = pos + 4 + data[pos + 3]  # CIDv1 with one-byte varints (the usual)
+        else:
+            _, after_cid = parse_cid(data, pos)
         if after_cid > stop:
             raise CarError("CID runs past its CAR section")
-        blocks[bytes(view[pos:after_cid])] = bytes(view[after_cid:stop])
+        blocks[data[pos:after_cid]] = data[after_cid:stop]
         pos = stop
     return Car(roots, blocks)
 

@@ -326,10 +326,13 @@ class IngestService:
             retry = did in ix.resync and (
                 time.monotonic() - bf.last_attempt.get(did, 0.0) > RESYNC_RETRY_SECONDS
             )
-            if first_sight or broken or retry:
+            if first_sight or broken or retry or event.too_big:
                 if broken:
                     self.counters.note("broken_chain")
-                self._resync(did, "first sight" if first_sight else "broken chain")
+                why = (
+                    "first sight" if first_sight else "too big" if event.too_big else "broken chain"
+                )
+                self._resync(did, why)
                 self._hold(did, host, event)
                 return
         try:
