@@ -63,8 +63,23 @@ class _Verifying(io.RawIOBase):
         self._seen = 0
         self._checked = False
 
+    @property
+    def raw(self) -> BinaryIO:
+        """The wrapped stream (a reader that maps local files feeds the bytes itself)."""
+        return self._raw
+
     def readable(self) -> bool:
         return True
+
+    def feed(self, data: Any) -> None:
+        """Account for bytes read around this wrapper (from a memory map of ``raw``)."""
+        if self._hash is not None:
+            self._hash.update(data)
+        self._seen += len(data)
+
+    def finish(self) -> None:
+        """All bytes were fed: compare size and sha256 now."""
+        self._verify()
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")

@@ -105,26 +105,31 @@ def _take_chunk(size: int) -> np.ndarray:
 _RELEASE = 16 << 20
 
 
-def _map_file(stream: Any) -> mmap.mmap | None:
-    """Map a local regular file read-only, or None when the stream is anything else.
+def _map_file(stream: Any) -> tuple[mmap.mmap | None, Any]:
+    """Map a local regular file read-only: ``(mapping, verifier)``, or ``(None, None)``.
 
-    Only a plain ``FileIO`` at offset 0 qualifies (wrappers such as the sha256-verifying
-    stream must see the bytes go through them).
+    A plain ``FileIO`` at offset 0 qualifies, and so does a verifying wrapper around one (it
+    then gets the mapped bytes through ``feed``/``finish``); any other stream is read.
     """
+    verifier = None
+    raw = stream
     if type(stream) is not io.FileIO:
-        return None
+        inner = getattr(stream, "raw", None)
+        if type(inner) is not io.FileIO or not hasattr(stream, "feed"):
+            return None, None
+        verifier, raw = stream, inner
     try:
-        if stream.tell() != 0:
-            return None
-        info = os.fstat(stream.fileno())
+        if raw.tell() != 0:
+            return None, None
+        info = os.fstat(raw.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
-            return None
-        mapped = mmap.mmap(stream.fileno(), info.st_size, access=mmap.ACCESS_READ)
+            return None, None
+        mapped = mmap.mmap(raw.fileno(), info.st_size, access=mmap.ACCESS_READ)
     except (OSError, ValueError):
-        return None
+        return None, None
     with contextlib.suppress(OSError, AttributeError):
         mapped.madvise(mmap.MADV_SEQUENTIAL)
-    return mapped
+    return mapped, verifier
 
 
 def _readinto_full(f: BinaryIO | IO[bytes], view: memoryview) -> int:
@@ -251,7 +256,7 @@ class TarReader:
         group = self.group
         current: dict[str, Any] | None = None
         key: str | None = None
-        mapped = _map_file(stream) if self.use_mmap else None
+        mapped, verifier = _map_file(stream) if self.use_mmap else (None, None)
         released = 0
         if mapped is not None:
             # A local file: members are views of its page-cache pages, no copy at all.
@@ -264,6 +269,8 @@ class TarReader:
                 # Drop the pages behind us from this process's resident set; views that are
                 # still held fault them back in from the page cache when touched.
                 upto = min(pos, n) & ~(mmap.PAGESIZE - 1)
+                if verifier is not None:
+                    verifier.feed(mv[released:upto])
                 mapped.madvise(mmap.MADV_DONTNEED, released, upto - released)
                 released = upto
             if pos >= n:
@@ -409,7 +416,10 @@ class TarReader:
             # at a member boundary, which no other check can see.
             log.warning("shard %s: tar archive has no end-of-archive blocks (truncated?)", shard)
         # Drain what follows the end marker so that a verifying stream sees every byte.
-        if not eof:
+        if verifier is not None:
+            verifier.feed(mv[released:])
+            verifier.finish()
+        elif not eof:
             sink = memoryview(bytearray(1 << 16))
             while _readinto_full(stream, sink) == len(sink):
                 pass
