@@ -14,10 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 SORTS = ("relevance", "created", "samples")
-FACET_WINDOW = 1000
 FACET_TAGS = 25
 MAX_LIMIT = 100
 
@@ -110,100 +109,166 @@ def _filters(qb: _Query, p: SearchParams, pg: bool) -> None:
         qb.where.append(f"d.samples <= {qb.bind(p.max_samples)}")
 
 
-#: Relevance tiers: all words in the name; all in name, tags or schema field names; anywhere.
-TIERS = 3
-_FTS5_TIER_COLUMNS = ("{name}", "{name tags fields}", "")
-_PG_TIER_WEIGHTS = (":A", ":ABC", "")
-
-
-def _fts5_tiers(tokens: list[str], tags: list[str]) -> list[str]:
-    """FTS5 expressions matching exactly the rows of each relevance tier."""
-    words_expr = " AND ".join(_fts5_phrase([t]) for t in tokens)
-    # Tags also narrow the full-text match (exactness comes from the EXISTS filter).
-    tag_expr = " AND ".join(f"tags : {_fts5_phrase(words(tag))}" for tag in tags if words(tag))
-    cumulative = []
-    for cols in _FTS5_TIER_COLUMNS:
-        e = f"{cols} : ({words_expr})" if cols else f"({words_expr})"
-        cumulative.append(f"{e} AND {tag_expr}" if tag_expr else e)
-    return [cumulative[0]] + [
-        f"({cumulative[k]}) NOT ({cumulative[k - 1]})" for k in range(1, TIERS)
-    ]
-
-
-def _pg_tiers(tokens: list[str]) -> list[str]:
-    """to_tsquery texts matching exactly the rows of each relevance tier (by lexeme weight:
-    A = name, B = tags, C = schema field names, D = description)."""
-    cumulative = ["(" + " & ".join(f"{t}{w}" for t in tokens) + ")" for w in _PG_TIER_WEIGHTS]
-    return [cumulative[0]] + [f"{cumulative[k]} & !{cumulative[k - 1]}" for k in range(1, TIERS)]
-
-
+#: Matches ranked together: relevance orders each window of this many matches (newest
+#: first) by tier; facets count the first window.
+WINDOW = 1000
 _FTS_SOURCE = "datasets_fts JOIN datasets d ON d.id = datasets_fts.rowid"
 
 
-def _text_source(qb: _Query, p: SearchParams, pg: bool) -> tuple[str, str]:
-    """(FROM, WHERE) for every dataset matching all the words (and, on FTS5, the tags)."""
+def _fts5_words(tokens: list[str]) -> str:
+    return " AND ".join(_fts5_phrase([t]) for t in tokens)
+
+
+def _text_source(qb: _Query, p: SearchParams, pg: bool) -> tuple[str, str, str]:
+    """(FROM, WHERE, id expression in index order) for datasets matching every word."""
     tokens = words(p.q)
     if pg:
-        query = "(" + " & ".join(tokens) + ")"
-        return "datasets d", f"d.search @@ to_tsquery('english', {qb.bind(query)})"
-    expr = " AND ".join(_fts5_phrase([t]) for t in tokens)
+        query = " & ".join(tokens)
+        return "datasets d", f"d.search @@ to_tsquery('english', {qb.bind(query)})", "d.id"
+    # Tags also narrow the full-text match (exactness comes from the EXISTS filter).
     tag_part = [f"tags : {_fts5_phrase(words(t))}" for t in p.tags if words(t)]
-    expr = " AND ".join([f"({expr})", *tag_part])
-    return _FTS_SOURCE, f"datasets_fts MATCH {qb.bind(expr)}"
-
-
-def _tier_source(qb: _Query, p: SearchParams, pg: bool, tier: int) -> tuple[str, str]:
-    """(FROM, WHERE) for exactly the datasets of one relevance tier."""
-    tokens = words(p.q)
-    if pg:
-        query = _pg_tiers(tokens)[tier]
-        return "datasets d", f"d.search @@ to_tsquery('english', {qb.bind(query)})"
-    return _FTS_SOURCE, f"datasets_fts MATCH {qb.bind(_fts5_tiers(tokens, p.tags)[tier])}"
+    expr = " AND ".join([f"({_fts5_words(tokens)})", *tag_part])
+    return _FTS_SOURCE, f"datasets_fts MATCH {qb.bind(expr)}", "datasets_fts.rowid"
 
 
 def search_datasets(conn: Connection, p: SearchParams) -> SearchPage:
-    """One page of matches, newest-first within relevance tiers (or by created / samples).
+    """One page of matches: by relevance (tiers within windows of newest matches), by
+    creation time or by sample count; facets over the first window of matches.
 
-    Relevance needs no per-row scoring: each tier is one index-ordered query that stops after
-    a page, so latency does not grow with the number of matches (bm25 / ts_rank would score
-    every match: seconds for common words at 1M datasets).
+    Relevance: tier 0 = every word in the name, 1 = every word in name, tags or schema field
+    names, 2 = elsewhere. bm25 / ts_rank would score every match (seconds for common words at
+    1M datasets); ranking the newest WINDOW matches at a time keeps a page at index-scan cost
+    and is exact whenever a query has at most WINDOW matches.
     """
     pg = conn.dialect.name == "postgresql"
     limit = max(1, min(p.limit, MAX_LIMIT))
     has_text = bool(words(p.q))
+    first_window: list[int] | None = None
     if has_text and p.sort == "relevance":
-        ids, cursor = _relevance_page(conn, p, pg, limit)
+        ids, cursor, first_window = _relevance_page(conn, p, pg, limit)
     else:
         ids, cursor = _sorted_page(conn, p, pg, limit, has_text)
-    return SearchPage(datasets=_hydrate(conn, ids), cursor=cursor, facets=_facets(conn, p, pg))
+    if first_window is None:
+        first_window = _first_window(conn, p, pg)
+    return SearchPage(
+        datasets=_hydrate(conn, ids), cursor=cursor, facets=_facets(conn, first_window)
+    )
+
+
+def _norm(word: str) -> str:
+    """Crude suffix folding for tiering (plural/verb forms), the same on both sides."""
+    for suffix, repl, min_len in (("ies", "y", 5), ("sses", "ss", 5), ("ing", "", 6),
+                                  ("ed", "", 5), ("es", "", 5), ("s", "", 4)):  # fmt: skip
+        if len(word) >= min_len and word.endswith(suffix) and not word.endswith("ss"):
+            return word[: -len(suffix)] + repl
+    return word
+
+
+def _terms(*texts: str) -> set[str]:
+    return {_norm(w) for t in texts for w in _WORD.findall(t.lower().replace("_", " "))}
+
+
+def _tier(wanted: set[str], name: str | None, tags: list[str], fields: list[str]) -> int:
+    """0: every word in the name; 1: in name, tags or schema field names; 2: elsewhere."""
+    in_name = _terms(name or "")
+    if wanted <= in_name:
+        return 0
+    if wanted <= in_name | _terms(*tags, *fields):
+        return 1
+    return 2
+
+
+def _window(
+    conn: Connection, p: SearchParams, pg: bool, below: int | None
+) -> list[tuple[int, int]]:
+    """(id, tier) of the WINDOW newest matches with id <= ``below``, newest first."""
+    qb = _Query()
+    source, match, order = _text_source(qb, p, pg)
+    qb.where.append(match)
+    _filters(qb, p, pg)
+    if below is not None:
+        qb.where.append(f"{order} <= {qb.bind(below)}")
+    sql = (
+        f"SELECT d.id AS id, d.name AS name, d.tags AS tags, d.schema_uri AS schema_uri"
+        f" FROM {source} WHERE {' AND '.join(qb.where)} ORDER BY {order} DESC LIMIT {WINDOW}"
+    )
+    rows = conn.execute(text(sql), qb.params).all()
+    fields = _schema_fields(conn, {r.schema_uri for r in rows if r.schema_uri})
+    wanted = _terms(p.q or "")
+    return [
+        (r.id, _tier(wanted, r.name, _json_list(r.tags), fields.get(r.schema_uri, [])))
+        for r in rows
+    ]
+
+
+def _json_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [v for v in value or [] if isinstance(v, str)]
+
+
+def _schema_fields(conn: Connection, uris: set[str]) -> dict[str, list[str]]:
+    if not uris:
+        return {}
+    rows = conn.execute(
+        text("SELECT uri, field_names FROM schemas WHERE uri IN :uris").bindparams(
+            bindparam("uris", expanding=True)
+        ),
+        {"uris": sorted(uris)},
+    )
+    return {r.uri: _json_list(r.field_names) for r in rows}
 
 
 def _relevance_page(
     conn: Connection, p: SearchParams, pg: bool, limit: int
-) -> tuple[list[int], str | None]:
-    start_tier, last_id = decode_cursor(p.cursor, "relevance") if p.cursor else (0, None)
-    if not isinstance(start_tier, int) or not 0 <= start_tier < TIERS:
-        raise BadCursor("cursor is not valid")
-    found: list[tuple[int, int]] = []
-    for tier in range(start_tier, TIERS):
-        qb = _Query()
-        source, match = _tier_source(qb, p, pg, tier)
-        qb.where.append(match)
-        _filters(qb, p, pg)
-        order = "d.id" if pg else "datasets_fts.rowid"
-        if tier == start_tier and last_id is not None:
-            qb.where.append(f"{order} < {qb.bind(last_id)}")
-        need = limit + 1 - len(found)
-        sql = (
-            f"SELECT d.id AS id FROM {source} WHERE {' AND '.join(qb.where)}"
-            f" ORDER BY {order} DESC LIMIT {need}"
-        )
-        found += [(tier, r.id) for r in conn.execute(text(sql), qb.params)]
-        if len(found) > limit:
+) -> tuple[list[int], str | None, list[int] | None]:
+    below: int | None = None
+    after: tuple[int, int] | None = None
+    if p.cursor:
+        key, last_id = decode_cursor(p.cursor, "relevance")
+        if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, int) for k in key)):
+            raise BadCursor("cursor is not valid")
+        below, after = key[0], (key[1], last_id)
+    first: list[int] | None = None
+    page: list[tuple[int, int, int]] = []  # (window start, tier, id)
+    while True:
+        window = _window(conn, p, pg, below)
+        if first is None and below is None:
+            first = [i for i, _ in window]
+        ranked = sorted(window, key=lambda it: (it[1], -it[0]))
+        if after is not None:
+            ranked = [it for it in ranked if (it[1], -it[0]) > (after[0], -after[1])]
+            after = None
+        start = below if below is not None else (window[0][0] if window else 0)
+        page += [(start, tier, i) for i, tier in ranked[: limit + 1 - len(page)]]
+        if len(page) > limit or len(window) < WINDOW:
             break
-    page = found[:limit]
-    cursor = encode_cursor("relevance", *page[-1]) if len(found) > limit else None
-    return [i for _, i in page], cursor
+        below = min(i for i, _ in window) - 1
+    more = len(page) > limit
+    page = page[:limit]
+    cursor = encode_cursor("relevance", [page[-1][0], page[-1][1]], page[-1][2]) if more else None
+    return [i for _, _, i in page], cursor, first
+
+
+def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[int]:
+    """Ids of the first WINDOW matches in index order (what facets count)."""
+    qb = _Query()
+    if words(p.q):
+        source, match, order = _text_source(qb, p, pg)
+        qb.where.append(match)
+    elif p.tags:
+        source = "dataset_tags dt JOIN datasets d ON d.id = dt.dataset_id"
+        qb.where.append(f"dt.tag = {qb.bind(p.tags[0])}")
+        qb.where.append("dt.hidden = false" if pg else "dt.hidden = 0")
+        order = "dt.created_at DESC, dt.dataset_id"
+    else:
+        source, order = "datasets d", "d.created_at DESC, d.id"
+    _filters(qb, p, pg)
+    sql = (
+        f"SELECT d.id AS id FROM {source} WHERE {' AND '.join(qb.where)}"
+        f" ORDER BY {order} DESC LIMIT {WINDOW}"
+    )
+    return [r.id for r in conn.execute(text(sql), qb.params)]
 
 
 def _sorted_page(
@@ -212,7 +277,7 @@ def _sorted_page(
     sort_name = "samples" if p.sort == "samples" else "created"
     qb = _Query()
     if has_text:
-        source, match = _text_source(qb, p, pg)
+        source, match, _order = _text_source(qb, p, pg)
         qb.where.append(match)
         _filters(qb, p, pg)
         key_expr = "COALESCE(d.samples, -1)" if sort_name == "samples" else "d.created_at"
@@ -250,36 +315,22 @@ def _json_key(value: Any) -> Any:
     return float(value)  # Decimal / numpy scalars from drivers
 
 
-def _facets(conn: Connection, p: SearchParams, pg: bool) -> dict[str, dict[str, int]]:
-    """Tag and license counts over the first FACET_WINDOW matches (in index order)."""
-    qb = _Query()
-    if words(p.q):
-        source, match = _text_source(qb, p, pg)
-        qb.where.append(match)
-    elif p.tags:
-        source = "dataset_tags dt JOIN datasets d ON d.id = dt.dataset_id"
-        qb.where.append(f"dt.tag = {qb.bind(p.tags[0])}")
-        qb.where.append("dt.hidden = false" if pg else "dt.hidden = 0")
-    else:
-        source = "datasets d"
-    _filters(qb, p, pg)
-    window = (
-        f"SELECT d.id AS id, d.license AS license FROM {source}"
-        f" WHERE {' AND '.join(qb.where)} LIMIT {FACET_WINDOW}"
-    )
+def _facets(conn: Connection, ids: list[int]) -> dict[str, dict[str, int]]:
+    """Tag and license counts over the given matches (the first window)."""
+    if not ids:
+        return {"tags": {}, "licenses": {}}
+    id_list = ",".join(str(int(i)) for i in ids)
     tags = conn.execute(
         text(
-            f"SELECT t.tag, COUNT(*) AS n FROM dataset_tags t JOIN ({window}) w"
-            f" ON w.id = t.dataset_id GROUP BY t.tag ORDER BY n DESC, t.tag ASC LIMIT {FACET_TAGS}"
-        ),
-        qb.params,
+            f"SELECT tag, COUNT(*) AS n FROM dataset_tags WHERE dataset_id IN ({id_list})"
+            f" GROUP BY tag ORDER BY n DESC, tag ASC LIMIT {FACET_TAGS}"
+        )
     ).all()
     licenses = conn.execute(
         text(
-            f"SELECT w.license, COUNT(*) AS n FROM ({window}) w WHERE w.license IS NOT NULL"
-            " GROUP BY w.license ORDER BY n DESC, w.license ASC"
-        ),
-        qb.params,
+            f"SELECT license, COUNT(*) AS n FROM datasets WHERE id IN ({id_list})"
+            " AND license IS NOT NULL GROUP BY license ORDER BY n DESC, license ASC"
+        )
     ).all()
     return {
         "tags": {r.tag: r.n for r in tags},
