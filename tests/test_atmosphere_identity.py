@@ -70,9 +70,11 @@ def test_plc_document_errors_and_private_pds_endpoint() -> None:
     with serve(routes) as srv:
         r = IdentityResolver(srv.url, allow_private=True)
         assert r.pds_endpoint(did) == "http://10.0.0.5"
-        strict = IdentityResolver(srv.url, allow_private=None)
-        strict._get = r._get  # the PLC itself is ours; the endpoint it names is not trusted
-        with pytest.raises(UnsafeURLError):
+        # The configured PLC (here on loopback) is the user's own and is asked even without
+        # the private-network allowance; the PDS endpoint its document names is not trusted.
+        strict = IdentityResolver(srv.url, allow_private=False)
+        assert strict.resolve_did(did)["id"] == did
+        with pytest.raises(UnsafeURLError, match="10.0.0.5"):
             strict.pds_endpoint(did)
         missing = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"
         with pytest.raises(ResolutionError, match="cannot resolve"):

@@ -112,8 +112,11 @@ class IdentityResolver:
         self._docs = _Cache(ttl)
         self._handles = _Cache(ttl)
 
-    def _get(self, url: str, params: dict[str, Any] | None = None) -> Any:
-        return get_json(url, params=params, allow_private=self.allow_private, timeout=self.timeout)
+    def _get(self, url: str, params: dict[str, Any] | None = None, *, trusted: bool = False) -> Any:
+        # The PLC directory and the handle services are the user's own configuration, so
+        # they may sit on a private network; URLs from documents go through the full guard.
+        allow = True if trusted else self.allow_private
+        return get_json(url, params=params, allow_private=allow, timeout=self.timeout)
 
     # -- DIDs -----------------------------------------------------------------------------
     def resolve_did(self, did: str) -> dict[str, Any]:
@@ -130,7 +133,7 @@ class IdentityResolver:
         else:
             raise ResolutionError(f"unsupported DID method in {did!r} (plc and web only)")
         try:
-            doc = self._get(url)
+            doc = self._get(url, trusted=did.startswith("did:plc:"))
         except HTTPStatusError as e:
             raise ResolutionError(f"cannot resolve {did}: {e}") from e
         except UnsafeURLError:
@@ -187,7 +190,9 @@ class IdentityResolver:
         for service in self.handle_services:
             try:
                 out = self._get(
-                    f"{service}/xrpc/com.atproto.identity.resolveHandle", {"handle": handle}
+                    f"{service}/xrpc/com.atproto.identity.resolveHandle",
+                    {"handle": handle},
+                    trusted=True,
                 )
             except Exception as e:  # noqa: BLE001 - try the next service
                 errors.append(f"{service}: {e}")

@@ -11,6 +11,7 @@ user trusts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -199,16 +200,21 @@ class Resolver:
         """The shard list from a dataset's manifest blob, checked against its CID and lexicon."""
         link = blob["ref"]["$link"]
         url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode({"did": did, "cid": link})
-        with guarded_client(allow_private=self.allow_private, timeout=self.timeout) as c:
-            r = c.get(url)
-        if r.status_code != 200:
-            raise ResolutionError(f"cannot fetch manifest blob {link}: HTTP {r.status_code}")
-        import hashlib
-
-        raw = cid_bytes(link)
-        if raw[-32:] != hashlib.sha256(r.content).digest():
+        size = int(blob["size"])
+        body = bytearray()
+        with (
+            guarded_client(allow_private=self.allow_private, timeout=self.timeout) as c,
+            c.stream("GET", url) as r,
+        ):
+            if r.status_code != 200:
+                raise ResolutionError(f"cannot fetch manifest blob {link}: HTTP {r.status_code}")
+            for chunk in r.iter_bytes():
+                body += chunk
+                if len(body) > size:  # never read more than the record promised
+                    raise ResolutionError(f"manifest blob {link} is larger than its {size} bytes")
+        if cid_bytes(link)[-32:] != hashlib.sha256(body).digest():
             raise ResolutionError(f"manifest blob {link} does not match its CID")
-        manifest = json.loads(r.content)
+        manifest = json.loads(bytes(body))
         try:
             default_lexicons().validate(f"{DATASET}#manifest", manifest)
         except LexiconError as e:
