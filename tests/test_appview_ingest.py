@@ -197,6 +197,8 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(devnet, make_
         for i in range(24):  # writes keep flowing while the process dies
             acc, client = accounts[i % 2], clients[i % 2]
             put_record(client, acc.did, DS, dataset_record(f"crash-{i}"))
+            if i == 6:  # make sure the process got going (committed some state) first
+                asyncio.run(wait_for(lambda: _committed(db), 30))
             if i == 12:
                 proc.send_signal(signal.SIGKILL)
     finally:
@@ -255,6 +257,14 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(devnet, make_
         assert before, "the killed process had committed cursors"
 
     asyncio.run(go())
+
+
+async def _committed(db: str) -> bool:
+    store = Store(db, run_migrations=False)
+    try:
+        return bool(await store.load_cursors()) and bool(await rows(store))
+    finally:
+        store.close()
 
 
 # -- a firehose of our own making: garbage, forged, stale ---------------------------------------
