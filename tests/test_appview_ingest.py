@@ -4,6 +4,7 @@ our own making for garbage and forged input only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -500,3 +501,54 @@ def test_rate_limiter_spaces_requests_per_host():
     one_host, other = asyncio.run(go())
     assert one_host >= 5 / 20.0 * 0.9
     assert other < 0.05
+
+
+def test_stalled_socket_is_detected_and_reconnected():
+    """A host that accepts the socket but never answers pings (a fault a real PDS cannot be
+    made to produce on demand) is dropped by the heartbeat and dialled again."""
+    from aiohttp import web
+    from atdata_appview.firehose import FirehoseConnection
+
+    sockets: list[web.WebSocketResponse] = []
+    cursors: list[str | None] = []
+
+    async def silent(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=False)  # never reads, so never pongs
+        await ws.prepare(request)
+        sockets.append(ws)
+        cursors.append(request.query.get("cursor"))
+        await asyncio.sleep(30)
+        return ws
+
+    async def go() -> FirehoseConnection:
+        app = web.Application()
+        app.router.add_get("/xrpc/com.atproto.sync.subscribeRepos", silent)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        conn = FirehoseConnection(
+            f"ws://127.0.0.1:{port}", lambda: 41, heartbeat=0.3, backoff_base=0.05
+        )
+
+        async def consume() -> None:
+            async for _ in conn.frames():
+                pass
+
+        task = asyncio.create_task(consume())
+        try:
+            await wait_for(lambda: conn.connects >= 3, 10, 0.05)
+        finally:
+            await conn.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for ws in sockets:
+                await ws.close()
+            await runner.cleanup()
+        return conn
+
+    conn = asyncio.run(go())
+    assert conn.failures >= 2 and conn.last_error
+    assert cursors[:3] == ["41", "41", "41"]  # every reconnect resumes from the cursor
