@@ -317,18 +317,3 @@ def test_dataset_over_s3(shards, s3_server, s3_bucket) -> None:
     assert len(ds.shards) == 3
     assert [s.label for s in ds.ordered()] == list(range(N))
     assert sorted(s.label for s in ds.shuffled(seed=0, buffer=5)) == list(range(N))
-
-
-def test_demo_walkthrough(tmp_path, capsys) -> None:
-    from atdata import demo
-
-    facts = demo.run(tmp_path, n=200, per_shard=50)
-    assert facts == {
-        "shards": 4,
-        "ordered": 200,
-        "batches": 4,
-        "shuffled": 200,
-        "confident": facts["confident"],
-    }
-    assert 0 < facts["confident"] < 200
-    assert "same seed, same order: True" in capsys.readouterr().out

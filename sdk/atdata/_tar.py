@@ -103,6 +103,8 @@ def _take_chunk(size: int) -> np.ndarray:
 
 
 _RELEASE = 16 << 20
+#: Sum of the three octal digits of 0..511, for checksum fields (six digits = two lookups).
+_DIGIT_SUM = [(i >> 6) + ((i >> 3) & 7) + (i & 7) for i in range(512)]
 
 
 def _map_file(stream: Any) -> tuple[mmap.mmap | None, Any]:
@@ -264,15 +266,17 @@ class TarReader:
             n = len(mapped)
             eof = True
 
+        next_release = _RELEASE if mapped is not None else 1 << 62
         while True:
-            if mapped is not None and pos - released >= _RELEASE:
+            if pos >= next_release:
                 # Drop the pages behind us from this process's resident set; views that are
                 # still held fault them back in from the page cache when touched.
                 upto = min(pos, n) & ~(mmap.PAGESIZE - 1)
                 if verifier is not None:
                     verifier.feed(mv[released:upto])
-                mapped.madvise(mmap.MADV_DONTNEED, released, upto - released)
+                mapped.madvise(mmap.MADV_DONTNEED, released, upto - released)  # type: ignore[union-attr]
                 released = upto
+                next_release = released + _RELEASE
             if pos >= n:
                 # Refill: the next header starts in a new chunk.
                 if eof:
@@ -295,9 +299,14 @@ class TarReader:
             # Fast path for the common layout (6 octal checksum digits, 11 size digits); any
             # other spelling goes through the general parsers.
             try:
-                ok = (adler32(hdr) & 0xFFFF) == (
-                    int(hdr[148:154], 8) - 255 + sum(hdr[148:156])
-                ) % 65521
+                want = int(hdr[148:154], 8)
+                # The checksum field's own byte sum, from its digits when it is "%06o\0 ".
+                field_sum = (
+                    320 + _DIGIT_SUM[want >> 9] + _DIGIT_SUM[want & 511]
+                    if hdr[154:156] == b"\0 " and want < 262144
+                    else sum(hdr[148:156])
+                )
+                ok = (adler32(hdr) & 0xFFFF) == (want - 255 + field_sum) % 65521
             except ValueError:
                 ok = False
             if not ok and not _checksum_ok(hdr):
@@ -314,7 +323,13 @@ class TarReader:
             except ValueError as exc:
                 raise self._error("corrupt tar header (bad size field)") from exc
             # Resolve the member name: GNU long name, pax path, or ustar prefix + name.
-            if long_name is not None:
+            if long_name is None and not pax and not pax_global:
+                end_name = hdr.find(0, 0, 100)
+                raw_name = hdr[: end_name if end_name >= 0 else 100]
+                if hdr[345] and hdr[257:263] == b"ustar\0":
+                    raw_name = hdr[345:500].split(b"\0", 1)[0] + b"/" + raw_name
+                name = raw_name.decode("utf-8", "surrogateescape")
+            elif long_name is not None:
                 name = long_name
             elif "path" in pax:
                 name = pax["path"]
