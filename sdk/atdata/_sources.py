@@ -602,8 +602,3 @@ def _expand_into(
     if missing:
         shown = ", ".join(missing[:3]) + (f", ... {missing[-1]}" if len(missing) > 3 else "")
         raise SourceError(f"{len(missing)} shard(s) not found: {shown}")
-
-
-def source_names(sources: Iterable[ShardSource]) -> list[str]:
-    """The names of sources, for display."""
-    return [s.name for s in sources]
