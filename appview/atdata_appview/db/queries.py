@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from .models import cursors, dataset_tags, datasets, lenses, repos, schemas, shards
+from .models import cursors, dataset_records, dataset_tags, datasets, lenses, repos, schemas, shards
 from .search import _drop_none, decode_cursor, encode_cursor
 
 MAX_LENS_HOPS = 8
@@ -253,7 +253,11 @@ def get_dataset(conn: Connection, uri: str) -> dict[str, Any] | None:
             "samples": d.samples,
             "bytes": d.bytes,
             "createdAt": d.created_at,
-            "record": _json(d.record),
+            "record": _json(
+                conn.execute(
+                    select(dataset_records.c.record).where(dataset_records.c.dataset_id == d.id)
+                ).scalar()
+            ),
             "author": author,
             "schema": schema,
             "shards": [

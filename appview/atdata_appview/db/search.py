@@ -68,6 +68,18 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     return key, row_id
 
 
+def tag_token(tag: str) -> str:
+    """One FTS5 token standing for a whole tag: a tag filter then intersects one doclist
+    instead of checking the ``tags`` column's positions (slow for tags that are also common
+    words). Collisions ("a-b" vs "ab") are harmless: the exact tag is checked in SQL too."""
+    return "zztag" + "".join(ch for ch in tag.lower() if ch.isalnum())
+
+
+def fts_tags_text(tags: list[str]) -> str:
+    """The ``tags`` column of the FTS5 row: the tag words (searchable) and the tag tokens."""
+    return " ".join([*tags, *(tag_token(t) for t in tags)])
+
+
 def _fts5_phrase(tokens: list[str]) -> str:
     return '"' + " ".join(tokens) + '"'
 
@@ -111,7 +123,7 @@ def _filters(qb: _Query, p: SearchParams, pg: bool) -> None:
 
 #: Matches ranked together: relevance orders each window of this many matches (newest
 #: first) by tier; facets count the first window.
-WINDOW = 1000
+WINDOW = 500
 _FTS_SOURCE = "datasets_fts JOIN datasets d ON d.id = datasets_fts.rowid"
 
 
@@ -126,7 +138,7 @@ def _text_source(qb: _Query, p: SearchParams, pg: bool) -> tuple[str, str, str]:
         query = " & ".join(tokens)
         return "datasets d", f"d.search @@ to_tsquery('english', {qb.bind(query)})", "d.id"
     # Tags also narrow the full-text match (exactness comes from the EXISTS filter).
-    tag_part = [f"tags : {_fts5_phrase(words(t))}" for t in p.tags if words(t)]
+    tag_part = [_fts5_phrase([tag_token(t)]) for t in p.tags if tag_token(t) != "zztag"]
     expr = " AND ".join([f"({_fts5_words(tokens)})", *tag_part])
     return _FTS_SOURCE, f"datasets_fts MATCH {qb.bind(expr)}", "datasets_fts.rowid"
 

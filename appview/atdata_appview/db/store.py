@@ -31,6 +31,7 @@ from .engine import default_db_url, make_engine, migrate
 from .models import (
     COLLECTION_TABLES,
     cursors,
+    dataset_records,
     dataset_tags,
     datasets,
     lenses,
@@ -38,6 +39,7 @@ from .models import (
     schemas,
     shards,
 )
+from .search import fts_tags_text
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +285,7 @@ class _Statements:
             return stmt.returning(returning) if returning is not None else stmt
 
         self.upsert = {t.name: upsert(t, "uri", t.c.id) for t in (datasets, schemas, lenses)}
+        self.dataset_record = upsert(dataset_records, "dataset_id")
         # Most ingested records are new: try a plain insert first, which spares the deletes
         # of old tags/shards/full-text rows that only an update needs.
         self.insert_new = {
@@ -463,6 +466,7 @@ class _Writer:
 
     def _upsert_dataset(self, common: dict[str, Any], row: extract.DatasetRow) -> None:
         created = row.created_at or self.now
+        record = common.pop("record")
         ds_id, new = self._insert_or_update(
             datasets,
             {
@@ -478,6 +482,7 @@ class _Writer:
                 "created_at": created,
             },
         )
+        self.conn.execute(self.sql.dataset_record, {"dataset_id": ds_id, "record": record})
         if not new:
             self.conn.execute(self.sql.del_tags, {"id": ds_id})
             self.conn.execute(self.sql.del_shards, {"id": ds_id})
@@ -530,7 +535,7 @@ class _Writer:
             "id": ds_id,
             "name": name or "",
             "description": description or "",
-            "tags": " ".join(tags),
+            "tags": fts_tags_text(tags),
             "fields": " ".join(fields),
         }
         if self.pg:
@@ -555,7 +560,7 @@ class _Writer:
     def _drop_datasets(self, ids: list[int]) -> None:
         if not ids:
             return
-        for table in (dataset_tags, shards):
+        for table in (dataset_tags, shards, dataset_records):
             self.conn.execute(delete(table).where(table.c.dataset_id.in_(ids)))
         if not self.pg:
             self.conn.execute(

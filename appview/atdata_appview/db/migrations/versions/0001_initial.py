@@ -1,4 +1,4 @@
-"""Initial index: repos, schemas, datasets (+ tags, shards, full-text), lenses, cursors.
+"""Initial index: repos, schemas, datasets (+ records, tags, shards, full text), lenses, cursors.
 
 Revision ID: 0001
 Revises:
@@ -27,13 +27,13 @@ def _record_columns() -> list[sa.Column]:
     ]
 
 
-def _tail_columns() -> list[sa.Column]:
-    return [
+def _tail_columns(*, record: bool = True) -> list[sa.Column]:
+    cols = [
         sa.Column("created_at", sa.String(40)),
         sa.Column("indexed_at", sa.String(40)),
         sa.Column("hidden", sa.Boolean, nullable=False, server_default=sa.false()),
-        sa.Column("record", sa.JSON, nullable=False),
     ]
+    return [*cols, sa.Column("record", sa.JSON, nullable=False)] if record else cols
 
 
 def upgrade() -> None:
@@ -68,11 +68,21 @@ def upgrade() -> None:
         sa.Column("bytes", sa.BigInteger),
         sa.Column("schema_uri", sa.String(512), index=True),
         sa.Column("schema_cid", sa.String(128)),
-        *_tail_columns(),
+        *_tail_columns(record=False),
     )
     op.create_index("ix_datasets_browse_created", "datasets", ["hidden", "created_at", "id"])
     op.create_index("ix_datasets_browse_samples", "datasets", ["hidden", "samples", "id"])
     op.create_index("ix_datasets_license", "datasets", ["license"])
+    op.create_table(
+        "dataset_records",
+        sa.Column(
+            "dataset_id",
+            sa.Integer,
+            sa.ForeignKey("datasets.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("record", sa.JSON, nullable=False),
+    )
     op.create_table(
         "dataset_tags",
         sa.Column(
@@ -138,5 +148,14 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         op.execute("DROP TABLE IF EXISTS datasets_fts")
-    for table in ("cursors", "lenses", "shards", "dataset_tags", "datasets", "schemas", "repos"):
+    for table in (
+        "cursors",
+        "lenses",
+        "shards",
+        "dataset_tags",
+        "dataset_records",
+        "datasets",
+        "schemas",
+        "repos",
+    ):
         op.drop_table(table)

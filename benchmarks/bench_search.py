@@ -1,0 +1,617 @@
+"""p50/p99 latency of io.atdata.searchDatasets over synthetic indexes (SQLite and PostgreSQL).
+
+The corpus: N datasets whose names, descriptions and tags are drawn from an ML-dataset
+vocabulary with Zipf-distributed word frequencies (a few words are everywhere, most are rare),
+plus licenses, sample counts, authors and schemas. It is bulk-loaded with the same column
+extraction and full-text composition the Store uses, then queried through the real query
+layer (`search_datasets`) on a pooled connection, one query at a time, single client.
+
+Query mix (seeded): 40% 1-3 word text queries, 40% the same with a tag filter, 20% empty-query
+tag browsing (newest first). Latency includes hydration of the page (25 items) and facets.
+
+    .venv/bin/python benchmarks/bench_search.py --quick               # 20k datasets, SQLite + PostgreSQL
+    .venv/bin/python benchmarks/bench_search.py                       # 100k and 1M
+    .venv/bin/python benchmarks/bench_search.py --sizes 1000000 --backends sqlite --db-dir /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from atdata_appview.db import SearchParams, Store, search_datasets
+from atdata_appview.db.extract import DATASET, at_uri, dataset_row
+from atdata_appview.db.models import dataset_records, dataset_tags, datasets, repos, schemas
+from atdata_appview.db.search import fts_tags_text
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DOMAIN = [
+    "medical",
+    "chest",
+    "xray",
+    "brain",
+    "mri",
+    "retina",
+    "skin",
+    "lesion",
+    "pathology",
+    "histology",
+    "ct",
+    "scan",
+    "ultrasound",
+    "satellite",
+    "aerial",
+    "landsat",
+    "sentinel",
+    "crop",
+    "forest",
+    "wildfire",
+    "flood",
+    "urban",
+    "building",
+    "road",
+    "traffic",
+    "vehicle",
+    "pedestrian",
+    "street",
+    "driving",
+    "lidar",
+    "radar",
+    "camera",
+    "drone",
+    "agriculture",
+    "weather",
+    "climate",
+    "ocean",
+    "wave",
+    "speech",
+    "audio",
+    "music",
+    "song",
+    "speaker",
+    "voice",
+    "accent",
+    "podcast",
+    "birdsong",
+    "noise",
+    "transcript",
+    "phoneme",
+    "text",
+    "news",
+    "review",
+    "tweet",
+    "wikipedia",
+    "book",
+    "legal",
+    "contract",
+    "patent",
+    "email",
+    "chat",
+    "dialogue",
+    "question",
+    "answer",
+    "code",
+    "python",
+    "github",
+    "commit",
+    "function",
+    "bug",
+    "sentiment",
+    "toxicity",
+    "translation",
+    "summarization",
+    "protein",
+    "genome",
+    "dna",
+    "rna",
+    "cell",
+    "molecule",
+    "chemistry",
+    "drug",
+    "compound",
+    "reaction",
+    "crystal",
+    "material",
+    "finance",
+    "stock",
+    "price",
+    "trade",
+    "fraud",
+    "credit",
+    "loan",
+    "insurance",
+    "retail",
+    "sales",
+    "customer",
+    "product",
+    "chess",
+    "game",
+    "robot",
+    "grasp",
+    "manipulation",
+    "navigation",
+    "simulation",
+    "physics",
+    "fluid",
+    "particle",
+    "galaxy",
+    "star",
+    "telescope",
+    "spectrum",
+    "astronomy",
+    "earthquake",
+    "seismic",
+    "energy",
+    "solar",
+    "wind",
+    "battery",
+    "sensor",
+]
+ML = [
+    "images",
+    "labels",
+    "annotations",
+    "bounding",
+    "boxes",
+    "segmentation",
+    "masks",
+    "keypoints",
+    "captions",
+    "frames",
+    "video",
+    "clips",
+    "recordings",
+    "samples",
+    "pairs",
+    "triples",
+    "sequences",
+    "tokens",
+    "embeddings",
+    "features",
+    "vectors",
+    "graphs",
+    "nodes",
+    "edges",
+    "tables",
+    "rows",
+    "columns",
+    "time",
+    "series",
+    "events",
+    "logs",
+    "trajectories",
+    "episodes",
+    "classification",
+    "detection",
+    "regression",
+    "generation",
+    "retrieval",
+    "ranking",
+    "clustering",
+    "forecasting",
+    "benchmark",
+    "training",
+    "validation",
+    "test",
+    "split",
+    "balanced",
+    "noisy",
+    "synthetic",
+    "real",
+    "curated",
+    "filtered",
+    "multilingual",
+    "english",
+    "french",
+    "german",
+    "spanish",
+    "chinese",
+    "japanese",
+    "hindi",
+    "arabic",
+    "small",
+    "large",
+    "tiny",
+    "huge",
+    "highres",
+    "lowres",
+    "grayscale",
+    "rgb",
+    "multispectral",
+    "hyperspectral",
+    "thermal",
+    "depth",
+    "stereo",
+    "panoramic",
+    "aligned",
+    "paired",
+    "unpaired",
+    "weak",
+    "supervised",
+    "unsupervised",
+    "selfsupervised",
+]
+FILLER = [
+    "dataset",
+    "collected",
+    "from",
+    "public",
+    "sources",
+    "with",
+    "manual",
+    "quality",
+    "checks",
+    "each",
+    "sample",
+    "contains",
+    "field",
+    "values",
+    "stored",
+    "shards",
+    "webdataset",
+    "format",
+    "license",
+    "terms",
+    "apply",
+    "please",
+    "cite",
+    "paper",
+    "version",
+    "release",
+    "update",
+    "includes",
+    "fixes",
+    "removed",
+    "duplicates",
+    "added",
+    "metadata",
+    "for",
+    "research",
+    "only",
+    "contact",
+    "maintainers",
+    "via",
+    "repository",
+    "issues",
+    "splits",
+    "provided",
+    "reproducible",
+    "seeds",
+    "documentation",
+]
+TAGS = [
+    "vision",
+    "audio",
+    "text",
+    "nlp",
+    "tabular",
+    "timeseries",
+    "graph",
+    "multimodal",
+    "medical",
+    "remote-sensing",
+    "robotics",
+    "reinforcement-learning",
+    "speech",
+    "music",
+    "biology",
+    "chemistry",
+    "physics",
+    "finance",
+    "autonomous-driving",
+    "code",
+    "benchmark",
+    "synthetic",
+    "small",
+    "large",
+    "multilingual",
+    "classification",
+    "detection",
+    "segmentation",
+    "generation",
+    "retrieval",
+    "question-answering",
+    "translation",
+    "sentiment",
+    "3d",
+    "video",
+    "point-cloud",
+    "ocr",
+    "document",
+    "faces",
+    "pose",
+    "tracking",
+]
+LICENSES = ["CC-BY-4.0", "MIT", "Apache-2.0", "CC0-1.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0",
+            "ODC-By-1.0", "other"]  # fmt: skip
+VOCAB = DOMAIN + ML + FILLER
+
+
+def zipf_weights(n: int, s: float = 1.07) -> list[float]:
+    return [1.0 / (rank**s) for rank in range(1, n + 1)]
+
+
+class Corpus:
+    """Deterministic generator of dataset records and of the query mix."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self.rng = random.Random(seed)
+        vocab = list(dict.fromkeys(VOCAB))
+        self.rng.shuffle(vocab)
+        self.vocab = vocab
+        self.vocab_w = zipf_weights(len(vocab))
+        self.name_words = [w for w in vocab if w in DOMAIN or w in ML]
+        self.name_w = zipf_weights(len(self.name_words), 0.9)
+        self.tags = list(TAGS)
+        self.rng.shuffle(self.tags)
+        self.tag_w = zipf_weights(len(self.tags), 1.0)
+        self.lic_w = zipf_weights(len(LICENSES), 1.3)
+
+    def record(self, i: int, n_authors: int, n_schemas: int) -> tuple[str, dict[str, Any]]:
+        rng = self.rng
+        did = f"did:plc:author{i % n_authors:05d}"
+        name = " ".join(rng.choices(self.name_words, self.name_w, k=rng.randint(2, 4)))
+        desc = " ".join(rng.choices(self.vocab, self.vocab_w, k=rng.randint(12, 40)))
+        tags = sorted(set(rng.choices(self.tags, self.tag_w, k=rng.randint(1, 4))))
+        samples = int(10 ** rng.uniform(1, 7))
+        schema = f"at://did:plc:author{i % n_authors:05d}/io.atdata.schema/s{i % n_schemas}"
+        day = i * 86400 * 3 // 1000  # spread over ~8 years for 1M, monotone in i
+        created = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(1_500_000_000 + day))
+        rec = {
+            "$type": DATASET,
+            "name": name,
+            "description": desc,
+            "schema": {"uri": schema, "cid": "bafyschema"},
+            "storage": {"$type": "io.atdata.dataset#httpStorage"},
+            "shards": [
+                {
+                    "url": f"https://data.example/{i}/{k:06d}.tar",
+                    "samples": samples,
+                    "bytes": samples * 100,
+                    "sha256": "0" * 64,
+                }
+                for k in range(1)
+            ],
+            "totals": {"samples": samples, "bytes": samples * 100, "shards": 1},
+            "tags": tags,
+            "license": rng.choices(LICENSES, self.lic_w)[0],
+            "createdAt": created,
+        }
+        return did, rec
+
+    def queries(self, n: int) -> list[tuple[str, SearchParams]]:
+        rng = random.Random(99)
+        out = []
+        for _ in range(n):
+            roll = rng.random()
+            tag = rng.choices(self.tags, self.tag_w)[0]
+            if roll < 0.2:
+                out.append(("browse-tag", SearchParams(tags=[tag])))
+                continue
+            words = rng.choices(self.vocab, self.vocab_w, k=rng.randint(1, 3))
+            q = " ".join(words)
+            if roll < 0.6:
+                out.append(("text", SearchParams(q=q)))
+            else:
+                out.append(("text+tag", SearchParams(q=q, tags=[tag])))
+        return out
+
+
+def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> float:
+    """Insert n datasets with executemany (rows built by the Store's own extraction)."""
+    pg = store.dialect == "postgresql"
+    n_authors = max(10, n // 50)
+    n_schemas = 20
+    started = time.perf_counter()
+    with store.engine.begin() as conn:
+        conn.execute(
+            repos.insert(),
+            [
+                {"did": f"did:plc:author{a:05d}", "handle": f"author{a}.test", "status": "active"}
+                for a in range(n_authors)
+            ],
+        )
+        conn.execute(
+            schemas.insert(),
+            [
+                {
+                    "uri": f"at://did:plc:author{a:05d}/io.atdata.schema/s{s}",
+                    "did": f"did:plc:author{a:05d}",
+                    "rkey": f"s{s}",
+                    "cid": "bafyschema",
+                    "name": f"Schema{s}",
+                    "version": "1.0.0",
+                    "field_names": ["image", "label", f"feature{s}"],
+                    "record": {},
+                    "hidden": False,
+                }
+                for a in range(min(n_authors, 50))
+                for s in range(n_schemas)
+                if s % 50 == a % 50 or a < 1
+            ],
+        )
+    fts_pg = text(
+        "UPDATE datasets SET search ="
+        " setweight(to_tsvector('english', name), 'A')"
+        " || setweight(to_tsvector('english', :tags), 'B')"
+        " || setweight(to_tsvector('english', 'image label'), 'C')"
+        " || setweight(to_tsvector('english', coalesce(description, '')), 'D')"
+        " WHERE id = :id"
+    )
+    fts_sqlite = text(
+        "INSERT INTO datasets_fts (rowid, name, description, tags, fields)"
+        " VALUES (:id, :name, :description, :tags, 'image label')"
+    )
+    for start in range(0, n, batch):
+        ds_rows, rec_rows, tag_rows, fts_rows = [], [], [], []
+        for i in range(start, min(n, start + batch)):
+            did, rec = corpus.record(i, n_authors, n_schemas)
+            row = dataset_row(rec)
+            ds_id = i + 1
+            ds_rows.append(
+                {
+                    "id": ds_id,
+                    "uri": at_uri(did, DATASET, f"r{i}"),
+                    "did": did,
+                    "rkey": f"r{i}",
+                    "cid": "bafydataset",
+                    "name": row.name,
+                    "description": row.description,
+                    "tags": row.tags,
+                    "license": row.license,
+                    "samples": row.samples,
+                    "bytes": row.bytes,
+                    "schema_uri": row.schema_uri,
+                    "schema_cid": row.schema_cid,
+                    "created_at": row.created_at,
+                    "indexed_at": row.created_at,
+                    "hidden": False,
+                }
+            )
+            rec_rows.append({"dataset_id": ds_id, "record": rec})
+            tag_rows += [
+                {
+                    "dataset_id": ds_id,
+                    "tag": t,
+                    "hidden": False,
+                    "created_at": row.created_at,
+                    "samples": row.samples,
+                }
+                for t in row.tags
+            ]
+            fts_rows.append(
+                {
+                    "id": ds_id,
+                    "name": row.name,
+                    "description": row.description,
+                    "tags": fts_tags_text(row.tags),
+                }
+            )
+        with store.engine.begin() as conn:
+            conn.execute(datasets.insert(), ds_rows)
+            conn.execute(dataset_records.insert(), rec_rows)
+            conn.execute(dataset_tags.insert(), tag_rows)
+            conn.execute(fts_pg if pg else fts_sqlite, fts_rows)
+        print(f"  loaded {min(n, start + batch):>9,} / {n:,}", end="\r", file=sys.stderr)
+    with store.engine.begin() as conn:
+        if pg:
+            conn.execute(text("SELECT setval('datasets_id_seq', (SELECT max(id) FROM datasets))"))
+            conn.execute(text("ANALYZE"))
+        else:
+            conn.execute(text("INSERT INTO datasets_fts(datasets_fts) VALUES ('optimize')"))
+            conn.execute(text("ANALYZE"))
+    print(file=sys.stderr)
+    return time.perf_counter() - started
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def measure(store: Store, queries: list[tuple[str, SearchParams]], warmup: int = 30) -> dict:
+    by_kind: dict[str, list[float]] = {}
+    with store.engine.connect() as conn:
+        for _, params in queries[:warmup]:
+            search_datasets(conn, params)
+        for kind, params in queries:
+            t0 = time.perf_counter()
+            page = search_datasets(conn, params)
+            dt = (time.perf_counter() - t0) * 1000
+            by_kind.setdefault(kind, []).append(dt)
+            by_kind.setdefault("all", []).append(dt)
+            del page
+    return {
+        k: (statistics.median(v), percentile(v, 99), max(v), len(v)) for k, v in by_kind.items()
+    }
+
+
+@contextlib.contextmanager
+def postgres(url: str | None) -> Iterator[Any]:
+    """A database URL factory: the given server, or a throwaway cluster for this run."""
+    if url:
+        yield lambda name: url
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _fixtures.services import fresh_database, running_postgres
+
+    with running_postgres() as cluster:
+
+        @contextlib.contextmanager
+        def fresh(name: str) -> Iterator[str]:
+            with fresh_database(cluster) as db:
+                yield db
+
+        yield fresh
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--quick", action="store_true", help="one small size (20,000) for a smoke run")
+    ap.add_argument(
+        "--backends", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
+    )
+    ap.add_argument("--queries", type=int, default=600)
+    ap.add_argument("--db-dir", help="keep SQLite files here and reuse them when present")
+    ap.add_argument(
+        "--pg-url", help="use this (empty) PostgreSQL database instead of a throwaway cluster"
+    )
+    args = ap.parse_args()
+    sizes = [20_000] if args.quick else args.sizes
+    corpus_queries = Corpus().queries(args.queries)
+    print(f"query mix: {args.queries} queries (+30 warm-up), limit 25, facets on, one client")
+    results = []
+    pg_ctx = postgres(args.pg_url) if "postgres" in args.backends else contextlib.nullcontext()
+    with pg_ctx as pg_db:
+        for size in sizes:
+            for backend in args.backends:
+                with contextlib.ExitStack() as stack:
+                    if backend == "sqlite":
+                        folder = (
+                            Path(args.db_dir)
+                            if args.db_dir
+                            else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                        )
+                        folder.mkdir(parents=True, exist_ok=True)
+                        path = folder / f"bench-{size}.sqlite"
+                        reuse = path.exists() and args.db_dir
+                        url = f"sqlite:///{path}"
+                    else:
+                        db = pg_db(f"bench{size}")
+                        url = stack.enter_context(db) if hasattr(db, "__enter__") else db
+                        reuse = False
+                    store = Store(url)
+                    stack.callback(store.close)
+                    if reuse:
+                        load_s = 0.0
+                        print(f"{backend} {size:,}: reusing {path}")
+                    else:
+                        load_s = bulk_load(store, Corpus(), size)
+                        print(f"{backend} {size:,}: loaded in {load_s:.0f} s")
+                    stats = measure(store, corpus_queries)
+                    for kind, (p50, p99, mx, n) in sorted(stats.items()):
+                        results.append((backend, size, kind, p50, p99, mx, n))
+                        print(
+                            f"  {kind:<11} n={n:<4} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   max {mx:7.1f} ms"
+                        )
+    print("\nbackend   datasets   kind         p50 ms   p99 ms  (target p99 < 50 ms at 1M)")
+    for backend, size, kind, p50, p99, _mx, _n in results:
+        print(f"{backend:<9} {size:>9,}  {kind:<11} {p50:7.2f}  {p99:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
