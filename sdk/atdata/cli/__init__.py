@@ -64,6 +64,9 @@ app = typer.Typer(
     help=(
         "Typed, federated ML datasets on the AT Protocol.\n\n"
         "Examples:\n\n"
+        "  atdata inspect 'out/data-{000000..000009}.tar'\n\n"
+        "  atdata search digits --appview http://127.0.0.1:8080\n\n"
+        "  atdata load at://did:plc:abc/io.atdata.dataset/3kxyz --head 5\n\n"
         "  atdata devnet up            # a local PLC + two PDSes on 127.0.0.1\n\n"
         "  atdata devnet status --json\n\n"
         "  atdata --debug devnet up    # full traceback on failure"
