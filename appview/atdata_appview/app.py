@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", Store)
 INGEST = web.AppKey("ingest", object)
 FRAME_RATE = web.AppKey("frame_rate", metrics.FrameRate)
-COUNTS = web.AppKey("counts_cache", tuple)
+COUNTS = web.AppKey("counts_cache", dict)
 COUNTS_TTL = 5.0
 
 
@@ -41,7 +41,7 @@ def create_app(
     app[INGEST] = ingest
     app[CONTEXT] = Context(store=store, ingest=ingest)
     app[FRAME_RATE] = metrics.FrameRate()
-    app[COUNTS] = (0.0, {})
+    app[COUNTS] = {"stamp": -COUNTS_TTL, "value": {}}  # mutated in place (app is frozen)
     app.router.add_get("/_health", _health)
     app.router.add_get("/metrics", _metrics)
     add_routes(app)
@@ -91,11 +91,11 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _counts(app: web.Application) -> dict[str, int]:
-    stamp, cached = app[COUNTS]
-    if time.monotonic() - stamp > COUNTS_TTL:
-        cached = await app[STORE].read(q.counts)
-        app[COUNTS] = (time.monotonic(), cached)
-    return cached
+    cache = app[COUNTS]
+    if time.monotonic() - cache["stamp"] > COUNTS_TTL:
+        cache["value"] = await app[STORE].read(q.counts)
+        cache["stamp"] = time.monotonic()
+    return cache["value"]
 
 
 async def _metrics(request: web.Request) -> web.Response:
