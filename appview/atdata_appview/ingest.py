@@ -337,10 +337,19 @@ class IngestService:
                 return
         try:
             verified = await verify_commit(event, self.resolver.resolve)
-        except (VerifyError, ResolutionError) as exc:
+        except VerifyError as exc:
             self.counters.commits_refused += 1
             self.counters.note("signature" if "signature" in str(exc) else "verify")
             log.warning("commit %s of %s (seq %s) refused: %s", event.rev, did, event.seq, exc)
+            return
+        except ResolutionError as exc:
+            # No key to check against (directory down?): not proof of forgery, so the repo
+            # is fetched whole once it resolves again rather than silently missing this commit.
+            self.counters.commits_refused += 1
+            self.counters.note("unresolved")
+            log.warning("commit %s of %s: cannot resolve its key (%s); resync", event.rev, did, exc)
+            if self.backfill_enabled and did in ix.revs:
+                self._resync(did, "key unavailable")
             return
         if did not in ix.revs:
             await self.store.get_repo(did)  # warm the store cache off the hot path
