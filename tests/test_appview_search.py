@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 from _fixtures.appview_index import DATASET, SCHEMA, dataset_record, run, schema_record
 from atdata_appview.db import BadCursor, SearchParams, Store, search_datasets
+from atdata_appview.db import search as search_module
 
 # Words whose stems are distinct and which are no stopwords (PostgreSQL's english config
 # drops stopwords; FTS5 does not).
@@ -259,3 +260,19 @@ def test_a_cursor_only_works_for_its_own_sort(corpus_store: Store) -> None:
     page = run(corpus_store.read(search_datasets, SearchParams(sort="created", limit=2)))
     with pytest.raises(BadCursor):
         run(corpus_store.read(search_datasets, SearchParams(sort="samples", cursor=page.cursor)))
+
+
+@pytest.mark.parametrize("q", ["galaxy", "ocean", "audio"])
+def test_relevance_ranks_window_by_window_over_every_match(
+    corpus_store: Store, q: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past WINDOW matches, each window of newest matches is ranked on its own; paging
+    crosses windows without losing or repeating anything."""
+    monkeypatch.setattr(search_module, "WINDOW", 7)
+    newest = sorted(expect(q), key=lambda d: -d.order)
+    assert len(newest) > 14  # several windows
+    want = []
+    for k in range(0, len(newest), 7):
+        want += sorted(newest[k : k + 7], key=lambda d: (tier(d, q), -d.order))
+    for size in (1, 3, 10, 100):
+        assert walk(corpus_store, size, q=q) == [d.uri for d in want]
