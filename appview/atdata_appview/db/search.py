@@ -134,11 +134,12 @@ def _fts5_words(tokens: list[str]) -> str:
 def _text_source(qb: _Query, p: SearchParams, pg: bool) -> tuple[str, str, str]:
     """(FROM, WHERE, id expression in index order) for datasets matching every word."""
     tokens = words(p.q)
-    if pg:
-        query = " & ".join(tokens)
-        return "datasets d", f"d.search @@ to_tsquery('english', {qb.bind(query)})", "d.id"
     # Tags also narrow the full-text match (exactness comes from the EXISTS filter).
-    tag_part = [_fts5_phrase([tag_token(t)]) for t in p.tags if tag_token(t) != "zztag"]
+    tag_tokens = [tag_token(t) for t in p.tags if tag_token(t) != "zztag"]
+    if pg:
+        query = " & ".join([*tokens, *tag_tokens])
+        return "datasets d", f"d.search @@ to_tsquery('english', {qb.bind(query)})", "d.id"
+    tag_part = [_fts5_phrase([t]) for t in tag_tokens]
     expr = " AND ".join([f"({_fts5_words(tokens)})", *tag_part])
     return _FTS_SOURCE, f"datasets_fts MATCH {qb.bind(expr)}", "datasets_fts.rowid"
 
