@@ -270,10 +270,12 @@ class IngestService:
                 if t:
                     state.last_time = t
 
-    async def _dispatch(self, host: str, event: Any) -> None:
+    async def _dispatch(self, host: str, event: Any, *, replay: bool = False) -> None:
+        """Act on one event; `replay` is a held event coming back (counted already)."""
         ix = self.indexer
+        count = 0 if replay else 1
         if isinstance(event, SkippedCommit):
-            self.counters.commits += 1
+            self.counters.commits += count
             did = event.repo
             if did in ix.revs:
                 if self._hold(did, host, event):
@@ -285,18 +287,18 @@ class IngestService:
                 ix.note_rev(did, event.rev)
             return
         if isinstance(event, CommitEvent):
-            self.counters.commits += 1
-            self.counters.commits_kept += 1
+            self.counters.commits += count
+            self.counters.commits_kept += count
             await self._commit(host, event)
             return
         if isinstance(event, IdentityEvent):
-            self.counters.identity_events += 1
+            self.counters.identity_events += count
             self.resolver.invalidate(event.did)
             if event.did in ix.revs:
                 self._spawn(self._refresh_identity(event.did))
             return
         if isinstance(event, AccountEvent):
-            self.counters.account_events += 1
+            self.counters.account_events += count
             if event.did in ix.revs or self._holding(event.did):
                 if self._hold(event.did, host, event):
                     return
@@ -402,7 +404,7 @@ class IngestService:
                         verified = await verify_commit(event, self.resolver.resolve)
                         self.indexer.apply_commit(verified, ident)
                     continue
-                await self._dispatch(host, event)
+                await self._dispatch(host, event, replay=True)
             except (VerifyError, ResolutionError) as exc:
                 self.counters.commits_refused += 1
                 log.warning("held event of %s refused: %s", did, exc)
