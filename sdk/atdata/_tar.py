@@ -468,6 +468,8 @@ def _field(value: int, width: int) -> bytes:
 
 
 _MAX_OCTAL_11 = 8**11 - 1
+#: Members below this size are written with their header in one buffer (one copy of the data).
+_SMALL = 1 << 16
 
 
 class TarShardWriter:
@@ -498,6 +500,10 @@ class TarShardWriter:
         self._template = bytes(tpl)
         # Checksum of the constant part, with the checksum field counted as spaces.
         self._base_sum = sum(self._template) + 8 * 32
+        # The constant pieces around name/size/checksum, for headers built by one join.
+        self._mid = self._template[100:124]
+        self._mtime_field = self._template[136:148]
+        self._tail = self._template[156:]
 
     def _header(self, name: bytes, size: int, typeflag: bytes = b"0") -> bytes:
         prefix = b""
@@ -543,6 +549,27 @@ class TarShardWriter:
         """Append one regular-file member."""
         raw_name = name.encode("utf-8")
         size = len(data) if not isinstance(data, memoryview) else data.nbytes
+        pad = _PADS[-size % BLOCK]
+        if len(raw_name) <= 100 and size < _SMALL:
+            # The common case, in one join and one write: a short name and a small member.
+            size_field = b"%011o\0" % size
+            check = self._base_sum + sum(raw_name) + sum(size_field)
+            member = b"".join(
+                (
+                    raw_name,
+                    _PADS[100 - len(raw_name)],
+                    self._mid,
+                    size_field,
+                    self._mtime_field,
+                    b"%06o\0 " % check,
+                    self._tail,
+                    data,
+                    pad,
+                )
+            )
+            self.fileobj.write(member)
+            self.bytes_written += len(member)
+            return
         try:
             header = self._header(raw_name, size)
         except ValueError:
@@ -550,7 +577,6 @@ class TarShardWriter:
         write = self.fileobj.write
         write(header)
         write(data)
-        pad = _pad(size)
         if pad:
             write(pad)
         self.bytes_written += len(header) + size + len(pad)
