@@ -18,8 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.hashes import SHA256
 
-pytestmark = pytest.mark.devnet
-
 BETA = "io.atdata.dataset/3kbeta00000aa"
 ALPHA = "io.atdata.dataset/3kalpha0000aa"
 
@@ -39,6 +37,7 @@ def run_verify(frame: bytes, plc_url: str):
     return asyncio.run(go())
 
 
+@pytest.mark.devnet
 def test_real_create_update_delete_verify(real_frames):
     created, _ = run_verify(real_frames.commit("create", BETA), real_frames.plc_url)
     [op] = created.ops
@@ -50,6 +49,7 @@ def test_real_create_update_delete_verify(real_frames):
     assert deleted.ops[0].action == "delete" and deleted.ops[0].record is None  # absence proved
 
 
+@pytest.mark.devnet
 def test_forged_signature_is_refused_after_one_fresh_lookup(real_frames):
     def flip(commit):
         sig = bytearray(commit["sig"])
@@ -62,6 +62,7 @@ def test_forged_signature_is_refused_after_one_fresh_lookup(real_frames):
     assert info.value.resolutions == 2  # cached lookup, then one refresh, then refusal
 
 
+@pytest.mark.devnet
 def test_commit_signed_by_another_key_is_refused(real_frames):
     other = ec.generate_private_key(ec.SECP256K1())
 
@@ -79,6 +80,7 @@ def test_commit_signed_by_another_key_is_refused(real_frames):
         run_verify(forged, real_frames.plc_url)
 
 
+@pytest.mark.devnet
 def test_record_block_not_matching_its_cid_is_refused(real_frames):
     frame = real_frames.commit("create", BETA)
     op_cid = frame_parts(frame)[1]["ops"][0]["cid"]
@@ -92,6 +94,7 @@ def test_record_block_not_matching_its_cid_is_refused(real_frames):
         run_verify(rebuild_commit(frame, mutate_blocks=swap), real_frames.plc_url)
 
 
+@pytest.mark.devnet
 def test_op_cid_not_in_mst_is_refused(real_frames):
     frame = real_frames.commit("create", BETA)
     data = libipld.encode_dag_cbor({"$type": "io.atdata.dataset", "name": "smuggled"})
@@ -108,6 +111,7 @@ def test_op_cid_not_in_mst_is_refused(real_frames):
         run_verify(forged, real_frames.plc_url)
 
 
+@pytest.mark.devnet
 def test_path_not_in_mst_is_refused(real_frames):
     def move(body):
         body["ops"][0]["path"] = "io.atdata.dataset/3kzzzz00000aa"
@@ -117,6 +121,7 @@ def test_path_not_in_mst_is_refused(real_frames):
         run_verify(forged, real_frames.plc_url)
 
 
+@pytest.mark.devnet
 def test_delete_of_a_present_record_is_refused(real_frames):
     def as_delete(body):
         body["ops"][0].update(action="delete", cid=None)
@@ -126,6 +131,7 @@ def test_delete_of_a_present_record_is_refused(real_frames):
         run_verify(forged, real_frames.plc_url)
 
 
+@pytest.mark.devnet
 def test_missing_proof_node_is_refused(real_frames):
     frame = real_frames.commit("create", BETA)
     _, body = frame_parts(frame)
@@ -140,6 +146,7 @@ def test_missing_proof_node_is_refused(real_frames):
         run_verify(rebuild_commit(frame, mutate_blocks=drop_mst), real_frames.plc_url)
 
 
+@pytest.mark.devnet
 def test_commit_for_another_did_is_refused(real_frames):
     def other_repo(body):
         body["repo"] = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"
@@ -149,6 +156,7 @@ def test_commit_for_another_did_is_refused(real_frames):
         run_verify(forged, real_frames.plc_url)
 
 
+@pytest.mark.devnet
 def test_whole_repo_verifies_and_lists_our_records(real_frames):
     car = httpx.get(
         f"{real_frames.pds_url}/xrpc/com.atproto.sync.getRepo", params={"did": real_frames.did}
