@@ -308,3 +308,41 @@ def test_search_exit_codes(appview: RunningAppView, published: Published) -> Non
         "search", "--tag", published.tag, env=subprocess_env(ATDATA_APPVIEW=appview.url)
     )
     assert via_env.returncode == 0 and published.uri in via_env.stdout
+
+
+@pytest.mark.devnet
+def test_publish_to_s3_then_inspect_and_load(
+    make_account: Any, shards: Any, tmp_path: Path, s3_server: Any, s3_bucket: str
+) -> None:
+    """`--storage s3://...` with the user's AWS settings from the environment (a real
+    S3-compatible server on loopback); the same settings read the shards back."""
+    samples, _ = shards
+    alice = make_account(0)
+    env = creds(alice)
+    env.update(
+        AWS_ENDPOINT_URL=s3_server.endpoint_url,
+        AWS_ACCESS_KEY_ID=s3_server.access_key,
+        AWS_SECRET_ACCESS_KEY=s3_server.secret_key,
+        AWS_REGION=s3_server.region,
+    )
+    done = atdata_cli("publish", str(tmp_path / "g-*.tar"), "--name", "s3-glyphs",
+                      "--schema", GLYPH, "--storage", f"s3://{s3_bucket}/glyphs", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    uri = done.stdout.strip()
+    keys = sorted(
+        o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
+    )
+    assert keys == [f"glyphs/g-{i:06d}.tar" for i in range(3)]
+    assert s3_server.secret_key not in done.stdout + done.stderr
+
+    inspected = atdata_cli("inspect", f"s3://{s3_bucket}/glyphs", "--json", env=env)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["samples"] == 25
+
+    record = json.loads(atdata_cli("get", uri, "--json", env=env).stdout)["value"]
+    assert record["storage"]["bucket"] == s3_bucket
+    loaded = atdata_cli("load", uri, "--head", "25", "--json", env=env)
+    assert loaded.returncode == 0, loaded.stderr
+    assert [h["caption"] for h in json.loads(loaded.stdout)["head"]] == [
+        repr(s.caption) for s in samples
+    ]

@@ -355,3 +355,26 @@ def test_load_snippet_is_python_for_any_uri() -> None:
     assert 'split="train"' in code
     assert 'split="validation"' in load_snippet("at://x/y/z", ["validation"])
     assert "split" not in load_snippet("at://x/y/z", [])
+
+
+def test_dataset_links_work_for_did_web_authors(tmp_path: Path, serve_store: Any) -> None:
+    """did:web DIDs carry percent-escapes (`did:web:host%3A8443`); links must round-trip."""
+    did = "did:web:data.example%3A8443"
+    store = Store(f"sqlite:///{tmp_path / 'web.sqlite'}")
+
+    async def seed() -> None:
+        async with store.transaction() as tx:
+            tx.set_repo(did, handle="data.example", pds="https://data.example:8443")
+            tx.upsert_record(did, "io.atdata.dataset", "3kweb", "bafyweb", dataset_record("webby"))
+
+    asyncio.run(seed())
+    try:
+        url = serve_store(store).url
+        listing = httpx.get(url + "/", params={"q": "webby"}).text
+        href = re.search(r"<h2><a href='([^']+)'>webby</a>", listing).group(1)
+        assert href == dataset_path(f"at://{did}/io.atdata.dataset/3kweb")
+        page = httpx.get(url + href)
+        assert page.status_code == 200
+        assert f"at://{did}/io.atdata.dataset/3kweb" in page.text
+    finally:
+        store.close()
