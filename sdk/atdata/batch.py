@@ -95,6 +95,16 @@ class SampleBatch(Generic[T]):
         self._plan = _plan_for(sample_type)
         self._cache: dict[str, Any] = {}
 
+    @classmethod
+    def _of(cls, samples: list[T], sample_type: type | None) -> SampleBatch[T]:
+        """A batch that takes ownership of ``samples`` (no copy); for the data path."""
+        batch = cls.__new__(cls)
+        batch._samples = samples
+        batch.sample_type = sample_type
+        batch._plan = _plan_for(sample_type)
+        batch._cache = {}
+        return batch
+
     @property
     def samples(self) -> list[T]:
         """The samples themselves."""

@@ -203,6 +203,7 @@ class Dataset(Generic[T]):
         """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index."""
         name = source.name
         decode = _decoder(self._decode_type)
+        from_bytes = self._decode_type.from_bytes  # type: ignore[attr-defined]
         view = self._lens.get if self._lens is not None else None
         skip = self.on_error == "skip"
         try:
@@ -220,7 +221,8 @@ class Dataset(Generic[T]):
                     if not keep(i):
                         continue
                 try:
-                    sample = decode(raw)
+                    data = raw.get("msgpack")
+                    sample = from_bytes(data) if data is not None else decode(raw)
                 except Exception as exc:
                     err = _sample_error(exc, name, raw["__key__"])
                     if not skip:
@@ -372,10 +374,11 @@ def _batched(
     samples: Iterator[Any], batch_size: int, drop_last: bool, sample_type: type | None
 ) -> Iterator[SampleBatch[Any]]:
     chunk: list[Any] = []
+    wrap = SampleBatch._of
     for sample in samples:
         chunk.append(sample)
         if len(chunk) == batch_size:
-            yield SampleBatch(chunk, sample_type)
+            yield wrap(chunk, sample_type)
             chunk = []
     if chunk and not drop_last:
-        yield SampleBatch(chunk, sample_type)
+        yield wrap(chunk, sample_type)
