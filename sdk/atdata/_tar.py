@@ -115,6 +115,8 @@ def _map_file(stream: Any) -> tuple[mmap.mmap | None, Any]:
     """
     verifier = None
     raw = stream
+    if not hasattr(mmap, "MADV_DONTNEED"):  # no way to release pages behind us: read instead
+        return None, None
     if type(stream) is not io.FileIO:
         inner = getattr(stream, "raw", None)
         if type(inner) is not io.FileIO or not hasattr(stream, "feed"):
