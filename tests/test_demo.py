@@ -59,10 +59,10 @@ def assert_nothing_left(workdir: Path, ports: list[int]) -> None:
     assert busy == [], f"ports still listening: {busy}"
 
 
-def demo(workdir: Path) -> subprocess.Popen[str]:
+def demo(workdir: Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "atdata.demo", "--workdir", str(workdir)],
+        [sys.executable, "-m", "atdata.demo", "--workdir", str(workdir), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -122,4 +122,36 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert "test accuracy" not in rest
+    assert_nothing_left(workdir, ports_in("".join(seen)))
+
+
+def test_serve_keeps_the_web_page_up_until_ctrl_c(tmp_path: Path) -> None:
+    import httpx
+
+    workdir = tmp_path / "demo"
+    proc = demo(workdir, "--serve", "--epochs", "3")
+    seen: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("serving: "):
+                break
+        else:
+            pytest.fail("the demo ended without serving:\n" + "".join(seen))
+        page_url = re.search(r"web page (http://\S+/)", seen[-1]).group(1)
+        uri = re.search(r"dataset (at://\S+)", seen[-1]).group(1)
+        listing = httpx.get(page_url, params={"q": "handwritten digits"}, timeout=10)
+        assert listing.status_code == 200 and "sklearn-digits" in listing.text
+        link = re.search(r"href='(/datasets/[^']+)'", listing.text).group(1)
+        page = httpx.get(page_url.rstrip("/") + link, timeout=10)
+        assert uri in page.text and "load_dataset" in page.text
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "stopped everything the demo started" in rest
     assert_nothing_left(workdir, ports_in("".join(seen)))

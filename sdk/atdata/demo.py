@@ -177,8 +177,9 @@ def train_logistic(
 # -- the walk-through -------------------------------------------------------------------------
 
 
-def run(workdir: Path, epochs: int = 15) -> float:
-    """The demo itself; returns the test accuracy. Stops what it started before returning."""
+def run(workdir: Path, epochs: int = 15, serve: bool = False) -> float:
+    """The demo itself; returns the test accuracy. Stops what it started before returning
+    (with ``serve``, only after Ctrl-C, so the web page and the network can be explored)."""
     from .appview_client import AppViewClient
     from .atmosphere import Client, load_dataset
     from .devnet import Devnet, check_install, create_account, default_home, free_ports, install
@@ -347,6 +348,16 @@ def run(workdir: Path, epochs: int = 15) -> float:
             )
         accuracy = correct / total
         print(f"test accuracy: {accuracy:.3f} ({correct}/{total} test digits)", flush=True)
+        if serve:
+            print(
+                f"serving: web page {appview_url}/ , dataset {uri} (also: export "
+                f"ATDATA_PLC_URL={info.plc_url} ATDATA_ALLOW_PRIVATE_NETWORK=1 "
+                f"ATDATA_APPVIEW={appview_url}); Ctrl-C stops everything",
+                flush=True,
+            )
+            with contextlib.suppress(KeyboardInterrupt):
+                while appview.poll() is None:
+                    time.sleep(0.5)
         stopping = time.monotonic()
     print(
         f"stopped everything the demo started (AppView, network) in "
@@ -371,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for shards, logs and the index (default: a temporary folder, removed after)",
     )
     parser.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the network and the AppView running after training, until Ctrl-C",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     own_dir = args.workdir is None
@@ -380,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)  # fmt: skip
     started = time.monotonic()
     try:
-        accuracy = run(workdir, epochs=args.epochs)
+        accuracy = run(workdir, epochs=args.epochs, serve=args.serve)
     except KeyboardInterrupt:
         print("interrupted: everything the demo started has been stopped", file=sys.stderr)
         if own_dir:
