@@ -19,6 +19,8 @@ import atdata
 import pytest
 from _fixtures.newcomer import Glyph, Published, RunningAppView, glyphs, subprocess_env
 from atdata.devnet import Account
+from hypothesis import given
+from hypothesis import strategies as st
 
 GLYPH = "_fixtures.newcomer:Glyph"
 
@@ -346,3 +348,28 @@ def test_publish_to_s3_then_inspect_and_load(
     assert [h["caption"] for h in json.loads(loaded.stdout)["head"]] == [
         repr(s.caption) for s in samples
     ]
+
+
+@given(st.sets(st.integers(0, 60), min_size=1), st.sampled_from(["train", "test", "val-2"]))
+def test_split_option_parses_any_index_set(indices: set[int], name: str) -> None:
+    """`--split name=...` written as runs of ranges and single indices parses back exactly."""
+    from atdata.cli.publish import parse_split
+
+    ordered = sorted(indices)
+    runs: list[list[int]] = []
+    for i in ordered:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    spec = ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+    assert parse_split(f"{name}={spec}", 61) == (name, ordered)
+
+
+@pytest.mark.parametrize("bad", ["train", "=1", "train=", "train=a", "train=3-1", "train=99"])
+def test_split_option_refuses_malformed_input(bad: str) -> None:
+    from atdata.cli import CliError
+    from atdata.cli.publish import parse_split
+
+    with pytest.raises(CliError):
+        parse_split(bad, 10)

@@ -29,6 +29,8 @@ from _fixtures.newcomer import Published, RunningAppView
 from atdata_appview.db import Store
 from atdata_appview.web import dataset_path
 from atdata_appview.web.pages import load_snippet
+from hypothesis import given
+from hypothesis import strategies as st
 
 # -- headless Chromium ----------------------------------------------------------------------
 
@@ -378,3 +380,17 @@ def test_dataset_links_work_for_did_web_authors(tmp_path: Path, serve_store: Any
         assert f"at://{did}/io.atdata.dataset/3kweb" in page.text
     finally:
         store.close()
+
+
+@given(st.text())
+def test_escaping_round_trips_any_text(text: str) -> None:
+    """Whatever a record holds comes out as text: no markup characters survive, and
+    unescaping gives the original back."""
+    from atdata_appview.web._html import h, render
+
+    escaped = h(text)
+    assert not set("<>\"'") & set(escaped)
+    assert html.unescape(escaped) == text
+    cell = render("<td title='{v}'>{v}</td>", v=text)
+    assert cell.count("<") == 2 and cell.count("'") == 2
+    assert h(escaped) is escaped  # already-safe markup is not escaped twice
