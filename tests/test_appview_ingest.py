@@ -102,6 +102,7 @@ def test_live_ingest_follows_both_pdses(devnet, make_account, tmp_path):
             rb = put_record(cb, b.did, DS, dataset_record("cifar-b", tags=("vision",)))
             await wait_for(lambda: _has(store, ra.uri, rb.uri), 10)
             assert time.monotonic() - t0 < 5.0
+            assert svc.metrics()["held_events"] >= 1  # b's first commit waited for its backfill
             # update and delete propagate
             rkey = ra.uri.rsplit("/", 1)[1]
             put_record(ca, a.did, DS, dataset_record("mnist-a-v2"), rkey=rkey)
@@ -278,7 +279,7 @@ def _bump(frame: bytes, seq: int) -> bytes:
 
 
 @pytest.mark.devnet
-def test_garbage_forged_and_invalid_input_is_counted_and_skipped(real_frames, index_url):
+def test_garbage_forged_and_invalid_input_is_counted_and_skipped(real_frames, index_url, caplog):
     mine = real_frames.of_repo()
     last_seq = frame_parts(mine[-1])[1]["seq"]
     beta = real_frames.commit("create", "io.atdata.dataset/3kbeta00000aa")
@@ -320,6 +321,8 @@ def test_garbage_forged_and_invalid_input_is_counted_and_skipped(real_frames, in
             assert m["commits_refused"] == 1
             assert m["commits_stale"] == 1
             assert await store.load_cursor(host) == last_seq + 2
+            logged = [r.getMessage() for r in caplog.records if "invalid record" in r.getMessage()]
+            assert len(logged) == 1 and "3kbad000000aa" in logged[0] and "totals" in logged[0]
         finally:
             await finish(svc, task)
             store.close()
