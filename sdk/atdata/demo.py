@@ -389,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop the demo.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     own_dir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="atdata-demo-")) if own_dir else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)

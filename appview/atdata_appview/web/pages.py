@@ -355,7 +355,7 @@ def _shards_table(dataset: Mapping[str, Any]) -> Markup:
     by_index = _splits(dataset.get("record") or {})
     rows = join(
         render(
-            "<tr><td>{i}</td><td>{split}</td><td>{samples}</td><td>{size}</td>"
+            "<tr><td>{i}</td><td>{split}</td><td class=num>{samples}</td><td class=num>{size}</td>"
             "<td class=hash>{sha}</td><td class=hash>{where}</td></tr>",
             i=i,
             split=", ".join(by_index.get(i, [])),

@@ -33,6 +33,7 @@ table { border-collapse: collapse; width: 100%; background: #fff; margin: 6px 0 
 th, td { text-align: left; border-bottom: 1px solid var(--line); padding: 6px 8px;
          vertical-align: top; }
 th { background: #eef1f6; font-size: 13px; }
+td.num { white-space: nowrap; }
 td.hash { font-family: ui-monospace, Menlo, monospace; font-size: 12px; word-break: break-all; }
 pre { background: #0f172a; color: #e2e8f0; padding: 12px 14px; border-radius: 8px;
       overflow-x: auto; }
