@@ -59,6 +59,7 @@ class Lexicons:
 
     def __init__(self, docs: Iterable[Mapping[str, Any]] = (), *, builtins: bool = True) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
+        self._ref_cache: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
         for doc in list(BUILTIN if builtins else ()) + [dict(d) for d in docs]:
             self.add(doc, _defer_refs=True)
         self._check_refs()
@@ -66,6 +67,7 @@ class Lexicons:
     # -- loading -------------------------------------------------------------------------
     def add(self, doc: Mapping[str, Any], *, _defer_refs: bool = False) -> None:
         """Check `doc` against the Lexicon spec and add it (replacing a builtin of that id)."""
+        self._ref_cache.clear()
         doc = dict(doc)
         lex_id = doc.get("id")
         own = isinstance(lex_id, str) and lex_id.startswith(OWN_NAMESPACE)
@@ -334,10 +336,15 @@ class Lexicons:
     _v_params = _v_object
 
     def _v_ref(self, lex_id: str, d: Mapping[str, Any], v: Any, path: str) -> None:
-        ref = absolute_ref(lex_id, d["ref"])
-        target_lex, target = self._lookup(ref)  # type: ignore[misc]  # resolved at load
-        if target["type"] == "record":
-            target = target["record"]
+        key = (lex_id, d["ref"])
+        hit = self._ref_cache.get(key)  # refs resolve the same way every time: cache them
+        if hit is None:
+            ref = absolute_ref(lex_id, d["ref"])
+            target_lex, target = self._lookup(ref)  # type: ignore[misc]  # resolved at load
+            if target["type"] == "record":
+                target = target["record"]
+            hit = self._ref_cache[key] = (ref, target_lex, target)
+        ref, target_lex, target = hit
         if target["type"] == "token":
             raise _Invalid(path, f"ref {ref} is a token, not a data type")
         self._value(target_lex, target, v, path)
