@@ -314,3 +314,17 @@ def test_every_block_runs_in_order(session: Session) -> None:
             session.run_bash(block, dry=block.marker == "dry run")
         ran += 1
     assert ran >= 8
+
+
+@pytest.mark.devnet
+def test_documented_metrics_are_served(appview: object, published: object) -> None:
+    """Every metric the README's table names is in the AppView's /metrics (HELP lines)."""
+    import httpx
+
+    text = README.read_text()
+    table = text[text.index("| metric | meaning |") :].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`(atdata_appview_[a-z_]+)", table))
+    assert len(documented) >= 10
+    served = httpx.get(f"{appview.url}/metrics", timeout=10).text  # type: ignore[attr-defined]
+    helped = set(re.findall(r"^# HELP (\S+) ", served, re.MULTILINE))
+    assert documented <= helped, sorted(documented - helped)
