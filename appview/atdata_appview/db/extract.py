@@ -35,6 +35,14 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _first_int(*values: Any) -> int | None:
+    """The first value that is an integer (0 included)."""
+    for value in values:
+        if _int(value) is not None:
+            return value
+    return None
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -126,11 +134,13 @@ def _shards(record: Mapping[str, Any]) -> list[ShardRow]:
                 position=i,
                 url=url,
                 blob_cid=_blob_cid(blob),
-                size=_int(shard.get("size"))
-                or _int(shard.get("bytes"))
-                or (_int(blob.get("size")) if isinstance(blob, Mapping) else None),
+                size=_first_int(
+                    shard.get("bytes"),
+                    shard.get("size"),
+                    blob.get("size") if isinstance(blob, Mapping) else None,
+                ),
                 sha256=_str(shard.get("sha256")),
-                samples=_int(shard.get("samples")) or _int(shard.get("sampleCount")),
+                samples=_first_int(shard.get("samples"), shard.get("sampleCount")),
                 detail=dict(shard),
             )
         )

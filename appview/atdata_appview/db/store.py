@@ -243,12 +243,15 @@ class Transaction:
         self._ops.append(("cursor", host, int(seq)))
 
     def _touch_repo(self, did: str, rev: str | None) -> None:
+        """Create the repo row if needed and advance its rev (records need their repo)."""
         current = self.get_repo(did)
-        if current is None or (rev is not None and rev != current.rev):
-            self._repos[did] = replace(
-                current or RepoInfo(did), rev=rev or (current and current.rev)
-            )
-            self._ops.append(("repo", did, {"rev": rev} if rev is not None else {}))
+        if current is None:
+            self._repos[did] = RepoInfo(did, rev=rev)
+        elif rev is not None and rev != current.rev:
+            self._repos[did] = replace(current, rev=rev)
+        else:
+            return
+        self._ops.append(("repo", did, {"rev": rev} if rev is not None else {}))
 
 
 # -- database side (writer thread) -------------------------------------------------------------
