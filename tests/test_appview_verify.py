@@ -197,3 +197,7 @@ def test_verify_key_accepts_low_s_only(alg):
     assert not key.verify(data + b"!", sig)
     assert not key.verify(data, r.to_bytes(32, "big") + high.to_bytes(32, "big"))  # malleated
     assert not key.verify(data, sig[:63])
+    key._k1 = None  # without coincurve: the OpenSSL path must agree
+    assert key.verify(data, sig)
+    assert not key.verify(data + b"!", sig)
+    assert not key.verify(data, r.to_bytes(32, "big") + high.to_bytes(32, "big"))
