@@ -22,7 +22,7 @@ __all__ = ["SampleBatch"]
 T = TypeVar("T")
 
 
-def _field_plan(sample_type: type | None) -> dict[str, bool] | None:
+def _field_plan(sample_type: type | None) -> dict[str, Any] | None:
     """``{field name: is an array field}`` for a packable type, None when schema-free."""
     if sample_type is None:
         return None
@@ -30,13 +30,17 @@ def _field_plan(sample_type: type | None) -> dict[str, bool] | None:
 
     if not _packable.is_packable(sample_type):
         return None
-    return {spec.name: spec.is_array for spec in _packable.sample_fields(sample_type)}
+    # Per field: False for non-arrays, else the declared dtype (decoding guarantees it) or True.
+    return {
+        spec.name: (spec.dtype if spec.dtype is not None else True) if spec.is_array else False
+        for spec in _packable.sample_fields(sample_type)
+    }
 
 
-_PLANS: dict[type, dict[str, bool] | None] = {}
+_PLANS: dict[type, dict[str, Any] | None] = {}
 
 
-def _plan_for(sample_type: type | None) -> dict[str, bool] | None:
+def _plan_for(sample_type: type | None) -> dict[str, Any] | None:
     if sample_type is None:
         return None
     try:
@@ -51,9 +55,11 @@ _dtype_of = attrgetter("dtype")
 _is_none = partial(is_, None)
 
 
-def stack_arrays(name: str, values: Sequence[Any]) -> np.ndarray | list[Any]:
+def stack_arrays(
+    name: str, values: Sequence[Any], dtype: np.dtype | None = None
+) -> np.ndarray | list[Any]:
     """Stack arrays along a new first axis; a list when some are None; an error naming the
-    field when their shapes differ."""
+    field when their shapes differ. ``dtype``: the dtype every value is known to have."""
     if not values:
         return np.empty((0,))
     if any(map(_is_none, values)):
@@ -68,7 +74,7 @@ def stack_arrays(name: str, values: Sequence[Any]) -> np.ndarray | list[Any]:
         )
     if not shape:
         return np.stack(values)
-    dtypes = set(map(_dtype_of, values))
+    dtypes = {dtype} if dtype is not None else set(map(_dtype_of, values))
     if len(dtypes) == 1:
         # Same dtype: one byte-level join (C-contiguous inputs) into a fresh, writable buffer;
         # far cheaper than np.concatenate for many small arrays.
@@ -134,9 +140,10 @@ class SampleBatch(Generic[T]):
                     f"{getattr(self.sample_type, '__name__', 'batch')} has no field {name!r}"
                 )
             values = list(map(attrgetter(name), samples))
-            if self._plan[name]:
-                return stack_arrays(name, values)
-            return values
+            kind = self._plan[name]
+            if kind is False:
+                return values
+            return stack_arrays(name, values, None if kind is True else kind)
         if name not in self.fields():
             raise AttributeError(f"batch has no field {name!r}")
         values = [s[name] for s in samples]  # type: ignore[index]
