@@ -674,7 +674,7 @@ def lens_code_ref(
     folder = Path(source_file).resolve().parent
     top = _git(["rev-parse", "--show-toplevel"], folder)
     if top:
-        repo_url = repo_url or _git(["remote", "get-url", "origin"], folder)
+        repo_url = repo_url or _remote_uri(_git(["remote", "get-url", "origin"], folder), top)
         commit = commit or _git(["rev-parse", "HEAD"], folder)
         code["path"] = str(Path(source_file).resolve().relative_to(Path(top).resolve()))
     if repo_url:
@@ -682,6 +682,16 @@ def lens_code_ref(
     if commit:
         code["commit"] = commit
     return code
+
+
+def _remote_uri(remote: str | None, top: str) -> str | None:
+    """A git remote as a URI: local paths and scp-like `user@host:path` are not URIs."""
+    if not remote or "://" in remote:
+        return remote or None
+    user_host, sep, path = remote.partition(":")
+    if sep and "@" in user_host and "/" not in user_host:
+        return f"ssh://{user_host}/{path.lstrip('/')}"
+    return (Path(top) / remote).resolve().as_uri()
 
 
 def import_lens(code: Mapping[str, Any], *, trust: bool, uri: str = "") -> Any:
