@@ -293,11 +293,11 @@ def test_lifecycle_status_idempotent_up_busy_ports_and_down(tmp_path: Path) -> N
 
 
 def test_devnet_dies_with_its_parent(tmp_path: Path) -> None:
-    (port,) = free_ports(1)
+    plc_port, pds_port = free_ports(2)
     script = (
         "import sys, time\n"
         "from atdata.devnet import Devnet\n"
-        f"info = Devnet(plc_port={port}, pds_ports=(), run_dir={str(tmp_path)!r}).up("
+        f"info = Devnet(plc_port={plc_port}, pds_ports=({pds_port},), run_dir={str(tmp_path)!r}).up("
         "stop_with_parent=True)\n"
         "print(info.pid, flush=True)\n"
         "time.sleep(600)\n"
@@ -305,7 +305,9 @@ def test_devnet_dies_with_its_parent(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         node_pid = int(parent.stdout.readline())  # type: ignore[union-attr]
-        assert not port_is_free(port)
+        assert not port_is_free(pds_port)
+        data_dir = Path(json.loads((tmp_path / "devnet.json").read_text())["data_dir"])
+        assert data_dir.is_dir()
     finally:
         parent.send_signal(signal.SIGKILL)  # no cleanup code of the parent runs
         parent.wait()
@@ -313,7 +315,8 @@ def test_devnet_dies_with_its_parent(tmp_path: Path) -> None:
     while _alive(node_pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(node_pid)
-    assert port_is_free(port)
+    assert port_is_free(plc_port) and port_is_free(pds_port)
+    assert not data_dir.exists()  # the launcher removes its own data on the way out
 
 
 def _alive(pid: int) -> bool:

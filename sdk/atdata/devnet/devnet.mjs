@@ -52,6 +52,8 @@ const shutdown = async (reason) => {
       console.error('error while stopping a server:', err)
     }
   }
+  // the accounts' DIDs lived in a PLC that is gone (or not ours): the data is dead too
+  if (cfg.pds.length) fs.rmSync(cfg.dataDir, { recursive: true, force: true })
   process.exit(0)
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'))
