@@ -172,12 +172,13 @@ def small_blob_pds(
 _account_numbers = itertools.count(1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_account(devnet: DevnetInfo) -> Callable[..., Account]:
     """Factory: `make_account(pds_index=0, *, pds=None, password=None) -> Account`.
 
     Handles and emails are unique across the session (every test gets new
     accounts on the shared network). `pds=` takes any PdsInfo, e.g. `small_blob_pds`.
+    Session-scoped, so fixtures of any scope can use it.
     """
 
     def make(
