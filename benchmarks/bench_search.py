@@ -440,18 +440,13 @@ def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> floa
                 if s % 50 == a % 50 or a < 1
             ],
         )
-    fts_pg = text(
-        "UPDATE datasets SET search ="
-        " setweight(to_tsvector('english', name), 'A')"
-        " || setweight(to_tsvector('english', :tags), 'B')"
-        " || setweight(to_tsvector('english', 'image label'), 'C')"
-        " || setweight(to_tsvector('english', coalesce(description, '')), 'D')"
-        " WHERE id = :id"
-    )
     fts_sqlite = text(
         "INSERT INTO datasets_fts (rowid, name, description, tags, fields)"
         " VALUES (:id, :name, :description, :tags, 'image label')"
     )
+    if pg:  # bulk-load order: rows first, the GIN index once at the end
+        with store.engine.begin() as conn:
+            conn.execute(text("DROP INDEX IF EXISTS ix_datasets_search"))
     for start in range(0, n, batch):
         ds_rows, rec_rows, tag_rows, fts_rows = [], [], [], []
         for i in range(start, min(n, start + batch)):
@@ -498,13 +493,17 @@ def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> floa
                 }
             )
         with store.engine.begin() as conn:
-            conn.execute(datasets.insert(), ds_rows)
-            conn.execute(dataset_records.insert(), rec_rows)
-            conn.execute(dataset_tags.insert(), tag_rows)
-            conn.execute(fts_pg if pg else fts_sqlite, fts_rows)
+            if pg:
+                _pg_copy(conn, ds_rows, rec_rows, tag_rows, fts_rows)
+            else:
+                conn.execute(datasets.insert(), ds_rows)
+                conn.execute(dataset_records.insert(), rec_rows)
+                conn.execute(dataset_tags.insert(), tag_rows)
+                conn.execute(fts_sqlite, fts_rows)
         print(f"  loaded {min(n, start + batch):>9,} / {n:,}", end="\r", file=sys.stderr)
     with store.engine.begin() as conn:
         if pg:
+            conn.execute(text("CREATE INDEX ix_datasets_search ON datasets USING gin (search)"))
             conn.execute(text("SELECT setval('datasets_id_seq', (SELECT max(id) FROM datasets))"))
             conn.execute(text("ANALYZE"))
         else:
@@ -512,6 +511,50 @@ def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> floa
             conn.execute(text("ANALYZE"))
     print(file=sys.stderr)
     return time.perf_counter() - started
+
+
+_DS_COLS = ("id", "uri", "did", "rkey", "cid", "name", "description", "tags", "license", "samples",
+            "bytes", "schema_uri", "schema_cid", "created_at", "indexed_at", "hidden")  # fmt: skip
+_PG_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS stage (LIKE datasets INCLUDING DEFAULTS);"
+    " ALTER TABLE stage ADD COLUMN IF NOT EXISTS tags_text text;"
+    " ALTER TABLE stage ADD COLUMN IF NOT EXISTS fields_text text"
+)
+# Same composition as the Store's PostgreSQL full-text update (weights A name, B tags, C fields).
+_PG_MOVE = (
+    f"INSERT INTO datasets ({', '.join(_DS_COLS)}, search) SELECT {', '.join(_DS_COLS)},"
+    " setweight(to_tsvector('english', coalesce(name, '')), 'A')"
+    " || setweight(to_tsvector('english', tags_text), 'B')"
+    " || setweight(to_tsvector('english', fields_text), 'C')"
+    " || setweight(to_tsvector('english', coalesce(description, '')), 'D') FROM stage;"
+    " TRUNCATE stage"
+)
+
+
+def _pg_copy(conn: Any, ds_rows: list, rec_rows: list, tag_rows: list, fts_rows: list) -> None:
+    """COPY a batch through a staging table (the full-text column is computed on the move
+    into datasets), then COPY its records and tags."""
+    import json
+
+    conn.execute(text(_PG_STAGE))
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cols = ", ".join([*_DS_COLS, "tags_text", "fields_text"])
+        with cur.copy(f"COPY stage ({cols}) FROM STDIN") as cp:
+            for row, fts in zip(ds_rows, fts_rows, strict=True):
+                values = [json.dumps(row[c]) if c == "tags" else row[c] for c in _DS_COLS]
+                cp.write_row([*values, fts["tags"], "image label"])
+        cur.execute(_PG_MOVE)
+        with cur.copy("COPY dataset_records (dataset_id, record) FROM STDIN") as cp:
+            for r in rec_rows:
+                cp.write_row([r["dataset_id"], json.dumps(r["record"])])
+        with cur.copy(
+            "COPY dataset_tags (dataset_id, tag, hidden, created_at, samples) FROM STDIN"
+        ) as cp:
+            for r in tag_rows:
+                cp.write_row(
+                    [r["dataset_id"], r["tag"], r["hidden"], r["created_at"], r["samples"]]
+                )
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -269,6 +269,7 @@ def test_relevance_ranks_window_by_window_over_every_match(
     """Past WINDOW matches, each window of newest matches is ranked on its own; paging
     crosses windows without losing or repeating anything."""
     monkeypatch.setattr(search_module, "WINDOW", 7)
+    monkeypatch.setattr(search_module, "PG_FIRST_SPAN", 3)  # several id-range probes
     newest = sorted(expect(q), key=lambda d: -d.order)
     assert len(newest) > 14  # several windows
     want = []

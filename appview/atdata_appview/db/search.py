@@ -124,6 +124,8 @@ def _filters(qb: _Query, p: SearchParams, pg: bool) -> None:
 #: Matches ranked together: relevance orders each window of this many matches (newest
 #: first) by tier; facets count the first window.
 WINDOW = 500
+#: PostgreSQL: ids scanned by the first probe for the newest matches (then x8 per probe).
+PG_FIRST_SPAN = 4 * WINDOW
 _FTS_SOURCE = "datasets_fts JOIN datasets d ON d.id = datasets_fts.rowid"
 
 
@@ -191,21 +193,47 @@ def _tier(wanted: set[str], name: str | None, tags: list[str], fields: list[str]
     return 2
 
 
-def _window(
-    conn: Connection, p: SearchParams, pg: bool, below: int | None
-) -> list[tuple[int, int]]:
-    """(id, tier) of the WINDOW newest matches with id <= ``below``, newest first."""
+def _newest_matches(
+    conn: Connection, p: SearchParams, pg: bool, below: int | None, columns: str
+) -> list[Any]:
+    """The WINDOW newest matches (id <= ``below``), newest first.
+
+    FTS5 walks its doclists in rowid order and stops early. A GIN index cannot return
+    matches in id order, so on PostgreSQL the scan probes growing ranges of the newest ids
+    (each probe costs about its range, not the number of matches of a common word)."""
     qb = _Query()
     source, match, order = _text_source(qb, p, pg)
     qb.where.append(match)
     _filters(qb, p, pg)
     if below is not None:
         qb.where.append(f"{order} <= {qb.bind(below)}")
-    sql = (
-        f"SELECT d.id AS id, d.name AS name, d.tags AS tags, d.schema_uri AS schema_uri"
-        f" FROM {source} WHERE {' AND '.join(qb.where)} ORDER BY {order} DESC LIMIT {WINDOW}"
+    tail = f" ORDER BY {order} DESC LIMIT {WINDOW}"
+    if not pg:
+        sql = f"SELECT {columns} FROM {source} WHERE {' AND '.join(qb.where)}{tail}"
+        return conn.execute(text(sql), qb.params).all()
+    top = (
+        below if below is not None else conn.execute(text("SELECT max(id) FROM datasets")).scalar()
     )
-    rows = conn.execute(text(sql), qb.params).all()
+    if top is None:
+        return []
+    span = PG_FIRST_SPAN
+    while True:
+        low = top - span
+        where = [*qb.where, f"d.id > {qb.bind(low)}"] if low > 0 else qb.where
+        sql = f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)}{tail}"
+        rows = conn.execute(text(sql), qb.params).all()
+        if len(rows) >= WINDOW or low <= 0:
+            return rows
+        span *= 8
+
+
+def _window(
+    conn: Connection, p: SearchParams, pg: bool, below: int | None
+) -> list[tuple[int, int]]:
+    """(id, tier) of the WINDOW newest matches with id <= ``below``, newest first."""
+    rows = _newest_matches(
+        conn, p, pg, below, "d.id AS id, d.name AS name, d.tags AS tags, d.schema_uri AS schema_uri"
+    )
     fields = _schema_fields(conn, {r.schema_uri for r in rows if r.schema_uri})
     wanted = _terms(p.q or "")
     return [
@@ -264,12 +292,11 @@ def _relevance_page(
 
 
 def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[int]:
-    """Ids of the first WINDOW matches in index order (what facets count)."""
-    qb = _Query()
+    """Ids of the first WINDOW matches, newest first (what facets count)."""
     if words(p.q):
-        source, match, order = _text_source(qb, p, pg)
-        qb.where.append(match)
-    elif p.tags:
+        return [r.id for r in _newest_matches(conn, p, pg, None, "d.id AS id")]
+    qb = _Query()
+    if p.tags:
         source = "dataset_tags dt JOIN datasets d ON d.id = dt.dataset_id"
         qb.where.append(f"dt.tag = {qb.bind(p.tags[0])}")
         qb.where.append("dt.hidden = false" if pg else "dt.hidden = 0")
@@ -332,18 +359,23 @@ def _facets(conn: Connection, ids: list[int]) -> dict[str, dict[str, int]]:
     """Tag and license counts over the given matches (the first window)."""
     if not ids:
         return {"tags": {}, "licenses": {}}
-    id_list = ",".join(str(int(i)) for i in ids)
+    if conn.dialect.name == "postgresql":  # one array parameter: no 500-literal plan
+        in_ids, params = "= ANY(:ids)", {"ids": list(ids)}
+    else:
+        in_ids, params = "IN (" + ",".join(str(int(i)) for i in ids) + ")", {}
     tags = conn.execute(
         text(
-            f"SELECT tag, COUNT(*) AS n FROM dataset_tags WHERE dataset_id IN ({id_list})"
+            f"SELECT tag, COUNT(*) AS n FROM dataset_tags WHERE dataset_id {in_ids}"
             f" GROUP BY tag ORDER BY n DESC, tag ASC LIMIT {FACET_TAGS}"
-        )
+        ),
+        params,
     ).all()
     licenses = conn.execute(
         text(
-            f"SELECT license, COUNT(*) AS n FROM datasets WHERE id IN ({id_list})"
+            f"SELECT license, COUNT(*) AS n FROM datasets WHERE id {in_ids}"
             " AND license IS NOT NULL GROUP BY license ORDER BY n DESC, license ASC"
-        )
+        ),
+        params,
     ).all()
     return {
         "tags": {r.tag: r.n for r in tags},
