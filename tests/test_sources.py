@@ -325,3 +325,16 @@ def test_s3_resumes_with_range(s3, fast_retries) -> None:
     stream._body._raw_stream._fp.fp.raw._sock.close()  # type: ignore[attr-defined]
     rest = stream.read()
     assert first + rest == data
+
+
+def test_sources_pickle_for_worker_processes(s3, tmp_path) -> None:
+    import pickle
+
+    server, bucket, client = s3
+    client.put_object(Bucket=bucket, Key="a.tar", Body=_tar_bytes(2))
+    (src,) = expand_sources(f"s3://{bucket}/", client_kwargs=server.client_kwargs())
+    clone = pickle.loads(pickle.dumps(src))
+    with clone.open() as f:
+        assert len(list(iter_samples(f, clone.name))) == 2
+    local = LocalShard(tmp_path / "x.tar", sha256="ab")
+    assert pickle.loads(pickle.dumps(local)).sha256 == "ab"

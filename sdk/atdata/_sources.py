@@ -475,6 +475,12 @@ class S3Shard:
         self.client_kwargs = dict(client_kwargs or {})
         self._client = client
 
+    def __getstate__(self) -> dict[str, Any]:
+        # boto3 clients do not pickle (DataLoader workers under "spawn"); rebuild on demand.
+        state = dict(self.__dict__)
+        state["_client"] = None
+        return state
+
     def _get_client(self) -> Any:
         if self._client is None:
             self._client = _s3_client(self.client_kwargs)
