@@ -1,9 +1,11 @@
 """Dataset search: full text (SQLite FTS5 / PostgreSQL tsvector), filters, facets, keyset paging.
 
 One function builds the SQL for both dialects; the differences are confined to the full-text
-match and score expressions. Scores are normalised so that *lower is better* on both
-(FTS5's bm25 is already negative-is-better; PostgreSQL's rank is negated), which lets one
-keyset cursor rule serve every sort order.
+match (FTS5 MATCH vs tsvector @@ tsquery) and to how the newest matches are found. Relevance
+is the same on both: tiers (every word in the name; in name, tags or schema field names;
+elsewhere), newest first within a tier, ranked WINDOW matches at a time. No per-match score
+is computed (bm25 / ts_rank cost seconds for common words at 1M datasets), so a page costs
+an index scan of about one window. Cursors are keyset positions, stable under paging.
 """
 
 from __future__ import annotations
@@ -347,12 +349,6 @@ def _sorted_page(
     page = rows[:limit]
     cursor = encode_cursor(sort_name, page[-1].k, page[-1].id) if len(rows) > limit else None
     return [r.id for r in page], cursor
-
-
-def _json_key(value: Any) -> Any:
-    if isinstance(value, int | float | str) or value is None:
-        return value
-    return float(value)  # Decimal / numpy scalars from drivers
 
 
 def _facets(conn: Connection, ids: list[int]) -> dict[str, dict[str, int]]:
