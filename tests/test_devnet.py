@@ -458,6 +458,8 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(
     assert main(["devnet", "up", "--plc-port", "not-a-number"]) == 2
     assert main(["--help"]) == 0
     assert "devnet" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("atdata ")
 
 
 def test_cli_port_in_use_is_a_clear_error(cli_name: str, devnet: DevnetInfo) -> None:
