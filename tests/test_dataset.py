@@ -317,3 +317,15 @@ def test_dataset_over_s3(shards, s3_server, s3_bucket) -> None:
     assert len(ds.shards) == 3
     assert [s.label for s in ds.ordered()] == list(range(N))
     assert sorted(s.label for s in ds.shuffled(seed=0, buffer=5)) == list(range(N))
+
+
+def test_datasets_and_views_pickle(shards) -> None:
+    """DataLoader workers started with "spawn" receive the dataset by pickle."""
+    import pickle
+
+    tmp_path, _ = shards
+    view = atdata.Dataset[Rec](_pattern(tmp_path)).as_type(LabelOnly)
+    clone = pickle.loads(pickle.dumps(view))
+    assert [s.label for s in clone.ordered()] == list(range(N))
+    loose = pickle.loads(pickle.dumps(atdata.Dataset(_pattern(tmp_path)).as_type(Labelled)))
+    assert loose.head(1) == [Labelled(label=0, name="n0")]

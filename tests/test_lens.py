@@ -175,3 +175,14 @@ def test_no_path_error_lists_lenses_from_the_source() -> None:
     )
     with pytest.raises(LensError, match="none registered"):
         reg.resolve(z, a)
+
+
+def test_lenses_pickle_by_reference() -> None:
+    """For DataLoader workers started with "spawn": lenses travel by their registered types."""
+    import pickle
+
+    assert pickle.loads(pickle.dumps(full_to_scored)) is full_to_scored
+    both = full_to_scored >> scored_to_named
+    clone = pickle.loads(pickle.dumps(both))
+    s = Full("a", 2.0, ("t",))
+    assert clone.get(s) == Named("a") and clone.put(Named("b"), s) == Full("b", 2.0, ("t",))

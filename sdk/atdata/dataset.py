@@ -174,10 +174,7 @@ class Dataset(Generic[T]):
         lens_: Lens[Any, Any]
         if registry.find_path(self._view_type, view) is None and self._view_type is _default_type():
             # Schema-free samples become any type that their fields fit.
-            def from_dict(sample: Any) -> Any:
-                return view.from_data(sample.to_dict())  # type: ignore[attr-defined]
-
-            lens_ = Lens(from_dict, source=self._view_type, view=view, name="from_dict")
+            lens_ = Lens(_FromDict(view), source=self._view_type, view=view, name="from_dict")
         else:
             lens_ = registry.resolve(self._view_type, view)
         other = self._derive()
@@ -333,6 +330,29 @@ class Dataset(Generic[T]):
             buffer=buffer,
             drop_last=drop_last,
         )
+
+
+class _FromDict:
+    """``DictSample -> view``: the view's fields taken from the sample (others ignored).
+
+    A class rather than a closure so that it pickles (DataLoader workers under "spawn").
+    """
+
+    def __init__(self, view: type) -> None:
+        from . import packable as _packable
+
+        self.view = view
+        self.names: tuple[str, ...] | None = (
+            tuple(spec.name for spec in _packable.sample_fields(view))
+            if _packable.is_packable(view)
+            else None
+        )
+
+    def __call__(self, sample: Any) -> Any:
+        data = sample.to_dict()
+        if self.names is not None:
+            data = {k: data[k] for k in self.names if k in data}
+        return self.view.from_data(data)  # type: ignore[attr-defined]
 
 
 def _sample_error(exc: BaseException, shard: str, key: str) -> DecodeError:

@@ -85,11 +85,36 @@ class Lens(Generic[S, V]):
             def put(view: W, source: S) -> S:
                 return first.put(second.put(view, first.get(source)), source)
 
-        return Lens(
+        result: Lens[S, W] = Lens(
             get, put, source=first.source, view=second.view, name=f"{first.name}>>{second.name}"
         )
+        result._parts = (first, second)
+        return result
 
     __rshift__ = compose
+
+    _parts: tuple[Lens[Any, Any], Lens[Any, Any]] | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by reference (for DataLoader workers started with "spawn").
+
+        ``@lens`` rebinds the function's name to the lens, so the function itself cannot be
+        pickled by name; a registered lens is found again by its types in the registry of the
+        process that unpickles it (importing the defining module registers it), a composed
+        lens by its parts.
+        """
+        if self._parts is not None:
+            return (_compose_parts, self._parts)
+        if self.source is not None and registry.get(self.source, self.view) is self:  # type: ignore[arg-type]
+            return (_registered, (self.source, self.view))
+        return (
+            Lens,
+            (self._get, self._put),
+            {"source": self.source, "view": self.view, "name": self.name},
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         arrow = "<->" if self.bidirectional else "->"
@@ -183,6 +208,20 @@ class LensRegistry:
 
 #: The process-wide registry that ``@atdata.lens`` fills and ``Dataset.as_type`` reads.
 registry = LensRegistry()
+
+
+def _registered(source: type, view: type) -> Lens[Any, Any]:
+    found = registry.get(source, view)
+    if found is None:
+        raise LensError(
+            f"no lens {_type_name(source)} -> {_type_name(view)} is registered in this process "
+            "(import the module that defines it)"
+        )
+    return found
+
+
+def _compose_parts(first: Lens[Any, Any], second: Lens[Any, Any]) -> Lens[Any, Any]:
+    return first.compose(second)
 
 
 def _annotations(fn: Callable[..., Any], caller_locals: dict[str, Any]) -> tuple[Any, Any]:
