@@ -84,3 +84,25 @@ def test_ranks_and_workers_together(dataset) -> None:
 def test_bad_rank_is_refused(dataset) -> None:
     with pytest.raises(ValueError, match="rank"):
         dataset.torch(rank=2, world_size=2)
+
+
+def test_spawned_workers_read_a_lens_view(dataset) -> None:
+    """Workers started with "spawn" (macOS/Windows default) get the dataset by pickle."""
+    view = dataset.as_type(Index)
+    loader = DataLoader(
+        view.torch(batch_size=5, seed=3),
+        batch_size=None,
+        num_workers=2,
+        multiprocessing_context="spawn",
+    )
+    assert sorted(_indices(loader)) == list(range(N))
+
+
+@atdata.packable
+class Index:
+    idx: int
+
+
+@atdata.lens
+def point_index(p: Point) -> Index:
+    return Index(idx=p.idx)
