@@ -292,3 +292,16 @@ def test_recycled_chunks_never_overwrite_held_views() -> None:
         for _, v in TarReader(io.BytesIO(other), "b.tar", chunk=4096):
             bytes(v)
     assert [bytes(v) for v in held] == [data for _, data in expected]
+
+
+def test_mmap_can_be_turned_off(tmp_path, monkeypatch) -> None:
+    from atdata import _tar
+
+    path = tmp_path / "a.tar"
+    with open(path, "wb") as f, TarShardWriter(f) as w:
+        w.add("k.bin", b"x" * 1000)
+    with open(path, "rb", buffering=0) as f:
+        assert _tar._map_file(f)[0] is not None
+        monkeypatch.setenv("ATDATA_MMAP", "0")
+        assert _tar._map_file(f) == (None, None)
+        assert [(n, bytes(d)) for n, d in TarReader(f, "a")] == [("k.bin", b"x" * 1000)]

@@ -117,6 +117,10 @@ def _map_file(stream: Any) -> tuple[mmap.mmap | None, Any]:
     raw = stream
     if not hasattr(mmap, "MADV_DONTNEED"):  # no way to release pages behind us: read instead
         return None, None
+    if os.environ.get("ATDATA_MMAP", "1") == "0":
+        # Opt-out: a mapped file that shrinks while mapped faults (SIGBUS) on access; reading
+        # reports a truncated shard instead. For shards rewritten in place while being read.
+        return None, None
     if type(stream) is not io.FileIO:
         inner = getattr(stream, "raw", None)
         if type(inner) is not io.FileIO or not hasattr(stream, "feed"):
