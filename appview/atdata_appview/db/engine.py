@@ -59,7 +59,15 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    # Searches are small, latency-bound queries: parallel workers cost more to start (ms)
+    # than they save, and they compete with ingest for the same cores.
+    return create_engine(
+        url,
+        pool_size=8,
+        max_overflow=8,
+        pool_pre_ping=True,
+        connect_args={"options": "-c max_parallel_workers_per_gather=0"},
+    )
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

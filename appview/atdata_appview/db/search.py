@@ -99,9 +99,11 @@ class _Query:
         return f":{name}"
 
 
-def _filters(qb: _Query, p: SearchParams, pg: bool) -> None:
+def _filters(qb: _Query, p: SearchParams, pg: bool, *, driving_tag: bool = False) -> None:
+    """WHERE clauses of the filters; ``driving_tag``: the first tag is already the scan's
+    own condition (a redundant self-join misleads PostgreSQL's planner into hash joins)."""
     qb.where.append("d.hidden = false" if pg else "d.hidden = 0")
-    for tag in p.tags:
+    for tag in p.tags[1:] if driving_tag else p.tags:
         qb.where.append(
             "EXISTS (SELECT 1 FROM dataset_tags t WHERE t.dataset_id = d.id"
             f" AND t.tag = {qb.bind(tag)})"
@@ -125,9 +127,11 @@ def _filters(qb: _Query, p: SearchParams, pg: bool) -> None:
 
 #: Matches ranked together: relevance orders each window of this many matches (newest
 #: first) by tier; facets count the first window.
-WINDOW = 500
+WINDOW = 300
 #: PostgreSQL: ids scanned by the first probe for the newest matches (then x8 per probe).
 PG_FIRST_SPAN = 4 * WINDOW
+#: PostgreSQL: a query expected to match fewer datasets than this scans its GIN bitmap whole.
+PG_UNBOUNDED_BELOW = 5_000
 _FTS_SOURCE = "datasets_fts JOIN datasets d ON d.id = datasets_fts.rowid"
 
 
@@ -226,7 +230,13 @@ def _newest_matches(
         rows = conn.execute(text(sql), qb.params).all()
         if len(rows) >= WINDOW or low <= 0:
             return rows
-        span *= 8
+        # Size the next probe from the density seen; a sparse query goes unbounded at once
+        # (its GIN bitmap is small, and the planner knows it).
+        expected = len(rows) / span * top
+        if expected <= PG_UNBOUNDED_BELOW:
+            span = top
+        else:
+            span = min(top, int(span * 2 * WINDOW / max(len(rows), 1)))
 
 
 def _window(
@@ -305,7 +315,7 @@ def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[int]:
         order = "dt.created_at DESC, dt.dataset_id"
     else:
         source, order = "datasets d", "d.created_at DESC, d.id"
-    _filters(qb, p, pg)
+    _filters(qb, p, pg, driving_tag=bool(p.tags))
     sql = (
         f"SELECT d.id AS id FROM {source} WHERE {' AND '.join(qb.where)}"
         f" ORDER BY {order} DESC LIMIT {WINDOW}"
@@ -329,7 +339,7 @@ def _sorted_page(
         source = "dataset_tags dt JOIN datasets d ON d.id = dt.dataset_id"
         qb.where.append(f"dt.tag = {qb.bind(p.tags[0])}")
         qb.where.append("dt.hidden = false" if pg else "dt.hidden = 0")
-        _filters(qb, p, pg)
+        _filters(qb, p, pg, driving_tag=True)
         key_expr = "COALESCE(dt.samples, -1)" if sort_name == "samples" else "dt.created_at"
         id_expr = "dt.dataset_id"
     else:
