@@ -1,8 +1,9 @@
 """Federation-path micro benchmarks: guarded shard streaming and lexicon validation.
 
-1. Reading N small shards over loopback HTTP: `GuardedHttpShard` (one guarded httpx client
-   per process, shared by all shards) vs the data path's `HttpShard` (a client per open) as
-   the baseline, both verifying sha256, measured in the same run.
+1. Reading N small shards over loopback HTTP: `GuardedHttpShard` vs the data path's
+   `HttpShard` as the baseline (both stream over one shared httpx client per process; the
+   guarded one checks every request's address), both verifying sha256, in the same run:
+   the ratio is the guard's cost.
 2. Validating an `io.atdata.dataset` record with 1,000 shard entries (records/s).
 
 Run: .venv/bin/python benchmarks/bench_atmosphere.py [--shards 300] [--repeat 5]

@@ -244,6 +244,40 @@ def test_http_errors_name_the_shard(http_server) -> None:
     assert err.value.shard == url + "/a.tar"
 
 
+def test_http_shards_share_one_client_per_process(http_server) -> None:
+    url, state = http_server
+    state.files["/a.tar"] = data = _tar_bytes(2)
+    a, b = HttpShard(url + "/a.tar"), HttpShard(url + "/a.tar")
+    client = a._client()
+    assert b._client() is client
+    with a.open() as f:
+        assert f.read() == data
+    assert not client.is_closed  # closing a stream leaves the shared client to the others
+    with b.open() as f:
+        assert f.read() == data
+    assert b._client() is client
+    # A forked child (a DataLoader worker) must not reuse the parent's pool: it builds its own.
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        status = b"?"
+        try:
+            own = a._client()
+            with a.open() as f:
+                ok = f.read() == data
+            status = b"ok" if ok and own is not client and a._client() is own else b"shared"
+        finally:
+            os.write(write_fd, status)
+            os._exit(0)
+    os.close(write_fd)
+    try:
+        assert os.read(read_fd, 16) == b"ok"
+    finally:
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+    assert a._client() is client
+
+
 # -- S3 ----------------------------------------------------------------------------------------
 
 

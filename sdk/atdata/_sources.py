@@ -16,8 +16,9 @@ import hashlib
 import io
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import urlparse
@@ -284,15 +285,48 @@ def _retry_after_seconds(value: str | None) -> float | None:
 _RETRY_STATUS = frozenset((408, 425, 429, 500, 502, 503, 504))
 
 
+_clients: dict[tuple[int, Hashable], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _forget_clients_after_fork() -> None:
+    # The parent's clients (sockets, TLS state) and a lock another thread may have held at
+    # fork time are not the child's to use; the child builds its own on first need.
+    global _clients_lock
+    _clients.clear()
+    _clients_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_clients_after_fork)
+
+
+def shared_http_client(key: Hashable, factory: Callable[[], Any]) -> Any:
+    """One httpx client per process and ``key``, built by ``factory`` on first use.
+
+    Building a client (TLS context, pool) costs tens of milliseconds, too much per shard when a
+    dataset has thousands; a shared one also reuses connections. Clients are per process
+    (keyed by pid, dropped in a forked child), so DataLoader workers never share a pool.
+    """
+    full_key = (os.getpid(), key)
+    with _clients_lock:
+        client = _clients.get(full_key)
+        if client is None:
+            client = _clients[full_key] = factory()
+        return client
+
+
 class _HttpStream(_Resumable):
-    def __init__(self, url: str, name: str, headers: Mapping[str, str] | None, timeout: float):
+    """A resumable GET over a client the stream does not own (it stays open for others)."""
+
+    def __init__(self, url: str, name: str, headers: Mapping[str, str] | None, client: Any):
         super().__init__(name)
         import httpx
 
         self._httpx = httpx
         self._url = url
         self._headers = dict(headers or {})
-        self._client = httpx.Client(timeout=timeout, follow_redirects=True)
+        self._client = client
         self._response: Any = None
 
     def _transient(self, exc: BaseException) -> bool:
@@ -339,10 +373,6 @@ class _HttpStream(_Resumable):
             self._response.close()
             self._response = None
 
-    def close(self) -> None:
-        super().close()
-        self._client.close()
-
 
 def _skip(chunks: Iterable[bytes], n: int) -> Iterable[bytes]:
     for chunk in chunks:
@@ -354,7 +384,7 @@ def _skip(chunks: Iterable[bytes], n: int) -> Iterable[bytes]:
 
 
 class HttpShard:
-    """A shard served over HTTP(S), streamed with resume and retries."""
+    """A shard served over HTTP(S), streamed with resume and retries over a shared client."""
 
     def __init__(
         self,
@@ -372,12 +402,22 @@ class HttpShard:
         self.headers = dict(headers or {})
         self.timeout = timeout
 
+    def _client(self) -> Any:
+        """The process's shared client for this timeout (subclasses add a guard here)."""
+
+        def build() -> Any:
+            import httpx
+
+            return httpx.Client(timeout=self.timeout, follow_redirects=True)
+
+        return shared_http_client(("plain", self.timeout), build)
+
     def open(self) -> BinaryIO:
-        stream = _HttpStream(self.url, self.name, self.headers, self.timeout)
+        stream = _HttpStream(self.url, self.name, self.headers, self._client())
         return _maybe_verify(stream, self.name, self.sha256, self.size)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"HttpShard({self.url!r})"
+        return f"{type(self).__name__}({self.url!r})"
 
 
 # ----------------------------------------------------------------------------------------------

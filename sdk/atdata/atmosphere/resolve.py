@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from .._sources import HttpShard, S3Shard, ShardSource, _HttpStream, _maybe_verify, _Resumable
+from .._sources import HttpShard, S3Shard, ShardSource, shared_http_client
 from ..errors import LexiconError, ResolutionError
 from ..lexicon import default_lexicons
 from .cache import ShardCache
@@ -43,52 +43,25 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-_clients: dict[tuple[int, bool | None, float], httpx.Client] = {}
-_clients_lock = threading.Lock()
-
-
-def _shared_client(allow_private: bool | None, timeout: float) -> httpx.Client:
-    """One guarded client per process and setting: building one (TLS context) costs ~20 ms,
-    too much per shard when a dataset has thousands. Per process, so forked DataLoader
-    workers never share a connection pool."""
-    key = (os.getpid(), allow_private, timeout)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = guarded_client(allow_private=allow_private, timeout=timeout)
-        return client
-
-
-class _GuardedStream(_HttpStream):
-    """The data path's resumable HTTP stream, over a shared guarded client."""
-
-    def __init__(self, url: str, name: str, headers: Mapping[str, str], client: httpx.Client):
-        _Resumable.__init__(self, name)
-        self._httpx = httpx
-        self._url = url
-        self._headers = dict(headers)
-        self._client = client
-        self._response = None
-
-    def close(self) -> None:
-        _Resumable.close(self)  # the shared client stays open
-
-
 class GuardedHttpShard(HttpShard):
-    """An `HttpShard` whose requests (and redirects) pass the network guard."""
+    """An `HttpShard` whose requests (and redirects) pass the network guard.
+
+    Only the client differs: the URL is checked up front, and the process's shared guarded
+    client re-checks every request and redirect (no private addresses unless allowed).
+    Streaming, resume and sha256/size verification are `HttpShard`'s.
+    """
 
     def __init__(self, url: str, *, allow_private: bool | None = None, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.allow_private = allow_private
         check_url(url, allow_private=allow_private)
 
-    def open(self):  # type: ignore[override]
-        client = _shared_client(self.allow_private, self.timeout)
-        stream = _GuardedStream(self.url, self.name, self.headers, client)
-        return _maybe_verify(stream, self.name, self.sha256, self.size)  # type: ignore[arg-type]
-
-    def __repr__(self) -> str:
-        return f"GuardedHttpShard({self.url!r})"
+    def _client(self) -> httpx.Client:
+        allow, timeout = self.allow_private, self.timeout
+        return shared_http_client(
+            ("guarded", allow, timeout),
+            lambda: guarded_client(allow_private=allow, timeout=timeout),
+        )
 
 
 def trusted_s3_endpoints(extra: Sequence[str] = ()) -> set[str]:
