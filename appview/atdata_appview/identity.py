@@ -13,9 +13,9 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
 
 import aiohttp
+from atdata.atmosphere import did as did_doc
 from atdata.errors import ResolutionError
 from atproto_crypto.consts import (
     P256_CURVE_ORDER,
@@ -23,7 +23,7 @@ from atproto_crypto.consts import (
     SECP256K1_CURVE_ORDER,
     SECP256K1_JWT_ALG,
 )
-from atproto_crypto.did import get_did_key, parse_did_key
+from atproto_crypto.did import parse_did_key
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -95,44 +95,10 @@ class Identity:
 
 
 def parse_did_document(did: str, doc: Any) -> Identity:
-    """Pull handle, `#atproto_pds` endpoint and `#atproto` key out of a DID document."""
-    if not isinstance(doc, dict) or doc.get("id") != did:
-        raise ResolutionError(f"DID document of {did} is malformed or names another DID")
-    handle = None
-    for aka in doc.get("alsoKnownAs") or []:
-        if isinstance(aka, str) and aka.startswith("at://"):
-            handle = aka[5:].lower()
-            break
-    pds = None
-    for svc in doc.get("service") or []:
-        if not isinstance(svc, dict):
-            continue
-        sid = svc.get("id", "")
-        if sid in ("#atproto_pds", f"{did}#atproto_pds") and isinstance(
-            svc.get("serviceEndpoint"), str
-        ):
-            pds = svc["serviceEndpoint"].rstrip("/")
-            break
-    key = None
-    for vm in doc.get("verificationMethod") or []:
-        if not isinstance(vm, dict):
-            continue
-        if vm.get("id") in ("#atproto", f"{did}#atproto"):
-            did_key = get_did_key(str(vm.get("type")), str(vm.get("publicKeyMultibase", "")))
-            if did_key:
-                key = VerifyKey(did_key)
-            break
-    return Identity(did, handle, pds, key)
-
-
-def did_web_url(did: str) -> str:
-    """`did:web:host%3Aport` -> its did.json URL (plain http only for localhost)."""
-    rest = did[len("did:web:") :]
-    if not rest or ":" in rest:  # path-based did:web is not allowed in atproto
-        raise ResolutionError(f"unsupported did:web {did!r}")
-    host = unquote(rest)
-    scheme = "http" if host.split(":")[0] in ("localhost", "127.0.0.1") else "https"
-    return f"{scheme}://{host}/.well-known/did.json"
+    """Handle, `#atproto_pds` endpoint and `#atproto` key of a DID document (shared parser)."""
+    parsed = did_doc.parse_did_document(did, doc)
+    did_key = parsed.signing_key()
+    return Identity(did, parsed.handle, parsed.pds, VerifyKey(did_key) if did_key else None)
 
 
 class IdentityResolver:
@@ -192,12 +158,7 @@ class IdentityResolver:
             del self._inflight[did]
 
     async def _fetch(self, did: str) -> Any:
-        if did.startswith("did:plc:"):
-            url = f"{self.plc_url}/{quote(did)}"
-        elif did.startswith("did:web:"):
-            url = did_web_url(did)
-        else:
-            raise ResolutionError(f"unsupported DID method: {did!r}")
+        url = did_doc.did_document_url(did, self.plc_url)
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self.resolutions += 1

@@ -4,7 +4,8 @@ did:plc is resolved through the PLC directory (`ATDATA_PLC_URL`, default the pub
 did:web through `https://<host>/.well-known/did.json`. Handles resolve through
 `https://<handle>/.well-known/atproto-did`, then `com.atproto.identity.resolveHandle` on the
 services the caller names (its PDS, an AppView). Everything a document names is fetched
-through the network guard. Results are cached for a few minutes.
+through the network guard. Results are cached for a few minutes. Documents are read by
+`atdata.atmosphere.did`, which the AppView's async resolver shares.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
 
 import httpx
 
 from ..errors import ResolutionError, UnsafeURLError
 from ..lexicon import check_format
+from .did import check_did, did_document_url, parse_did_document
 from .netguard import (
     HTTPStatusError,
     check_url,
@@ -121,17 +122,13 @@ class IdentityResolver:
     # -- DIDs -----------------------------------------------------------------------------
     def resolve_did(self, did: str) -> dict[str, Any]:
         """The DID document of `did` (did:plc or did:web)."""
-        if check_format("did", did):
-            raise ResolutionError(f"not a valid DID: {did!r}")
+        check_did(did)
         cached = self._docs.get(did)
         if cached is not None:
             return cached
-        if did.startswith("did:plc:"):
-            url = f"{self.plc_url}/{quote(did, safe=':')}"
-        elif did.startswith("did:web:"):
-            url = self._did_web_url(did)
-        else:
-            raise ResolutionError(f"unsupported DID method in {did!r} (plc and web only)")
+        url = did_document_url(
+            did, self.plc_url, http_for_localhost=private_network_allowed(self.allow_private)
+        )
         try:
             doc = self._get(url, trusted=did.startswith("did:plc:"))
         except HTTPStatusError as e:
@@ -140,35 +137,18 @@ class IdentityResolver:
             raise
         except Exception as e:  # network failure
             raise ResolutionError(f"cannot resolve {did} via {url}: {e}") from e
-        if not isinstance(doc, dict) or doc.get("id") != did:
-            raise ResolutionError(f"DID document for {did} from {url} names another id")
+        try:
+            parse_did_document(did, doc)
+        except ResolutionError as e:
+            raise ResolutionError(f"{e} (from {url})") from None
         return self._docs.put(did, doc)
-
-    def _did_web_url(self, did: str) -> str:
-        rest = did[len("did:web:") :]
-        if ":" in rest:
-            raise ResolutionError(f"did:web with a path is not an atproto DID: {did!r}")
-        host = unquote(rest)
-        hostname = host.split(":", 1)[0]
-        # did:web means https; plain http only for a local host the user allowed
-        scheme = "https"
-        if hostname in ("localhost", "127.0.0.1") and private_network_allowed(self.allow_private):
-            scheme = "http"
-        return f"{scheme}://{host}/.well-known/did.json"
 
     def pds_endpoint(self, did: str) -> str:
         """The `#atproto_pds` service endpoint of `did` (checked by the guard)."""
-        doc = self.resolve_did(did)
-        for svc in doc.get("service") or []:
-            if not isinstance(svc, dict):
-                continue
-            sid = str(svc.get("id", ""))
-            if sid in ("#atproto_pds", f"{did}#atproto_pds") and isinstance(
-                svc.get("serviceEndpoint"), str
-            ):
-                endpoint = svc["serviceEndpoint"].rstrip("/")
-                return check_url(endpoint, allow_private=self.allow_private)
-        raise ResolutionError(f"DID document of {did} names no #atproto_pds service")
+        pds = parse_did_document(did, self.resolve_did(did)).pds
+        if pds is None:
+            raise ResolutionError(f"DID document of {did} names no #atproto_pds service")
+        return check_url(pds, allow_private=self.allow_private)
 
     # -- handles --------------------------------------------------------------------------
     def resolve_handle(self, handle: str) -> str:
