@@ -641,6 +641,14 @@ def main() -> None:
                         reuse = False
                     store = Store(url)
                     stack.callback(store.close)
+                    if backend == "postgres" and args.pg_url:
+                        with store.engine.connect() as conn:
+                            held = conn.execute(text("SELECT count(*) FROM datasets")).scalar()
+                        if held not in (0, size):
+                            raise SystemExit(
+                                f"{args.pg_url} holds {held} datasets, not 0 or {size}"
+                            )
+                        reuse, path = held == size, args.pg_url
                     if reuse:
                         load_s = 0.0
                         print(f"{backend} {size:,}: reusing {path}")
