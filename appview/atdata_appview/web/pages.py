@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from atdata.display import human_bytes, shape_text, type_text
 from atdata.errors import LexiconError
 from atdata.lexicon import validate_params
 
@@ -90,41 +91,12 @@ def _search_form(q: str, tags: Sequence[str], license: str | None) -> Markup:
 # -- formatting -------------------------------------------------------------------------------
 
 
-def human_bytes(n: Any) -> str:
-    if not isinstance(n, int):
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"  # pragma: no cover - the loop always returns
-
-
 def _count(n: Any) -> str:
     return f"{n:,}" if isinstance(n, int) else "?"
 
 
 def _author(d: Mapping[str, Any]) -> str:
     return d.get("handle") or d.get("did") or "?"
-
-
-def type_text(t: Mapping[str, Any] | None) -> str:
-    """A field type of the io.atdata.schema lexicon as one short line, e.g. `list[str] | None`."""
-    if not isinstance(t, Mapping):
-        return "?"
-    kind = str(t.get("kind", "?"))
-    if kind == "list":
-        text = f"list[{type_text(t['item'])}]" if t.get("item") else "list"
-    elif kind == "dict":
-        text = f"dict[str, {type_text(t['item'])}]" if t.get("item") else "dict"
-    elif kind == "sample":
-        text = str(t.get("sample") or "sample")
-    elif kind == "ndarray":
-        text = "NDArray"
-    else:
-        text = kind
-    return f"{text} | None" if t.get("optional") else text
 
 
 def dtype_text(dtype: Any) -> str:
@@ -138,13 +110,6 @@ def dtype_text(dtype: Any) -> str:
     except (TypeError, ValueError):
         return dtype
     return dtype if name == dtype else f"{dtype} ({name})"
-
-
-def shape_text(shape: Any) -> str:
-    if not isinstance(shape, list):
-        return ""
-    dims = ["?" if (not isinstance(d, int) or d < 0) else str(d) for d in shape]
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def load_snippet(uri: str, splits: Sequence[str]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from ..display import shape_text, type_text
 from . import EXIT_ABSENT, CliError
 
 # -- options ----------------------------------------------------------------------------------
@@ -227,15 +228,6 @@ class FieldStats:
         return out
 
 
-def shape_text(shape: Any) -> str:
-    if shape is None:
-        return ""
-    if isinstance(shape, str):
-        return shape
-    dims = ["?" if d is None or (isinstance(d, int) and d < 0) else str(d) for d in shape]
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
-
 # -- output -----------------------------------------------------------------------------------
 
 
@@ -272,17 +264,6 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def human_bytes(n: Any) -> str:
-    if not isinstance(n, int):
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000:
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
 def absent(message: str) -> typer.Exit:
     """Say what is missing on stderr; the caller raises the result (exit code 3)."""
     note(message)
@@ -309,20 +290,6 @@ def schema_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def type_text(t: Mapping[str, Any]) -> str:
-    kind = str(t.get("kind", "?"))
-    if kind in ("list", "dict") and t.get("item"):
-        inner = type_text(t["item"])
-        text = f"list[{inner}]" if kind == "list" else f"dict[str, {inner}]"
-    elif kind == "sample":
-        text = str(t.get("sample") or "sample")
-    elif kind == "ndarray":
-        text = "NDArray"
-    else:
-        text = kind
-    return f"{text} | None" if t.get("optional") else text
 
 
 def flatten(values: Iterable[str]) -> list[str]:

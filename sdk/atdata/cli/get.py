@@ -7,16 +7,15 @@ from typing import Any
 
 import typer
 
+from ..display import human_bytes, shape_text
 from ._common import (
     JSON_OPTION,
     PLC_OPTION,
     absent,
-    human_bytes,
     is_not_found,
     out,
     print_json,
     schema_rows,
-    shape_text,
     table,
     use_plc,
 )

@@ -6,16 +6,15 @@ from typing import Any
 
 import typer
 
+from ..display import human_bytes, shape_text
 from ._common import (
     JSON_OPTION,
     FieldStats,
-    human_bytes,
     out,
     preview,
     print_json,
     sample_class,
     sample_fields,
-    shape_text,
     table,
 )
 

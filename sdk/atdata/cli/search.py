@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from ..display import human_bytes
 from . import CliError
 from ._common import (
     APPVIEW_OPTION,
     JSON_OPTION,
     absent,
     flatten,
-    human_bytes,
     out,
     print_json,
     table,
