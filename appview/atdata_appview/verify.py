@@ -141,6 +141,19 @@ class CheckedCommit:
         return key is not None and key.verify(self.unsigned, self.sig)
 
 
+def _record_block(car: Car, cid: bytes, where: str) -> dict[str, Any]:
+    """The record block `cid` of `car`, which must be there and be a map."""
+    try:
+        record = car.get(cid)
+    except KeyError:
+        raise VerifyError(f"{where}: record block missing") from None
+    except CarError as exc:
+        raise VerifyError(f"{where}: {exc}") from exc
+    if not isinstance(record, dict):
+        raise VerifyError(f"{where}: record is not a map")
+    return record
+
+
 def check_commit(event: CommitEvent) -> CheckedCommit:
     """Check hashes and MST proofs of a commit's ops (everything but the signature)."""
     try:
@@ -169,14 +182,7 @@ def check_commit(event: CommitEvent) -> CheckedCommit:
         if found != op.cid:
             raise VerifyError(f"{op.path}: MST holds {cid_str(found)}, op says {cid_str(op.cid)}")
         assert op.cid is not None
-        try:
-            record = car.get(op.cid)
-        except KeyError:
-            raise VerifyError(f"{op.path}: record block missing") from None
-        except CarError as exc:
-            raise VerifyError(f"{op.path}: {exc}") from exc
-        if not isinstance(record, dict):
-            raise VerifyError(f"{op.path}: record is not a map")
+        record = _record_block(car, op.cid, op.path)
         ops.append(VerifiedOp(op.action, op.collection, op.rkey, cid_str(op.cid), to_json(record)))
     return CheckedCommit(event, unsigned, sig, ops)
 
@@ -222,13 +228,6 @@ def verify_repo(
             continue
         path = key_bytes.decode("utf-8", "replace")
         collection, _, rkey = path.partition("/")
-        try:
-            record = car.get(value)
-        except KeyError:
-            raise VerifyError(f"repo {did}: record {path} missing") from None
-        except CarError as exc:
-            raise VerifyError(f"repo {did}: {exc}") from exc
-        if not isinstance(record, dict):
-            raise VerifyError(f"repo {did}: record {path} is not a map")
+        record = _record_block(car, value, f"repo {did}: {path}")
         records.append(VerifiedOp("create", collection, rkey, cid_str(value), to_json(record)))
     return VerifiedRepo(did, commit["rev"], records)
