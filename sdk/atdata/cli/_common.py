@@ -23,45 +23,26 @@ from . import EXIT_ABSENT, CliError
 
 # -- options ----------------------------------------------------------------------------------
 
-PDS_OPTION = typer.Option(
-    None,
-    "--pds",
-    envvar="ATDATA_PDS",
-    help="URL of your PDS (env ATDATA_PDS).",
-    show_default=False,
-    show_envvar=False,
-)
-HANDLE_OPTION = typer.Option(
-    None,
-    "--handle",
-    envvar="ATDATA_HANDLE",
-    help="Your handle or DID (env ATDATA_HANDLE).",
-    show_default=False,
-    show_envvar=False,
-)
-PASSWORD_OPTION = typer.Option(
-    None,
+
+def _env_option(flag: str, envvar: str, help: str) -> Any:
+    """An option that falls back to an environment variable (its help text names it)."""
+    return typer.Option(None, flag, envvar=envvar, help=help, show_default=False, show_envvar=False)
+
+
+PDS_OPTION = _env_option("--pds", "ATDATA_PDS", "URL of your PDS (env ATDATA_PDS).")
+HANDLE_OPTION = _env_option("--handle", "ATDATA_HANDLE", "Your handle or DID (env ATDATA_HANDLE).")
+PASSWORD_OPTION = _env_option(
     "--password",
-    envvar="ATDATA_PASSWORD",
-    help="Your (app) password (env ATDATA_PASSWORD; prefer the variable: options show in `ps`).",
-    show_default=False,
-    show_envvar=False,
+    "ATDATA_PASSWORD",
+    "Your (app) password (env ATDATA_PASSWORD; prefer the variable: options show in `ps`).",
 )
-APPVIEW_OPTION = typer.Option(
-    None,
-    "--appview",
-    envvar="ATDATA_APPVIEW",
-    help="URL of an AppView (env ATDATA_APPVIEW).",
-    show_default=False,
-    show_envvar=False,
+APPVIEW_OPTION = _env_option(
+    "--appview", "ATDATA_APPVIEW", "URL of an AppView (env ATDATA_APPVIEW)."
 )
-PLC_OPTION = typer.Option(
-    None,
+PLC_OPTION = _env_option(
     "--plc",
-    envvar="ATDATA_PLC_URL",
-    help="PLC directory for did:plc (env ATDATA_PLC_URL; default https://plc.directory).",
-    show_default=False,
-    show_envvar=False,
+    "ATDATA_PLC_URL",
+    "PLC directory for did:plc (env ATDATA_PLC_URL; default https://plc.directory).",
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON (for scripts) instead of text.")
 

@@ -23,12 +23,16 @@ from ._common import (
 __all__ = ["get", "register"]
 
 
-def _dataset(uri: str, cid: str, v: Mapping[str, Any]) -> None:
-    totals = v.get("totals") or {}
-    out(f"{v.get('name')}  ({uri})")
+def _header(title: str, uri: str, cid: str, v: Mapping[str, Any]) -> None:
+    out(f"{title}  ({uri})")
     out(f"cid {cid}")
     if v.get("description"):
         out(str(v["description"]))
+
+
+def _dataset(uri: str, cid: str, v: Mapping[str, Any]) -> None:
+    totals = v.get("totals") or {}
+    _header(str(v.get("name")), uri, cid, v)
     out(
         f"{totals.get('samples')} samples, {human_bytes(totals.get('bytes'))}, "
         f"{totals.get('shards')} shard(s); storage {str((v.get('storage') or {}).get('$type', '?')).rsplit('#', 1)[-1]}"
@@ -68,20 +72,14 @@ def _dataset(uri: str, cid: str, v: Mapping[str, Any]) -> None:
 
 
 def _schema(uri: str, cid: str, v: Mapping[str, Any]) -> None:
-    out(f"{v.get('name')} {v.get('version')}  ({uri})")
-    out(f"cid {cid}")
-    if v.get("description"):
-        out(str(v["description"]))
+    _header(f"{v.get('name')} {v.get('version')}", uri, cid, v)
     out()
     out(table(schema_rows(v), ["field", "type", "dtype", "shape"]))
 
 
 def _lens(uri: str, cid: str, v: Mapping[str, Any]) -> None:
     code = v.get("code") or {}
-    out(f"{v.get('name')}  ({uri})")
-    out(f"cid {cid}")
-    if v.get("description"):
-        out(str(v["description"]))
+    _header(str(v.get("name")), uri, cid, v)
     out(f"source: {(v.get('source') or {}).get('uri')}")
     out(f"target: {(v.get('target') or {}).get('uri')}")
     out(f"code: {code.get('entryPoint')} sha256 {code.get('sha256')}")
