@@ -23,12 +23,13 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from .._sources import HttpShard, S3Shard, ShardSource, shared_http_client
-from ..errors import LexiconError, ResolutionError
+from ..errors import AppViewError, LexiconError, ResolutionError
 from ..lexicon import default_lexicons
 from .cache import ShardCache
 from .cid import cid_bytes, record_cid
 from .client import DATASET, SCHEMA, Record
-from .identity import IdentityResolver, parse_at_uri
+from .did import check_did, parse_did_document
+from .identity import AtUri, IdentityResolver, parse_at_uri
 from .netguard import DEFAULT_TIMEOUT, HTTPStatusError, check_url, get_json, guarded_client
 
 __all__ = [
@@ -142,10 +143,13 @@ class Resolver:
                 f"record {uri} has changed: its cid is now {actual}, not the pinned {cid}"
             )
         canonical = f"at://{did}/{at.collection}/{at.rkey}"
-        rec = Record(canonical, actual, value)
+        return self.remember(Record(canonical, actual, value), uri)
+
+    def remember(self, rec: Record, *aliases: str) -> Record:
+        """Cache a record whose CID has been checked, under its URI and `aliases`."""
         with self._lock:
-            self._records[(canonical, actual)] = rec
-            self._records[(uri, actual)] = rec
+            for uri in (rec.uri, *aliases):
+                self._records[(uri, rec.cid)] = rec
         return rec
 
     def sample_type_for(self, schema: Record, sample_type: type | None) -> type:
@@ -310,15 +314,96 @@ def fetch_record(uri: str, cid: str | None = None, *, allow_private: bool | None
     return _resolver(allow_private).fetch_record(uri, cid)
 
 
-def _appview_url(appview: Any) -> str | None:
-    if appview is None:
+def _appview_client(appview: Any) -> Any:
+    """An `AppViewClient` for `appview` (URL, client, or True for `$ATDATA_APPVIEW`), or None."""
+    from ..appview_client import AppViewClient
+
+    if appview is None or appview is False:
         return None
+    if appview is True:
+        return AppViewClient()
+    if isinstance(appview, AppViewClient):
+        return appview
     if isinstance(appview, str):
-        return appview.rstrip("/")
-    for attr in ("url", "base_url", "endpoint"):
-        if isinstance(getattr(appview, attr, None), str):
-            return getattr(appview, attr).rstrip("/")
-    raise TypeError(f"appview must be a URL or an AppViewClient, not {appview!r}")
+        return AppViewClient(appview)
+    raise TypeError(f"appview must be a URL, an AppViewClient or True, not {appview!r}")
+
+
+def _via_appview(
+    r: Resolver, av: Any, source: str, at: AtUri, cid: str | None
+) -> tuple[Record, Record | None] | None:
+    """The dataset record (and its schema when the AppView has it), looked up through the
+    AppView's `io.atdata.getDataset` and checked: never taken on the AppView's word.
+
+    The dataset record's content must hash to the CID the AppView claims, and that CID must
+    be the pinned `cid` or the one the author's PDS reports now; the schema must hash to the
+    CID the dataset's strong ref pins. A handle in `source` must be claimed by the DID
+    document of the DID the AppView maps it to. Returns None (after logging) when the AppView
+    does not answer for this URI, so the caller reads the author's PDS directly.
+    """
+    where = f"AppView {av.url}"
+    try:
+        data = av.get_dataset(source).to_dict()
+    except ResolutionError:
+        log.info("%s does not index %s; reading it from the author's PDS", where, source)
+        return None
+    except AppViewError as e:
+        log.warning("%s could not look up %s (%s); reading the author's PDS", where, source, e)
+        return None
+    did, value, claimed = data.get("did"), data.get("record"), data.get("cid")
+    if not (isinstance(did, str) and isinstance(value, dict) and isinstance(claimed, str)):
+        raise ResolutionError(f"{where} answered getDataset for {source} without did/cid/record")
+    check_did(did)
+    if at.authority.startswith("did:"):
+        if did != at.authority:
+            raise ResolutionError(f"{where} answered {source} with a record of {did}")
+    else:
+        handle = parse_did_document(did, r.identity.resolve_did(did)).handle
+        if handle != at.authority.lower():
+            raise ResolutionError(
+                f"{where} resolved handle {at.authority} to {did}, but that DID's document "
+                f"claims the handle {handle!r}"
+            )
+    canonical = f"at://{did}/{at.collection}/{at.rkey}"
+    if data.get("uri") != canonical:
+        raise ResolutionError(f"{where} answered {source} with another record, {data.get('uri')}")
+    actual = record_cid(value)
+    if actual != claimed:
+        raise ResolutionError(
+            f"{where} sent {canonical} with cid {claimed}, but its content hashes to {actual}: "
+            "the AppView's copy was altered"
+        )
+    if cid is not None and actual == cid:
+        rec = r.remember(Record(canonical, actual, value), source)  # verified by the pinned CID
+    elif cid is not None:
+        log.info("%s holds %s at cid %s, not the pinned %s", where, canonical, actual, cid)
+        rec = r.fetch_record(canonical, cid)  # the author's PDS decides
+    else:
+        rec = r.fetch_record(canonical)
+        if rec.cid != actual:
+            raise ResolutionError(
+                f"{where} holds {canonical} at cid {actual}, but the author's PDS has {rec.cid}: "
+                "the AppView is stale or altered the record (load without appview= to read "
+                "the PDS directly)"
+            )
+        r.remember(rec, source)
+
+    schema_view, ref = data.get("schema"), rec.value.get("schema")
+    if not (isinstance(schema_view, dict) and isinstance(ref, dict)):
+        return rec, None
+    schema_value = schema_view.get("record")
+    if (
+        schema_view.get("uri") != ref.get("uri")
+        or schema_view.get("cid") != ref.get("cid")
+        or not isinstance(schema_value, dict)
+    ):
+        return rec, None  # another version or not indexed: fetch it from its author's PDS
+    if record_cid(schema_value) != ref["cid"]:
+        raise ResolutionError(
+            f"{where} sent schema {ref['uri']} as cid {ref['cid']}, but its content hashes to "
+            f"{record_cid(schema_value)}: the AppView's copy was altered"
+        )
+    return rec, r.remember(Record(ref["uri"], ref["cid"], schema_value))
 
 
 def load_dataset(
@@ -339,10 +424,18 @@ def load_dataset(
 
     `split` restricts it to one named split; `cid` pins the record version (an error if it
     changed); the result reports `.uri` and `.cid`. `sample_type` is used when its schema
-    matches the published one, else a type generated from the schema. `appview` (URL or
-    client) helps resolve handles; records are always fetched from the author's PDS and
-    checked by CID, so the AppView is never the authority. `cache` (a `ShardCache` or a
-    folder) keeps verified shards on disk, capped at `cache_max_bytes`.
+    matches the published one, else a type generated from the schema.
+
+    `appview` (a URL, an `AppViewClient`, or True for `$ATDATA_APPVIEW`; None reads the
+    author's PDS directly) looks the dataset up through the AppView's `io.atdata.getDataset`:
+    it resolves a handle in `source` and supplies the record and its schema, but the AppView
+    is never the authority: the record's recomputed CID must match the pinned `cid` or the
+    CID the author's PDS reports, the schema's must match the dataset's strong ref, and shards
+    are read from the author's PDS (per its DID document) or the record's storage, checked by
+    sha256. A mismatch raises `ResolutionError`. When the AppView does not hold the dataset,
+    the author's PDS is read directly (and the AppView URL is tried for `resolveHandle`).
+    `cache` (a `ShardCache` or a folder) keeps verified shards on disk, capped at
+    `cache_max_bytes`.
     """
     from ..dataset import Dataset
 
@@ -350,12 +443,19 @@ def load_dataset(
         raise ResolutionError(
             f"load_dataset needs an at:// URI of an {DATASET} record, got {source!r}"
         )
-    services = [u for u in [_appview_url(appview)] if u]
-    r = _resolver(allow_private, services)
     at = parse_at_uri(source)
     if at.collection != DATASET:
         raise ResolutionError(f"{source} is an {at.collection} record, not an {DATASET}")
-    rec = r.fetch_record(source, cid)
+    av = _appview_client(appview)
+    r = _resolver(allow_private, [av.url] if av is not None else [])
+    found = None
+    if av is not None:
+        try:
+            found = _via_appview(r, av, source, at, cid)
+        finally:
+            if av is not appview:
+                av.close()
+    rec, schema_rec = found if found is not None else (r.fetch_record(source, cid), None)
     try:
         default_lexicons().validate_record(DATASET, rec.value)
     except LexiconError as e:
@@ -364,7 +464,8 @@ def load_dataset(
     did = parse_at_uri(rec.uri).authority
     pds = r.identity.pds_endpoint(did)
     schema_ref = value["schema"]
-    schema_rec = r.fetch_record(schema_ref["uri"], schema_ref["cid"])
+    if schema_rec is None:
+        schema_rec = r.fetch_record(schema_ref["uri"], schema_ref["cid"])
     if schema_rec.value.get("$type") != SCHEMA:
         raise ResolutionError(f"{schema_ref['uri']} is not an {SCHEMA} record")
     stype = r.sample_type_for(schema_rec, sample_type)
