@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from atdata.errors import ResolutionError
+from atdata.ratelimit import retry_after_seconds
 
 from .frames import ATDATA_PREFIX
 from .identity import Identity, IdentityResolver
@@ -159,13 +160,9 @@ class Backfiller:
             )
             if resp.status != 429:
                 return resp
-            retry = resp.headers.get("Retry-After")
+            asked = retry_after_seconds(resp.headers, resp.status) or 0.0
             resp.release()
-            try:
-                wait = float(retry) if retry is not None else 0.0
-            except ValueError:
-                wait = 0.0
-            wait = max(wait, min(60.0, 0.5 * 2**attempt) * (0.5 + random.random()))
+            wait = max(asked, min(60.0, 0.5 * 2**attempt) * (0.5 + random.random()))
             log.info("%s: 429 from %s, pausing %.1fs", nsid, host, wait)
             self.limiter.pause(host, wait)
         raise ResolutionError(

@@ -9,7 +9,6 @@ stopped, so a dropped connection costs neither the bytes already read nor a rest
 
 from __future__ import annotations
 
-import email.utils
 import fnmatch
 import glob as globlib
 import hashlib
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from .errors import ShardIntegrityError, SourceError
+from .ratelimit import RETRY_STATUS, retry_after_seconds
 
 __all__ = [
     "HttpShard",
@@ -269,22 +269,6 @@ class _RetryAfter(Exception):
         self.seconds = seconds
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-_RETRY_STATUS = frozenset((408, 425, 429, 500, 502, 503, 504))
-
-
 _clients: dict[tuple[int, Hashable], Any] = {}
 _clients_lock = threading.Lock()
 
@@ -339,11 +323,9 @@ class _HttpStream(_Resumable):
         request = self._client.build_request("GET", self._url, headers=headers)
         response = self._client.send(request, stream=True)
         status = response.status_code
-        if status in _RETRY_STATUS:
+        if status in RETRY_STATUS:
             response.close()
-            raise _RetryAfter(
-                f"HTTP {status}", _retry_after_seconds(response.headers.get("Retry-After"))
-            )
+            raise _RetryAfter(f"HTTP {status}", retry_after_seconds(response.headers, status))
         if status == 416 and offset and self._total == offset:
             response.close()
             return iter(()), self._total
@@ -468,8 +450,8 @@ class _S3Stream(_Resumable):
             meta = exc.response.get("ResponseMetadata", {})
             status = meta.get("HTTPStatusCode")
             code = exc.response.get("Error", {}).get("Code")
-            if status in _RETRY_STATUS or code in ("SlowDown", "RequestTimeout"):
-                retry_after = _retry_after_seconds(meta.get("HTTPHeaders", {}).get("retry-after"))
+            if status in RETRY_STATUS or code in ("SlowDown", "RequestTimeout"):
+                retry_after = retry_after_seconds(meta.get("HTTPHeaders", {}), status)
                 raise _RetryAfter(f"S3 {code} ({status})", retry_after) from None
             if code in ("NoSuchKey", "404", "NoSuchBucket"):
                 raise SourceError(f"shard not found: {self.name_}") from exc

@@ -17,13 +17,13 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..errors import ResolutionError, UnsafeURLError
+from ..ratelimit import RETRY_STATUS, retry_after_seconds
 
 __all__ = [
     "DEFAULT_MAX_JSON_BYTES",
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024  # records are < 1 MB; DID docs are tiny
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
 class HTTPStatusError(ResolutionError):
@@ -123,27 +122,9 @@ def check_url(url: str, *, allow_private: bool | None = None) -> str:
 
 
 def retry_delay(response: httpx.Response, attempt: int, *, base: float = 0.5) -> float:
-    """Seconds to wait before retrying: Retry-After, else `ratelimit-reset`, else backoff."""
-    h = response.headers
-    ra = h.get("retry-after")
-    if ra:
-        ra = ra.strip()
-        if ra.isdigit():
-            return float(ra)
-        try:
-            return max(0.0, parsedate_to_datetime(ra).timestamp() - time.time())
-        except (TypeError, ValueError):
-            pass
-    reset = h.get("ratelimit-reset")
-    if (
-        reset
-        and reset.strip().isdigit()
-        and (response.status_code == 429 or h.get("ratelimit-remaining", "").strip() == "0")
-    ):
-        value = int(reset)
-        # ATProto PDSes send an epoch timestamp; the IETF draft sends delta-seconds.
-        return float(max(0, value - int(time.time()))) if value > 10**9 else float(value)
-    return base * (2**attempt)
+    """Seconds to wait before retrying: what the server asked for, else exponential backoff."""
+    wait = retry_after_seconds(response.headers, response.status_code)
+    return wait if wait is not None else base * (2**attempt)
 
 
 class GuardTransport(httpx.HTTPTransport):
@@ -199,7 +180,7 @@ def get_json(
     try:
         for attempt in range(retries + 1):
             with client.stream("GET", url, params=params) as response:
-                if response.status_code in _RETRY_STATUS and attempt < retries:
+                if response.status_code in RETRY_STATUS and attempt < retries:
                     delay = min(retry_delay(response, attempt), 60.0)
                     log.info("GET %s: HTTP %s, retrying in %.1fs", url, response.status_code, delay)
                     time.sleep(delay)
