@@ -7,7 +7,6 @@ sizes against the PDS blob limit, record size, splits) is checked before the fir
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -34,6 +33,7 @@ from .shards import (
     gather_shards,
     merge_arrays,
     remap_splits,
+    sha256_file,
 )
 
 __all__ = ["Client", "PublishError", "Record", "RecordRef"]
@@ -646,10 +646,6 @@ def _entry_point(lens: Any) -> tuple[str, str]:
     return module, qualname
 
 
-def _sha256_file(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _git(args: list[str], cwd: Path) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
@@ -669,7 +665,7 @@ def lens_code_ref(
         raise PublishError(f"cannot find the source file of module {module}")
     code: dict[str, Any] = {
         "entryPoint": f"{module}:{qualname}",
-        "sha256": _sha256_file(source_file),
+        "sha256": sha256_file(source_file),
     }
     folder = Path(source_file).resolve().parent
     top = _git(["rev-parse", "--show-toplevel"], folder)
@@ -711,7 +707,7 @@ def import_lens(code: Mapping[str, Any], *, trust: bool, uri: str = "") -> Any:
         raise LensError(f"lens module {module} is not importable here: {e}") from e
     if spec is None or not spec.origin or not os.path.isfile(spec.origin):
         raise LensError(f"lens module {module} is not installed locally; nothing is downloaded")
-    got = _sha256_file(spec.origin)
+    got = sha256_file(spec.origin)
     if got != code.get("sha256"):
         raise LensError(
             f"lens module {module} ({spec.origin}) has sha256 {got}, but the record {uri} "

@@ -17,7 +17,14 @@ from typing import Any
 from .._tar import TarShardWriter, iter_samples
 from ..errors import AtdataError
 
-__all__ = ["LocalShardFacts", "PublishError", "cut_shard", "gather_shards", "merge_arrays"]
+__all__ = [
+    "LocalShardFacts",
+    "PublishError",
+    "cut_shard",
+    "gather_shards",
+    "merge_arrays",
+    "sha256_file",
+]
 
 
 class PublishError(AtdataError):
@@ -35,16 +42,19 @@ class LocalShardFacts:
     arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _hash_and_count(path: str) -> tuple[int, int, str]:
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file, read in 1 MiB pieces."""
     h = hashlib.sha256()
-    size = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
-            size += len(chunk)
+    return h.hexdigest()
+
+
+def _hash_and_count(path: str) -> tuple[int, int, str]:
     with open(path, "rb") as f:
         samples = sum(1 for _ in iter_samples(f, path))
-    return samples, size, h.hexdigest()
+    return samples, os.path.getsize(path), sha256_file(path)
 
 
 def gather_shards(shards: Any) -> list[LocalShardFacts]:
@@ -138,7 +148,7 @@ def cut_shard(shard: LocalShardFacts, max_bytes: int, out_dir: str | Path) -> li
         state["w"].close()
         state["f"].close()
         path = str(state["path"])
-        samples, size, sha = state["samples"], os.path.getsize(path), _sha(path)
+        samples, size, sha = state["samples"], os.path.getsize(path), sha256_file(path)
         pieces.append(LocalShardFacts(path, samples, size, sha, dict(shard.arrays)))
         state.clear()
 
@@ -170,14 +180,6 @@ def cut_shard(shard: LocalShardFacts, max_bytes: int, out_dir: str | Path) -> li
     if state:
         finish()
     return pieces
-
-
-def _sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def remap_splits(
