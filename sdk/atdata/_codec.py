@@ -324,12 +324,17 @@ def pack_aligned(fields: dict[str, Any]) -> bytes:
     return b"".join(parts)
 
 
+def _why(exc: Exception) -> str:
+    """The exception's text, or its class name when it has none (msgpack's FormatError())."""
+    return str(exc) or type(exc).__name__
+
+
 def unpack(buf: Buffer) -> Any:
     """msgpack-decode a whole message (bins as bytes, maps with any key type as dicts)."""
     try:
         return msgpack.unpackb(buf, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises ValueError/ExtraData/FormatError/...
-        raise DecodeError(f"invalid msgpack message: {exc}") from exc
+        raise DecodeError(f"invalid msgpack message: {_why(exc)}") from exc
 
 
 _S16 = struct.Struct(">H").unpack_from
@@ -456,7 +461,7 @@ def unpack_message(buf: Buffer) -> dict[Any, Any]:
     try:
         out = _unpackb(buf, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises ValueError/ExtraData/FormatError/...
-        raise DecodeError(f"invalid msgpack message: {exc}") from exc
+        raise DecodeError(f"invalid msgpack message: {_why(exc)}") from exc
     if type(out) is not dict:
         raise DecodeError(f"sample message is a msgpack {type(out).__name__}, not a map")
     return out

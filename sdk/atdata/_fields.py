@@ -238,9 +238,14 @@ def _shape_ok(shape: tuple[int, ...], want: tuple[int | None, ...]) -> bool:
     return all(w is None or w == s for s, w in zip(shape, want, strict=True))
 
 
+def _dtype_text(dt: np.dtype) -> str:
+    """`float32`, `uint8`, ... (byte order does not matter here); the wire form otherwise."""
+    return dt.name if dt.kind in "biufcmM" else dt.str
+
+
 def _array_problem(spec: FieldSpec, arr: np.ndarray) -> str | None:
     if spec.dtype is not None and not _dtype_ok(arr.dtype, spec.dtype):
-        return f"dtype {arr.dtype.str} is not the declared {spec.dtype.str}"
+        return f"dtype {_dtype_text(arr.dtype)} is not the declared {_dtype_text(spec.dtype)}"
     if spec.shape is not None and not _shape_ok(arr.shape, spec.shape):
         want = "(" + ", ".join("?" if d is None else str(d) for d in spec.shape) + ")"
         return f"shape {arr.shape} does not match the declared {want}"

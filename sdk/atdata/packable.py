@@ -40,7 +40,7 @@ from ._fields import (
     make_encoder,
     parse_fields,
 )
-from .errors import DecodeError, SampleValueError, SchemaError
+from .errors import DecodeError, FieldTypeError, SampleValueError, SchemaError
 
 __all__ = ["is_packable", "packable", "sample_fields"]
 
@@ -133,6 +133,10 @@ def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, An
         cls = dataclasses.dataclass(cls)
 
     specs = parse_fields(cls, localns)
+    if not specs:  # the schema lexicon needs at least one field
+        raise FieldTypeError(
+            f"{cls.__name__} has no fields: a sample type needs at least one annotated field"
+        )
     cls.__atdata_fields__ = specs  # type: ignore[attr-defined]
     cls.__atdata_name__ = sname  # type: ignore[attr-defined]
     cls.__atdata_version__ = version  # type: ignore[attr-defined]
