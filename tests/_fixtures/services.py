@@ -92,7 +92,12 @@ def _report(config: pytest.Config, message: str) -> None:
     """A line on the terminal (and in the log), shown even with output captured."""
     log.info(message)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    # past the output capture, or it only shows up in a failed test's report
+    suspended = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+    with suspended:
         reporter.write_line(f"[services] {message}")
 
 
