@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -271,7 +273,10 @@ def test_http_shards_share_one_client_per_process(http_server) -> None:
             os._exit(0)
     os.close(write_fd)
     try:
-        assert os.read(read_fd, 16) == b"ok"
+        ready, _, _ = select.select([read_fd], [], [], 60)
+        if not ready:  # pragma: no cover - a hung child must not hang the suite
+            os.kill(pid, signal.SIGKILL)
+        assert ready and os.read(read_fd, 16) == b"ok"
     finally:
         os.close(read_fd)
         os.waitpid(pid, 0)
