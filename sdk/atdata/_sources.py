@@ -406,11 +406,25 @@ class HttpShard:
 # S3
 
 
-def _s3_client(client_kwargs: Mapping[str, Any] | None) -> Any:
-    """A boto3 S3 client; endpoint/credentials from the standard AWS config unless passed."""
+def _aws_environment() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+
+
+def _aws_session() -> Any:
+    """A boto3 session for the AWS settings in the environment *now*.
+
+    boto3's default session resolves credentials once and keeps them, so a process whose
+    AWS_* variables change would go on signing with the old keys; one session per distinct
+    AWS environment (per process) follows the change and still builds clients cheaply.
+    """
     import boto3
 
-    return boto3.client("s3", **dict(client_kwargs or {}))
+    return shared_http_client(("aws-session", _aws_environment()), boto3.session.Session)
+
+
+def s3_client(client_kwargs: Mapping[str, Any] | None) -> Any:
+    """A boto3 S3 client; endpoint/credentials from the standard AWS config unless passed."""
+    return _aws_session().client("s3", **dict(client_kwargs or {}))
 
 
 def _split_s3(url: str) -> tuple[str, str]:
@@ -505,7 +519,7 @@ class S3Shard:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            self._client = _s3_client(self.client_kwargs)
+            self._client = s3_client(self.client_kwargs)
         return self._client
 
     def open(self) -> BinaryIO:
@@ -524,7 +538,7 @@ def _list_s3(url: str, client_kwargs: Mapping[str, Any] | None) -> list[S3Shard]
     first_glob = min((key.find(c) for c in _GLOB_CHARS if c in key), default=-1)
     pattern = key if first_glob >= 0 else None
     prefix = key[:first_glob] if first_glob >= 0 else key
-    client = _s3_client(client_kwargs)
+    client = s3_client(client_kwargs)
     found: list[S3Shard] = []
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from .._sources import s3_client
 from ..errors import AtdataError, LensError, LexiconError, ResolutionError
 from ..lexicon import Lexicons, default_lexicons
 from .identity import parse_at_uri
@@ -553,10 +554,9 @@ class Client:
         kwargs: dict[str, Any],
         progress: bool | None,
     ) -> None:
-        import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
-        s3 = boto3.client("s3", **kwargs)
+        s3 = s3_client(kwargs)
         bar = _progress(sum(s.bytes for s in plan), "upload", progress)
         try:
             for s, key in zip(plan, keys, strict=True):
