@@ -420,7 +420,7 @@ class _Writer:
         values = {"did": did, **_REPO_DEFAULTS, **changes, "updated_at": self.now}
         set_ = (*changes, "updated_at")  # a known repo keeps the fields not given
         self.cur.execute(self.sql.insert(repos, tuple(values), "did", update=set_), values)
-        self._repo_rows[did] = dict(changes)
+        self._repo_rows.setdefault(did, {}).update(changes)  # keeps a rev bump pending
         if "status" in changes:
             hidden = changes["status"] != ACTIVE
             self._hidden[did] = hidden
@@ -470,6 +470,7 @@ class _Writer:
         self.conn.execute(delete(repos).where(repos.c.did == did))
         self._hidden.pop(did, None)
         self._repo_rows.pop(did, None)
+        self._schema_fields.clear()  # its schemas are gone: datasets must not search on them
 
     def cursor(self, host: str, seq: int) -> None:
         values = {"host": host, "seq": seq, "updated_at": self.now}
@@ -625,6 +626,7 @@ class _Writer:
             self._drop_datasets(ids)
             self.deleted += len(ids)
         else:
+            self._schema_fields.pop(uri, None)
             self.cur.execute(self.sql.delete_by_uri[table.name], {"uri": uri})
             self.deleted += max(self.cur.rowcount, 0)
 
