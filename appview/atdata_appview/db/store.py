@@ -8,7 +8,8 @@ exactly where the committed state ends. An exception inside the block discards e
 
 Database work runs on threads (sync SQLAlchemy) rather than an async driver: measured, a
 single writer thread batching a few hundred ops per commit is the fastest path into SQLite,
-and the same code then serves PostgreSQL through psycopg.
+and the same code then serves PostgreSQL through psycopg. The writer's hot path runs SQL that
+SQLAlchemy compiled once on the raw DBAPI cursor of the same transaction (see `_Statements`).
 """
 
 from __future__ import annotations
@@ -160,9 +161,12 @@ class Store:
     def _commit(self, ops: list[tuple[Any, ...]]) -> None:
         with self.engine.begin() as conn:
             writer = _Writer(conn, self.engine.dialect)
-            for op in ops:
-                getattr(writer, op[0])(*op[1:])
-            writer.finish()
+            try:
+                for op in ops:
+                    getattr(writer, op[0])(*op[1:])
+                writer.finish()
+            finally:
+                writer.cur.close()
         self.stats["records_upserted"] += writer.upserted
         self.stats["records_deleted"] += writer.deleted
         self.stats["commits"] += 1
