@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from atdata import DecodeError, FieldTypeError, SampleValueError, packable
@@ -48,3 +51,17 @@ def test_every_decode_error_has_a_reason(data: bytes) -> None:
         text = str(e)
         assert "\n" not in text
         assert not text.rstrip().endswith(":") and ":  " not in text, text
+
+
+def test_a_missing_optional_dependency_says_what_to_install() -> None:
+    # a fresh interpreter where aiohttp cannot be imported, as without the appview extra
+    code = (
+        "import sys; sys.modules['aiohttp'] = None\n"
+        "from atdata.cli import main\n"
+        "sys.exit(main(['appview', 'serve', '--no-follow', '--port', '1']))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        "error: this command needs aiohttp, which is not installed: pip install 'atdata[appview]'"
+    )

@@ -135,6 +135,31 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
+_OPTIONAL = {
+    "aiohttp": "atdata[appview]",
+    "sqlalchemy": "atdata[appview]",
+    "alembic": "atdata[appview]",
+    "psycopg": "atdata[appview]",
+    "coincurve": "atdata[appview]",
+    "atproto": "atdata[atmosphere]",
+    "atproto_client": "atdata[atmosphere]",
+    "libipld": "atdata[atmosphere]",
+    "sklearn": "atdata[demo]",
+    "torch": "torch",
+}
+"""Top-level modules of optional dependencies -> what to `pip install` for them."""
+
+
+def _missing_extra(exc: BaseException) -> str | None:
+    """'pip install ...' advice when `exc` is an optional dependency that is not installed."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    package = _OPTIONAL.get(exc.name.split(".")[0])
+    if package is None:
+        return None
+    return f"this command needs {exc.name.split('.')[0]}, which is not installed: pip install '{package}'"
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     lines = text.splitlines()
@@ -166,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         elif isinstance(exc, _expected_errors()):
             print(f"error: {_one_line(exc)}", file=sys.stderr)
+        elif (advice := _missing_extra(exc)) is not None:
+            print(f"error: {advice}", file=sys.stderr)
         else:
             print(
                 f"error: unexpected {type(exc).__name__}: {_one_line(exc)} "
