@@ -444,9 +444,13 @@ def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> floa
         "INSERT INTO datasets_fts (rowid, name, description, tags, fields)"
         " VALUES (:id, :name, :description, :tags, 'image label')"
     )
-    if pg:  # bulk-load order: rows first, the GIN index once at the end
+    search_index = None
+    if pg:  # bulk-load order: rows first, the GIN index (as the migration made it) at the end
         with store.engine.begin() as conn:
-            conn.execute(text("DROP INDEX IF EXISTS ix_datasets_search"))
+            search_index = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_datasets_search'")
+            ).scalar_one()
+            conn.execute(text("DROP INDEX ix_datasets_search"))
     for start in range(0, n, batch):
         ds_rows, rec_rows, tag_rows, fts_rows = [], [], [], []
         for i in range(start, min(n, start + batch)):
@@ -503,7 +507,7 @@ def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> floa
         print(f"  loaded {min(n, start + batch):>9,} / {n:,}", end="\r", file=sys.stderr)
     with store.engine.begin() as conn:
         if pg:
-            conn.execute(text("CREATE INDEX ix_datasets_search ON datasets USING gin (search)"))
+            conn.execute(text(search_index))
             conn.execute(text("SELECT setval('datasets_id_seq', (SELECT max(id) FROM datasets))"))
         else:
             conn.execute(text("INSERT INTO datasets_fts(datasets_fts) VALUES ('optimize')"))

@@ -269,7 +269,12 @@ def test_relevance_ranks_window_by_window_over_every_match(
     """Past WINDOW matches, each window of newest matches is ranked on its own; paging
     crosses windows without losing or repeating anything."""
     monkeypatch.setattr(search_module, "WINDOW", 7)
-    monkeypatch.setattr(search_module, "PG_FIRST_SPAN", 3)  # several id-range probes
+    # PostgreSQL: several id-range probes of 4-id GIN blocks, however few the matches
+    monkeypatch.setattr(search_module, "PG_FIRST_SPAN", 3)
+    monkeypatch.setattr(search_module, "PG_UNBOUNDED_BELOW", 0)
+    monkeypatch.setattr(search_module, "PG_ID_BLOCK_BITS", 2)
+    # (a tiny unanalyzed table has no word statistics: start from a dense guess)
+    monkeypatch.setattr(search_module, "_pg_estimate", lambda conn, q: 1e6)
     newest = sorted(expect(q), key=lambda d: -d.order)
     assert len(newest) > 14  # several windows
     want = []
@@ -277,3 +282,27 @@ def test_relevance_ranks_window_by_window_over_every_match(
         want += sorted(newest[k : k + 7], key=lambda d: (tier(d, q), -d.order))
     for size in (1, 3, 10, 100):
         assert walk(corpus_store, size, q=q) == [d.uri for d in want]
+
+
+@pytest.mark.parametrize("probes", [False, True])
+def test_text_with_a_tag_whose_token_collides(
+    corpus_store: Store, probes: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "computervision" and "computer-vision" share a full-text tag token; only the exact tag
+    matches, also when the newest matches are found by id-range probes."""
+    if probes:
+        monkeypatch.setattr(search_module, "WINDOW", 3)
+        monkeypatch.setattr(search_module, "PG_UNBOUNDED_BELOW", 0)
+        monkeypatch.setattr(search_module, "PG_ID_BLOCK_BITS", 1)
+        monkeypatch.setattr(search_module, "_pg_estimate", lambda conn, q: 1e6)
+
+    async def add() -> None:
+        async with corpus_store.transaction() as tx:
+            for k in range(4):
+                rec = dataset_record("galaxy twin", tags=("computervision",))
+                tx.upsert_record("did:plc:ann", DATASET, f"twin{k}", "c", rec, "r2")
+
+    run(add())
+    want = expect("galaxy", tags=["computer-vision"])
+    got = walk(corpus_store, 2, q="galaxy", tags=["computer-vision"])
+    assert want and set(got) == {d.uri for d in want} and len(got) == len(want)

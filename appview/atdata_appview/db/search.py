@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
@@ -93,8 +94,8 @@ class _Query:
         self.where: list[str] = []
         self.params: dict[str, Any] = {}
 
-    def bind(self, value: Any) -> str:
-        name = f"p{len(self.params)}"
+    def bind(self, value: Any, name: str | None = None) -> str:
+        name = name or f"p{len(self.params)}"
         self.params[name] = value
         return f":{name}"
 
@@ -128,10 +129,15 @@ def _filters(qb: _Query, p: SearchParams, pg: bool, *, driving_tag: bool = False
 #: Matches ranked together: relevance orders each window of this many matches (newest
 #: first) by tier; facets count the first window.
 WINDOW = 300
-#: PostgreSQL: ids scanned by the first probe for the newest matches (then x8 per probe).
+#: PostgreSQL: the smallest id range a probe for the newest matches scans.
 PG_FIRST_SPAN = 4 * WINDOW
-#: PostgreSQL: a query expected to match fewer datasets than this scans its GIN bitmap whole.
-PG_UNBOUNDED_BELOW = 5_000
+#: PostgreSQL: a query expected to match fewer datasets than this scans its GIN result whole
+#: (reading that many heap rows costs less than intersecting a long id range in the index).
+PG_UNBOUNDED_BELOW = 2_500
+#: PostgreSQL: the GIN index holds ``id >> PG_ID_BLOCK_BITS`` next to the words (btree_gin;
+#: migration 0001): a range of 1,024-id blocks is a few hundred index entries, where a range
+#: of ids would be one entry per id.
+PG_ID_BLOCK_BITS = 10
 _FTS_SOURCE = "datasets_fts JOIN datasets d ON d.id = datasets_fts.rowid"
 
 
@@ -164,16 +170,14 @@ def search_datasets(conn: Connection, p: SearchParams) -> SearchPage:
     pg = conn.dialect.name == "postgresql"
     limit = max(1, min(p.limit, MAX_LIMIT))
     has_text = bool(words(p.q))
-    first_window: list[int] | None = None
+    first_window: list[Any] | None = None
     if has_text and p.sort == "relevance":
         ids, cursor, first_window = _relevance_page(conn, p, pg, limit)
     else:
         ids, cursor = _sorted_page(conn, p, pg, limit, has_text)
     if first_window is None:
         first_window = _first_window(conn, p, pg)
-    return SearchPage(
-        datasets=_hydrate(conn, ids), cursor=cursor, facets=_facets(conn, first_window)
-    )
+    return SearchPage(datasets=_hydrate(conn, ids), cursor=cursor, facets=_facets(first_window))
 
 
 def _norm(word: str) -> str:
@@ -205,53 +209,111 @@ def _newest_matches(
     """The WINDOW newest matches (id <= ``below``), newest first.
 
     FTS5 walks its doclists in rowid order and stops early. A GIN index cannot return
-    matches in id order, so on PostgreSQL the scan probes growing ranges of the newest ids
-    (each probe costs about its range, not the number of matches of a common word)."""
+    matches in id order, so PostgreSQL walks down disjoint id ranges instead (see
+    ``_pg_newest_matches``)."""
+    if pg:
+        return _pg_newest_matches(conn, p, below, columns)
     qb = _Query()
     source, match, order = _text_source(qb, p, pg)
     qb.where.append(match)
     _filters(qb, p, pg)
     if below is not None:
         qb.where.append(f"{order} <= {qb.bind(below)}")
-    tail = f" ORDER BY {order} DESC LIMIT {WINDOW}"
-    if not pg:
-        sql = f"SELECT {columns} FROM {source} WHERE {' AND '.join(qb.where)}{tail}"
-        return conn.execute(text(sql), qb.params).all()
-    top = (
-        below if below is not None else conn.execute(text("SELECT max(id) FROM datasets")).scalar()
+    sql = (
+        f"SELECT {columns} FROM {source} WHERE {' AND '.join(qb.where)}"
+        f" ORDER BY {order} DESC LIMIT {WINDOW}"
     )
-    if top is None:
+    return conn.execute(text(sql), qb.params).all()
+
+
+def _pg_estimate(conn: Connection, tsquery: str) -> float:
+    """The planner's estimate of the datasets matching ``tsquery`` (from the tsvector
+    statistics: close for independent words, a few ms cheaper than any count)."""
+    plan = conn.execute(
+        text(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM datasets d"
+            " WHERE d.search @@ to_tsquery('english', :q)"
+        ),
+        {"q": tsquery},
+    ).scalar()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def _pg_newest_matches(
+    conn: Connection, p: SearchParams, below: int | None, columns: str
+) -> list[Any]:
+    """PostgreSQL: walk down disjoint id ranges, each sized from the match density so it
+    holds about the matches still needed, until WINDOW matches are found.
+
+    The GIN index holds the id block too (btree_gin), so a range probe intersects the
+    words' posting lists with the range inside the index instead of computing every match
+    of a common word; a heap row is read only per match in the range. A query expected to
+    match few datasets scans its (small) GIN result whole. Tags with a full-text token are
+    part of the tsquery and checked exactly here, on the fetched ``tags`` column: an EXISTS
+    on dataset_tags leads the planner to hash-join the whole tag."""
+    max_id = conn.execute(text("SELECT max(id) FROM datasets")).scalar()
+    if max_id is None:
         return []
-    span = PG_FIRST_SPAN
-    while True:
-        low = top - span
-        where = [*qb.where, f"d.id > {qb.bind(low)}"] if low > 0 else qb.where
-        sql = f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)}{tail}"
-        rows = conn.execute(text(sql), qb.params).all()
-        if len(rows) >= WINDOW or low <= 0:
-            return rows
-        # Size the next probe from the density seen; a sparse query goes unbounded at once
-        # (its GIN bitmap is small, and the planner knows it).
-        expected = len(rows) / span * top
-        if expected <= PG_UNBOUNDED_BELOW:
-            span = top
+    high = min(max_id, below) if below is not None else max_id
+    token_tags = [t for t in p.tags if tag_token(t) != "zztag"]
+    query = " & ".join([*words(p.q), *(tag_token(t) for t in token_tags)])
+    qb = _Query()
+    qb.where.append(f"d.search @@ to_tsquery('english', {qb.bind(query)})")
+    _filters(qb, replace(p, tags=[t for t in p.tags if t not in token_tags]), True)
+    # Matches per id, below ``high``; corrected by what each probe finds.
+    density = max(_pg_estimate(conn, query), 0.5) / max_id
+    found: list[Any] = []
+    span = 0
+    while high > 0 and len(found) < WINDOW:
+        need = WINDOW - len(found)
+        if density * high <= PG_UNBOUNDED_BELOW:
+            low = 0
         else:
-            span = min(top, int(span * 2 * WINDOW / max(len(rows), 1)))
+            span = max(PG_FIRST_SPAN, int(1.5 * need / density))
+            low = max(0, high - span)
+        where = list(qb.where)
+        if high < max_id:  # a heap filter: as a GIN key it would scan every id below
+            where.append(f"d.id + 0 <= {qb.bind(high, 'hi')}")
+        if low > 0:  # a GIN key: the id blocks from ``low``'s up (see PG_ID_BLOCK_BITS)
+            block = low >> PG_ID_BLOCK_BITS
+            low = (block << PG_ID_BLOCK_BITS) - 1
+            # (typed: psycopg sends a small int as int2, which the int4 GIN key ignores)
+            bound = f"CAST({qb.bind(block, 'lo')} AS integer)"
+            where.append(f"(d.id >> {PG_ID_BLOCK_BITS}) >= {bound}")
+        sql = (
+            f"SELECT {columns}, d.tags AS tags FROM datasets d WHERE {' AND '.join(where)}"
+            f" ORDER BY d.id DESC LIMIT {need}"
+        )
+        rows = conn.execute(text(sql), qb.params).all()
+        found += [r for r in rows if all(t in _json_list(r.tags) for t in token_tags)]
+        if len(rows) == need:  # the range holds more: go on below the last row
+            high = rows[-1].id - 1
+            continue
+        if low > 0:  # the range is exhausted: learn its density (at most x16 sparser)
+            density = max(len(rows) / (high - low), density / 16)
+        high = low
+    return found[:WINDOW]
+
+
+_WINDOW_COLUMNS = "d.id AS id, d.name AS name, d.schema_uri AS schema_uri, d.license AS license"
 
 
 def _window(
     conn: Connection, p: SearchParams, pg: bool, below: int | None
-) -> list[tuple[int, int]]:
-    """(id, tier) of the WINDOW newest matches with id <= ``below``, newest first."""
-    rows = _newest_matches(
-        conn, p, pg, below, "d.id AS id, d.name AS name, d.tags AS tags, d.schema_uri AS schema_uri"
-    )
+) -> tuple[list[tuple[int, int]], list[Any]]:
+    """(id, tier) of the WINDOW newest matches with id <= ``below``, newest first, and
+    their rows (which carry what facets count)."""
+    columns = _WINDOW_COLUMNS if pg else _WINDOW_COLUMNS + ", d.tags AS tags"
+    rows = _newest_matches(conn, p, pg, below, columns)
     fields = _schema_fields(conn, {r.schema_uri for r in rows if r.schema_uri})
     wanted = _terms(p.q or "")
-    return [
+    tiers = [
         (r.id, _tier(wanted, r.name, _json_list(r.tags), fields.get(r.schema_uri, [])))
         for r in rows
     ]
+    return tiers, rows
 
 
 def _json_list(value: Any) -> list[str]:
@@ -263,18 +325,19 @@ def _json_list(value: Any) -> list[str]:
 def _schema_fields(conn: Connection, uris: set[str]) -> dict[str, list[str]]:
     if not uris:
         return {}
-    rows = conn.execute(
-        text("SELECT uri, field_names FROM schemas WHERE uri IN :uris").bindparams(
+    if conn.dialect.name == "postgresql":  # one array parameter: no 300-literal plan
+        stmt = text("SELECT uri, field_names FROM schemas WHERE uri = ANY(:uris)")
+    else:
+        stmt = text("SELECT uri, field_names FROM schemas WHERE uri IN :uris").bindparams(
             bindparam("uris", expanding=True)
-        ),
-        {"uris": sorted(uris)},
-    )
+        )
+    rows = conn.execute(stmt, {"uris": sorted(uris)})
     return {r.uri: _json_list(r.field_names) for r in rows}
 
 
 def _relevance_page(
     conn: Connection, p: SearchParams, pg: bool, limit: int
-) -> tuple[list[int], str | None, list[int] | None]:
+) -> tuple[list[int], str | None, list[Any] | None]:
     below: int | None = None
     after: tuple[int, int] | None = None
     if p.cursor:
@@ -282,12 +345,12 @@ def _relevance_page(
         if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, int) for k in key)):
             raise BadCursor("cursor is not valid")
         below, after = key[0], (key[1], last_id)
-    first: list[int] | None = None
+    first: list[Any] | None = None
     page: list[tuple[int, int, int]] = []  # (window start, tier, id)
     while True:
-        window = _window(conn, p, pg, below)
+        window, rows = _window(conn, p, pg, below)
         if first is None and below is None:
-            first = [i for i, _ in window]
+            first = rows
         ranked = sorted(window, key=lambda it: (it[1], -it[0]))
         if after is not None:
             ranked = [it for it in ranked if (it[1], -it[0]) > (after[0], -after[1])]
@@ -303,10 +366,17 @@ def _relevance_page(
     return [i for _, _, i in page], cursor, first
 
 
-def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[int]:
-    """Ids of the first WINDOW matches, newest first (what facets count)."""
+def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[Any]:
+    """Rows (id, tags, license) of the first WINDOW matches, newest first (what facets
+    count)."""
     if words(p.q):
-        return [r.id for r in _newest_matches(conn, p, pg, None, "d.id AS id")]
+        return _newest_matches(
+            conn,
+            p,
+            pg,
+            None,
+            "d.id AS id, d.license AS license" + ("" if pg else ", d.tags AS tags"),
+        )
     qb = _Query()
     if p.tags:
         source = "dataset_tags dt JOIN datasets d ON d.id = dt.dataset_id"
@@ -317,10 +387,10 @@ def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[int]:
         source, order = "datasets d", "d.created_at DESC, d.id"
     _filters(qb, p, pg, driving_tag=bool(p.tags))
     sql = (
-        f"SELECT d.id AS id FROM {source} WHERE {' AND '.join(qb.where)}"
-        f" ORDER BY {order} DESC LIMIT {WINDOW}"
+        f"SELECT d.id AS id, d.tags AS tags, d.license AS license FROM {source}"
+        f" WHERE {' AND '.join(qb.where)} ORDER BY {order} DESC LIMIT {WINDOW}"
     )
-    return [r.id for r in conn.execute(text(sql), qb.params)]
+    return conn.execute(text(sql), qb.params).all()
 
 
 def _sorted_page(
@@ -361,31 +431,19 @@ def _sorted_page(
     return [r.id for r in page], cursor
 
 
-def _facets(conn: Connection, ids: list[int]) -> dict[str, dict[str, int]]:
-    """Tag and license counts over the given matches (the first window)."""
-    if not ids:
-        return {"tags": {}, "licenses": {}}
-    if conn.dialect.name == "postgresql":  # one array parameter: no 500-literal plan
-        in_ids, params = "= ANY(:ids)", {"ids": list(ids)}
-    else:
-        in_ids, params = "IN (" + ",".join(str(int(i)) for i in ids) + ")", {}
-    tags = conn.execute(
-        text(
-            f"SELECT tag, COUNT(*) AS n FROM dataset_tags WHERE dataset_id {in_ids}"
-            f" GROUP BY tag ORDER BY n DESC, tag ASC LIMIT {FACET_TAGS}"
-        ),
-        params,
-    ).all()
-    licenses = conn.execute(
-        text(
-            f"SELECT license, COUNT(*) AS n FROM datasets WHERE id {in_ids}"
-            " AND license IS NOT NULL GROUP BY license ORDER BY n DESC, license ASC"
-        ),
-        params,
-    ).all()
+def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
+    """Tag and license counts over the given matches (the first window), counted from the
+    rows already fetched: no second pass over them."""
+    tags: Counter[str] = Counter()
+    licenses: Counter[str] = Counter()
+    for r in rows:
+        tags.update(set(_json_list(r.tags)))
+        if r.license is not None:
+            licenses[r.license] += 1
+    top = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_TAGS]
     return {
-        "tags": {r.tag: r.n for r in tags},
-        "licenses": {r.license: r.n for r in licenses},
+        "tags": dict(top),
+        "licenses": dict(sorted(licenses.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
 
 
