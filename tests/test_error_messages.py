@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from atdata import DecodeError, FieldTypeError, SampleValueError, packable
+from atdata import (
+    Dataset,
+    DecodeError,
+    FieldTypeError,
+    SampleValueError,
+    packable,
+    write_samples,
+)
 from atdata._codec import unpack
 from hypothesis import given
 from hypothesis import strategies as st
@@ -65,3 +73,23 @@ def test_a_missing_optional_dependency_says_what_to_install() -> None:
     assert run.stderr.strip() == (
         "error: this command needs aiohttp, which is not installed: pip install 'atdata[appview]'"
     )
+
+
+@packable(name="errors.Label", version="1.0.0")
+class Label:
+    label: str
+
+
+def test_a_dataset_of_a_non_sample_type_is_refused_at_once(tmp_path: Path) -> None:
+    write_samples([Label("a")], str(tmp_path / "l-%06d.tar"))
+    with pytest.raises(TypeError, match=r"^Dataset\[int\]: int is not a @packable sample class$"):
+        Dataset[int](str(tmp_path / "l-000000.tar"))
+
+
+def test_shards_hold_one_sample_type(tmp_path: Path) -> None:
+    pixels = Pixels(image=np.zeros((2, 2), dtype=np.uint8), label="x")
+    with pytest.raises(TypeError, match="sample '00000001' is a Label .* are Pixels"):
+        write_samples([pixels, Label("a")], str(tmp_path / "m-%06d.tar"))
+    # the same type again (or schema-free dicts) is fine
+    infos = write_samples([Label("a"), Label("b")], str(tmp_path / "ok-%06d.tar"))
+    assert [i.samples for i in infos] == [2]

@@ -119,6 +119,10 @@ class Dataset(Generic[T]):
             source, client_kwargs=client_kwargs, headers=headers
         )
         decode_type = sample_type or self._sample_type or _default_type()
+        if not (hasattr(decode_type, "from_bytes") and hasattr(decode_type, "from_data")):
+            # fail here, not with an AttributeError at the first sample
+            name = getattr(decode_type, "__name__", repr(decode_type))
+            raise TypeError(f"Dataset[{name}]: {name} is not a @packable sample class")
         self._decode_type: type = decode_type
         self._view_type: type = decode_type
         self._lens: Lens[Any, Any] | None = None

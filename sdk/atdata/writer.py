@@ -106,6 +106,23 @@ class _ArrayObserver:
             entry["dtype"] = None
 
 
+def _sample_shape(cls: type | None) -> tuple[str, tuple[str, ...]] | None:
+    fields = getattr(cls, "__atdata_fields__", None)
+    if fields is None:
+        return None
+    return cls.__atdata_name__, tuple(f.name for f in fields)  # type: ignore[union-attr]
+
+
+def _check_same_type(previous: type | None, sample: Any, key: str) -> None:
+    """Shards hold one sample type: a packable sample of another type is a mistake."""
+    before, now = _sample_shape(previous), _sample_shape(type(sample))
+    if before is not None and now is not None and before != now:
+        raise TypeError(
+            f"sample {key!r} is a {type(sample).__name__} ({now[0]}), but the samples "
+            f"before it are {previous.__name__} ({before[0]}): shards hold one sample type"  # type: ignore[union-attr]
+        )
+
+
 def _array_fields(sample: Any) -> Callable[[Any], Iterable[tuple[str, Any]]]:
     """A function listing ``(name, array)`` of a sample's array fields, chosen per type."""
     from . import packable as _packable
@@ -223,6 +240,7 @@ def write_samples(
             for name, data in members:
                 tar.add(name, data)
             if type(sample) is not array_type:
+                _check_same_type(array_type, sample, k)
                 array_type = type(sample)
                 arrays_of = _array_fields(sample)
             for name, arr in arrays_of(sample):  # type: ignore[misc]
