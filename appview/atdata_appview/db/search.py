@@ -11,6 +11,7 @@ an index scan of about one window. Cursors are keyset positions, stable under pa
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections import Counter
@@ -133,7 +134,7 @@ WINDOW = 300
 PG_FIRST_SPAN = 4 * WINDOW
 #: PostgreSQL: a query expected to match fewer datasets than this scans its GIN result whole
 #: (reading that many heap rows costs less than intersecting a long id range in the index).
-PG_UNBOUNDED_BELOW = 2_500
+PG_UNBOUNDED_BELOW = 1_500
 #: PostgreSQL: the GIN index holds ``id >> PG_ID_BLOCK_BITS`` next to the words (btree_gin;
 #: migration 0001): a range of 1,024-id blocks is a few hundred index entries, where a range
 #: of ids would be one entry per id.
@@ -180,6 +181,7 @@ def search_datasets(conn: Connection, p: SearchParams) -> SearchPage:
     return SearchPage(datasets=_hydrate(conn, ids), cursor=cursor, facets=_facets(first_window))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _norm(word: str) -> str:
     """Crude suffix folding for tiering (plural/verb forms), the same on both sides."""
     for suffix, repl, min_len in (("ies", "y", 5), ("sses", "ss", 5), ("ing", "", 6),
@@ -189,16 +191,23 @@ def _norm(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _text_terms(text: str) -> frozenset[str]:
+    """The folded words of one text (cached: names, tags and field names recur)."""
+    return frozenset(_norm(w) for w in _WORD.findall(text.lower().replace("_", " ")))
+
+
 def _terms(*texts: str) -> set[str]:
-    return {_norm(w) for t in texts for w in _WORD.findall(t.lower().replace("_", " "))}
+    return set().union(*(_text_terms(t) for t in texts))
 
 
 def _tier(wanted: set[str], name: str | None, tags: list[str], fields: list[str]) -> int:
     """0: every word in the name; 1: in name, tags or schema field names; 2: elsewhere."""
-    in_name = _terms(name or "")
+    in_name = _text_terms(name or "")
     if wanted <= in_name:
         return 0
-    if wanted <= in_name | _terms(*tags, *fields):
+    rest = wanted - in_name
+    if all(any(w in _text_terms(t) for t in (*tags, *fields)) for w in rest):
         return 1
     return 2
 
