@@ -93,3 +93,14 @@ def test_shards_hold_one_sample_type(tmp_path: Path) -> None:
     # the same type again (or schema-free dicts) is fine
     infos = write_samples([Label("a"), Label("b")], str(tmp_path / "ok-%06d.tar"))
     assert [i.samples for i in infos] == [2]
+
+
+def test_publishing_shards_under_another_schema_is_refused_before_any_request(
+    tmp_path: Path,
+) -> None:
+    from atdata.atmosphere import Client, PublishError
+
+    infos = write_samples([Label("a"), Label("b")], str(tmp_path / "p-%06d.tar"))
+    client = Client("http://127.0.0.1:9")  # nothing listens: the check must come first
+    with pytest.raises(PublishError, match=r"does not hold errors\.Pixels samples .*field 'image'"):
+        client.publish_dataset(infos, name="mismatch", schema=Pixels, progress=False)

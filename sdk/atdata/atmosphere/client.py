@@ -281,6 +281,35 @@ class Client:
                 raise PublishError("publish_dataset needs schema= (a sample class or a schema ref)")
         return self.publish_schema(schema)
 
+    def _check_samples_fit(self, schema: Any, shards: Any, facts: list[Any]) -> None:
+        """Refuse shards whose first sample does not decode as the schema's type, before
+        anything is published (a record pinning the wrong schema fails every reader)."""
+        from .. import packable as packable_mod
+        from ..dataset import Dataset
+        from ..errors import DecodeError
+        from ..schema import type_from_schema
+
+        if schema is None:
+            schema = getattr(shards, "sample_type", None)
+        if isinstance(schema, str):  # an at:// URI or a RecordRef
+            rec = _fetch_any(self, str(schema))
+            if rec.value.get("$type") != SCHEMA:
+                raise PublishError(f"{schema} is not an {SCHEMA} record")
+            schema = type_from_schema(rec.value)
+        if not (isinstance(schema, type) and packable_mod.is_packable(schema)):
+            return  # `_schema_ref` reports what is wrong with it
+        first = next((f for f in facts if f.samples), None)
+        if first is None:
+            return
+        try:
+            Dataset(first.path, sample_type=schema).head(1)
+        except DecodeError as e:
+            raise PublishError(
+                f"shard {first.path} does not hold {schema.__atdata_name__} samples "  # type: ignore[attr-defined]
+                f"({e.reason}{f', field {e.field!r}' if e.field else ''}): "
+                "pass the schema the shards were written with"
+            ) from None
+
     # -- datasets ------------------------------------------------------------------------
     def blob_limit(self) -> int | None:
         """The PDS's blob size limit from `describeServer` (`blobUploadLimit`), if it says."""
@@ -345,6 +374,7 @@ class Client:
         to indices into `shards`.
         """
         facts = gather_shards(shards)
+        self._check_samples_fit(schema, shards, facts)
         tmp = tempfile.TemporaryDirectory(prefix="atdata-publish-")
         try:
             kind, plan, mapping = self._plan(facts, storage, cut_oversize, tmp.name)
