@@ -104,3 +104,35 @@ def test_publishing_shards_under_another_schema_is_refused_before_any_request(
     client = Client("http://127.0.0.1:9")  # nothing listens: the check must come first
     with pytest.raises(PublishError, match=r"does not hold errors\.Pixels samples .*field 'image'"):
         client.publish_dataset(infos, name="mismatch", schema=Pixels, progress=False)
+
+
+def test_a_nested_class_that_is_not_packable_is_named_as_such() -> None:
+    class Plain:
+        x: int
+
+    with pytest.raises(FieldTypeError, match="Plain is a class that is not @packable"):
+
+        @packable
+        class Holder:
+            inner: Plain
+
+    with pytest.raises(FieldTypeError, match="cannot contain itself"):
+
+        @packable
+        class Node:
+            child: Node | None = None
+
+
+def test_plain_unsupported_types_keep_the_short_message() -> None:
+    import enum
+
+    class Colour(enum.Enum):
+        RED = 1
+
+    with pytest.raises(
+        FieldTypeError, match=r"^field 'c': annotation \S*Colour is not a supported"
+    ):
+
+        @packable
+        class Paint:
+            c: Colour

@@ -126,6 +126,13 @@ def _array_dtype(args: tuple[Any, ...], name: str, ann: Any) -> np.dtype | None:
 _ALIAS_TYPE: Any = getattr(typing, "TypeAliasType", None)
 
 
+def _looks_like_a_sample(ann: Any) -> bool:
+    """A dataclass or annotated class (not yet, or not, @packable): worth a pointed error."""
+    if not isinstance(ann, type) or issubclass(ann, enum.Enum):
+        return False
+    return dataclasses.is_dataclass(ann) or bool(getattr(ann, "__annotations__", None))
+
+
 def spec_from_annotation(name: str, ann: Any, *, _top: Any = None) -> FieldSpec:
     """Resolve one (already evaluated) annotation into a FieldSpec, or raise FieldTypeError."""
     top = ann if _top is None else _top
@@ -181,6 +188,11 @@ def spec_from_annotation(name: str, ann: Any, *, _top: Any = None) -> FieldSpec:
         kind, spec_kw = FieldKind.DICT, {"item": item}
     elif _is_packable(ann):
         kind, spec_kw = FieldKind.SAMPLE, {"sample_type": ann}
+    elif _looks_like_a_sample(ann):
+        raise unsupported(
+            "is a class that is not @packable: decorate it with @atdata.packable first "
+            "(a sample type cannot contain itself)"
+        )
     else:
         raise unsupported()
     if shape is not None and kind is not FieldKind.ARRAY:
