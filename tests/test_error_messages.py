@@ -136,3 +136,35 @@ def test_plain_unsupported_types_keep_the_short_message() -> None:
         @packable
         class Paint:
             c: Colour
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "MIT",
+        "CC-BY-4.0",
+        "MIT OR Apache-2.0",
+        "(MIT AND BSD-3-Clause) OR Apache-2.0",
+        "GPL-2.0-or-later WITH Classpath-exception-2.0",
+        "GPL-2.0+",
+        "LicenseRef-my-terms",
+        "DocumentRef-tool-1.2:LicenseRef-custom",
+    ],
+)
+def test_spdx_expressions_are_accepted(expr: str) -> None:
+    from atdata.atmosphere.spdx import check_license
+
+    assert check_license(expr) == expr
+
+
+@pytest.mark.parametrize(
+    "expr", ["", "CC BY 4.0", "Apache 2.0", "MIT OR", "(MIT", "MIT)", "AND MIT", "free text!"]
+)
+def test_a_license_that_is_not_spdx_is_refused_before_publishing(expr: str, tmp_path: Path) -> None:
+    from atdata.atmosphere import Client, PublishError
+
+    infos = write_samples([Label("a")], str(tmp_path / "l-%06d.tar"))
+    with pytest.raises(PublishError, match="is not an SPDX license expression"):
+        Client("http://127.0.0.1:9").publish_dataset(
+            infos, name="x", schema=Label, license=expr, progress=False
+        )

@@ -36,6 +36,7 @@ from .shards import (
     remap_splits,
     sha256_file,
 )
+from .spdx import check_license
 
 __all__ = ["Client", "PublishError", "Record", "RecordRef"]
 
@@ -373,6 +374,11 @@ class Client:
         (`cut_oversize=True`) or refused, before anything is uploaded. `splits` maps a name
         to indices into `shards`.
         """
+        if license is not None:
+            try:
+                check_license(license)
+            except ValueError as e:
+                raise PublishError(str(e)) from None
         facts = gather_shards(shards)
         self._check_samples_fit(schema, shards, facts)
         tmp = tempfile.TemporaryDirectory(prefix="atdata-publish-")
