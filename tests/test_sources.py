@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from atdata._sources import HttpShard, LocalShard, S3Shard, _Resumable, expand_sources
@@ -377,3 +378,19 @@ def test_sources_pickle_for_worker_processes(s3, tmp_path) -> None:
         assert len(list(iter_samples(f, clone.name))) == 2
     local = LocalShard(tmp_path / "x.tar", sha256="ab")
     assert pickle.loads(pickle.dumps(local)).sha256 == "ab"
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (4, "m-0.tar, m-1.tar, m-2.tar, m-3.tar"),
+        (6, "m-0.tar, m-1.tar, m-2.tar, ..., m-5.tar"),
+    ],
+)
+def test_missing_shards_are_listed_with_an_ellipsis_only_for_a_gap(
+    tmp_path: Path, count: int, shown: str
+) -> None:
+    with pytest.raises(SourceError) as info:
+        expand_sources(str(tmp_path / f"m-{{0..{count - 1}}}.tar"))
+    message = str(info.value).replace(f"{tmp_path}/", "")
+    assert message == f"{count} shard(s) not found: {shown}"

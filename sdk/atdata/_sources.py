@@ -642,5 +642,7 @@ def _expand_into(
         else:
             missing.append(path)
     if missing:
-        shown = ", ".join(missing[:3]) + (f", ... {missing[-1]}" if len(missing) > 3 else "")
+        # the first three and the last, with "..." only when something lies between them
+        head = missing if len(missing) <= 4 else [*missing[:3], "...", missing[-1]]
+        shown = ", ".join(head)
         raise SourceError(f"{len(missing)} shard(s) not found: {shown}")
