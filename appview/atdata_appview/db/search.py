@@ -283,14 +283,22 @@ def _pg_newest_matches(
             span = max(PG_FIRST_SPAN, int(1.5 * need / density))
             low = max(0, high - span)
         where = list(qb.where)
-        if high < max_id:  # a heap filter: as a GIN key it would scan every id below
-            where.append(f"d.id + 0 <= {qb.bind(high, 'hi')}")
-        if low > 0:  # a GIN key: the id blocks from ``low``'s up (see PG_ID_BLOCK_BITS)
-            block = low >> PG_ID_BLOCK_BITS
-            low = (block << PG_ID_BLOCK_BITS) - 1
-            # (typed: psycopg sends a small int as int2, which the int4 GIN key ignores)
-            bound = f"CAST({qb.bind(block, 'lo')} AS integer)"
-            where.append(f"(d.id >> {PG_ID_BLOCK_BITS}) >= {bound}")
+        # Deep in the matches (a later page), a GIN block range would also fetch every
+        # match above ``high``: bound the range on the primary key instead.
+        deep = density * (max_id - high) > 2 * WINDOW
+        if deep:
+            where.append(f"d.id <= {qb.bind(high, 'hi')}")
+            if low > 0:
+                where.append(f"d.id > {qb.bind(low, 'lo')}")
+        else:
+            if high < max_id:  # a heap filter (few matches lie above ``high``)
+                where.append(f"d.id + 0 <= {qb.bind(high, 'hi')}")
+            if low > 0:  # a GIN key: the id blocks from ``low``'s up (PG_ID_BLOCK_BITS)
+                block = low >> PG_ID_BLOCK_BITS
+                low = (block << PG_ID_BLOCK_BITS) - 1
+                # (typed: psycopg sends a small int as int2, which the int4 key ignores)
+                bound = f"CAST({qb.bind(block, 'lo')} AS integer)"
+                where.append(f"(d.id >> {PG_ID_BLOCK_BITS}) >= {bound}")
         sql = (
             f"SELECT {columns}, d.tags AS tags FROM datasets d WHERE {' AND '.join(where)}"
             f" ORDER BY d.id DESC LIMIT {need}"
