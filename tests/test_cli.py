@@ -107,7 +107,8 @@ def test_inspect_counts_fields_and_previews(shards: Any, tmp_path: Path) -> None
     text = done.stdout
     total = sum(i.bytes for i in infos)
     assert text.splitlines()[0] == f"3 shard(s), 25 samples, {total / 1000:.1f} KB ({total} bytes)"
-    assert "image    ndarray  |u1    (8, 8)" in text
+    # numpy's name next to the wire dtype, as the web page words it
+    assert "image    ndarray  |u1 (uint8)  (8, 8)" in text
     assert "caption  str" in text
     assert "caption: 'glyph 1'" in text and "caption: 'glyph 2'" not in text
 
@@ -147,7 +148,7 @@ def test_schema_show_from_class_and_from_the_network(published: Published) -> No
     local = atdata_cli("schema", "show", GLYPH)
     assert local.returncode == 0, local.stderr
     assert local.stdout.startswith("newcomer.Glyph 1.0.0")
-    assert "image    NDArray  |u1" in local.stdout
+    assert "image    NDArray  |u1 (uint8)" in local.stdout
 
     remote = atdata_cli("schema", "show", published.schema_uri, "--json")
     assert remote.returncode == 0, remote.stderr
@@ -241,6 +242,9 @@ def test_publish_then_search_get_and_load(
         assert info.sha256 in got.stdout
     record = json.loads(atdata_cli("get", uri, "--json").stdout)
     assert record["value"]["name"] == "cli-glyphs" and record["value"]["license"] == "CC0-1.0"
+    schema = atdata_cli("get", record["value"]["schema"]["uri"])
+    assert schema.returncode == 0, schema.stderr
+    assert "image    NDArray  |u1 (uint8)" in schema.stdout  # the web page's dtype wording
 
     loaded = atdata_cli("load", uri, "--split", "test", "--head", "3", "--type", GLYPH)
     assert loaded.returncode == 0, loaded.stderr

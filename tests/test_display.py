@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from atdata.display import human_bytes, shape_text, type_text
+from atdata.display import dtype_text, human_bytes, shape_text, type_text
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,3 +46,11 @@ def test_type_text() -> None:
     assert type_text({"kind": "sample"}) == "sample"
     assert type_text({}) == "?"
     assert type_text(None) == type_text(["kind"]) == "?"
+
+
+def test_dtype_text_names_the_numpy_type_next_to_the_wire_string() -> None:
+    assert dtype_text("|u1") == "|u1 (uint8)"
+    assert dtype_text("<f4") == "<f4 (float32)"
+    assert dtype_text("bool") == "bool"  # numpy's name is the string itself: not repeated
+    assert dtype_text("not-a-dtype") == "not-a-dtype"
+    assert dtype_text("") == dtype_text(None) == ""

@@ -9,7 +9,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["human_bytes", "shape_text", "type_text"]
+__all__ = ["dtype_text", "human_bytes", "shape_text", "type_text"]
+
+
+def dtype_text(dtype: Any) -> str:
+    """`<f4 (float32)`: numpy's name next to the wire string, as `|u1` alone reads poorly.
+
+    The wire string alone when numpy does not know it (or names it the same); "" if not a string.
+    """
+    if not isinstance(dtype, str) or not dtype:
+        return ""
+    try:
+        import numpy as np
+
+        name = np.dtype(dtype).name
+    except (TypeError, ValueError):
+        return dtype
+    return dtype if name == dtype else f"{dtype} ({name})"
 
 
 def human_bytes(n: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from atdata.display import human_bytes, shape_text, type_text
+from atdata.display import dtype_text, human_bytes, shape_text, type_text
 from atdata.errors import LexiconError
 from atdata.lexicon import validate_params
 
@@ -97,19 +97,6 @@ def _count(n: Any) -> str:
 
 def _author(d: Mapping[str, Any]) -> str:
     return d.get("handle") or d.get("did") or "?"
-
-
-def dtype_text(dtype: Any) -> str:
-    """`<f4 (float32)`: numpy's name next to the wire string when numpy knows it."""
-    if not isinstance(dtype, str) or not dtype:
-        return ""
-    try:
-        import numpy as np
-
-        name = np.dtype(dtype).name
-    except (TypeError, ValueError):
-        return dtype
-    return dtype if name == dtype else f"{dtype} ({name})"
 
 
 def load_snippet(uri: str, splits: Sequence[str]) -> str:

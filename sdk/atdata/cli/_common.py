@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from ..display import shape_text, type_text
+from ..display import dtype_text, shape_text, type_text
 from . import EXIT_ABSENT, CliError
 
 # -- options ----------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def schema_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "field": f.get("name"),
                 "type": type_text(t),
-                "dtype": t.get("dtype", ""),
+                "dtype": dtype_text(t.get("dtype")),
                 "shape": shape_text(t.get("shape")),
             }
         )

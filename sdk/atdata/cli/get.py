@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ..display import human_bytes, shape_text
+from ..display import dtype_text, human_bytes, shape_text
 from ._common import (
     JSON_OPTION,
     PLC_OPTION,
@@ -50,7 +50,10 @@ def _dataset(uri: str, cid: str, v: Mapping[str, Any]) -> None:
         out()
         out(
             table(
-                [{**a, "shape": shape_text(a.get("shape"))} for a in arrays],
+                [
+                    {**a, "dtype": dtype_text(a.get("dtype")), "shape": shape_text(a.get("shape"))}
+                    for a in arrays
+                ],
                 ["field", "dtype", "shape"],
             )
         )

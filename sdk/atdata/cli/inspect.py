@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from ..display import human_bytes, shape_text
+from ..display import dtype_text, human_bytes, shape_text
 from ._common import (
     JSON_OPTION,
     FieldStats,
@@ -119,7 +119,14 @@ def inspect(
     out()
     out(
         table(
-            [{**f, "shape": shape_text(f["shape"])} for f in fields],
+            [
+                {
+                    **f,
+                    "dtype": ", ".join(dtype_text(d) for d in f["dtype"].split(", ") if d),
+                    "shape": shape_text(f["shape"]),
+                }
+                for f in fields
+            ],
             ["field", "type", "dtype", "shape"],
         )
     )
