@@ -132,9 +132,12 @@ def test_inspect_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Pat
     bad = atdata_cli("inspect", str(broken))
     assert bad.returncode == 1
     assert "broken.tar" in one_line_error(bad)
-    debug = atdata_cli("--debug", "inspect", str(broken))
-    assert debug.returncode == 1
-    assert "Traceback" in debug.stderr
+    for args in (["--debug", "inspect", str(broken)], ["inspect", str(broken), "--debug"]):
+        debug = atdata_cli(*args)  # --debug before or after the subcommand
+        assert debug.returncode == 1, debug.stderr
+        assert "Traceback" in debug.stderr and "broken.tar" in debug.stderr
+    from_env = atdata_cli("inspect", str(broken), env=subprocess_env(ATDATA_DEBUG="1"))
+    assert from_env.returncode == 1 and "Traceback" in from_env.stderr
     wrong_type = atdata_cli("inspect", str(broken), "--type", "_fixtures.newcomer:glyphs")
     assert wrong_type.returncode == 1
     assert "not a @atdata.packable" in one_line_error(wrong_type)

@@ -3,7 +3,8 @@
 `app` is the typer application and `main()` the console entry point. Errors
 atdata expects (bad input, unreachable services, ...) end as one line on stderr
 and exit code 1; usage errors exit with 2; `--debug` (or `ATDATA_DEBUG=1`) shows
-the full traceback instead.
+the full traceback instead. `--debug` may stand before or after the subcommand
+(`atdata --debug inspect x.tar` or `atdata inspect x.tar --debug`).
 
 Exit codes scripts can rely on:
 
@@ -167,11 +168,24 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] + more
 
 
+def _hoist_debug(args: list[str]) -> list[str]:
+    """Move `--debug` given after the subcommand to the front, where the root option parses it.
+
+    People add `--debug` at the end of the command that just failed; typer only knows it
+    before the subcommand. Tokens after a `--` separator are arguments and stay as they are.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    rest = [a for a in args[:end] if a != "--debug"] + args[end:]
+    return ["--debug", *rest]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     global _debug
     _debug = _env_flag("ATDATA_DEBUG")  # the --debug option sets it again when parsed
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _hoist_debug(list(sys.argv[1:] if argv is None else argv))
     try:
         # standalone mode: typer prints usage errors itself and exits with 2
         app(args=args, prog_name="atdata")
