@@ -168,3 +168,22 @@ def test_a_license_that_is_not_spdx_is_refused_before_publishing(expr: str, tmp_
         Client("http://127.0.0.1:9").publish_dataset(
             infos, name="x", schema=Label, license=expr, progress=False
         )
+
+
+def test_login_to_a_dead_pds_names_the_url_and_the_cause() -> None:
+    """Was only 'failed: NetworkError'; a socket bound but not listening refuses connections."""
+    import socket
+
+    from atdata import AtdataError
+    from atdata.atmosphere import Client
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{held.getsockname()[1]}"
+        with pytest.raises(AtdataError) as info:
+            Client(url).login("alice.test", "not-a-real-password")
+    message = str(info.value)
+    assert len(message.splitlines()) == 1, message
+    assert url in message and "alice.test" in message
+    assert "Connection refused" in message, message
+    assert "not-a-real-password" not in message

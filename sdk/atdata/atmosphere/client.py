@@ -809,7 +809,18 @@ def _atp_error(e: Exception) -> str:
     msg = getattr(content, "message", None)
     if err or msg:
         return f"{err or 'Error'}: {msg or ''}".strip()
-    return str(e) or type(e).__name__
+    text = str(e).strip()
+    if text:
+        return text
+    # atproto's NetworkError has no text of its own: the cause (e.g. connection refused) is
+    # in the chain of exceptions it was raised from.
+    cause, seen = e.__cause__ or e.__context__, {id(e)}
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if str(cause).strip():
+            return f"{type(e).__name__} ({type(cause).__name__}: {str(cause).strip()})"
+        cause = cause.__cause__ or cause.__context__
+    return type(e).__name__
 
 
 def _fetch_any(client: Client, uri: str) -> Record:
