@@ -153,3 +153,36 @@ def test_cli_serve_rejects_bad_settings_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "ftp://x" in done.stderr
+
+
+def test_cli_serve_on_a_taken_port_fails_in_one_line_before_announcing(tmp_path: Path) -> None:
+    """Was: 'AppView on ...' logged first, as if serving, then the bind error."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        db = tmp_path / "taken.sqlite"
+        cmd = [sys.executable, "-m", "atdata.cli", "appview", "serve", "--no-follow",
+               "--host", "127.0.0.1", "--port", str(port), "--db", f"sqlite:///{db}"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0], lines[0]
+    assert "AppView on" not in done.stderr + done.stdout
+    assert not db.exists()  # nothing was started before the bind failed
+
+
+def test_cli_serve_announces_itself_once_listening(tmp_path: Path) -> None:
+    port = free_port()
+    cmd = [sys.executable, "-m", "atdata.cli", "appview", "serve", "--no-follow",
+           "--port", str(port), "--db", f"sqlite:///{tmp_path / 'up.sqlite'}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    assert f"AppView on http://127.0.0.1:{port}" in err

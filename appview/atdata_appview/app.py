@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import socket
 import time
 from typing import Any
 
@@ -124,14 +125,42 @@ def build(settings: Settings, *, follow: bool = True) -> web.Application:
     return app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (the first address `host` resolves to).
+
+    Bound before anything else starts, so a taken port fails at once (OSError) without
+    touching the database or the firehose, and "AppView on ..." is logged only once listening.
+    """
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does on POSIX
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 def serve(settings: Settings | None = None, *, follow: bool = True) -> None:
-    """Run the AppView until interrupted (the `atdata appview serve` command)."""
+    """Run the AppView until interrupted (the `atdata appview serve` command).
+
+    Raises OSError (e.g. address already in use) when settings.host:port cannot be bound.
+    """
     settings = settings or Settings.load()
+    sock = listen(settings.host, settings.port)
     log.info(
         "AppView on http://%s:%d, db %s, following %s",
         settings.host,
-        settings.port,
+        sock.getsockname()[1],
         settings.db or "(embedded SQLite)",
         ", ".join(settings.firehose) if follow else "nothing",
     )
-    web.run_app(build(settings, follow=follow), host=settings.host, port=settings.port, print=None)
+    try:
+        web.run_app(build(settings, follow=follow), sock=sock, print=None)
+    finally:
+        sock.close()

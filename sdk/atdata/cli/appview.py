@@ -78,7 +78,8 @@ def serve(
     try:
         run(settings, follow=not no_follow)
     except OSError as exc:  # port taken, unreachable database file, ...
-        raise CliError(f"cannot serve on {settings.host}:{settings.port}: {exc}") from None
+        reason = exc.strerror or str(exc)  # "Address already in use", without "[Errno 98]"
+        raise CliError(f"cannot serve on {settings.host}:{settings.port}: {reason}") from None
 
 
 def register(app: typer.Typer) -> None:
