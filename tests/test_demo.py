@@ -92,6 +92,9 @@ def test_demo_trains_above_90_percent_and_stops_everything(tmp_path: Path) -> No
                    "A published dataset", "indexed", "search 'handwritten digits'",
                    "resolved the URI", "trained a logistic regression"):  # fmt: skip
         assert phrase in joined, phrase
+    # the AppView step waits for every record A published, the lens included
+    (index_line,) = [s for s in steps if "indexed the records" in s]
+    assert "datasets 1, lenses 1)" in index_line, index_line
     (accuracy_line,) = [line for line in lines if line.startswith("test accuracy: ")]
     accuracy = float(accuracy_line.split()[2])
     assert accuracy > 0.9, accuracy_line

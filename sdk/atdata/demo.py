@@ -290,19 +290,21 @@ def run(workdir: Path, epochs: int = 15, serve: bool = False) -> float:
         with steps.step("index") as done:
 
             def indexed() -> bool:
+                # every record A published, the lens (written last) included
                 try:
                     av.get_dataset(str(dataset_ref))
                 except atdata.ResolutionError:
                     return False
-                return True
+                lenses = av.list_lenses(source=str(schema_ref)).items
+                return any(x.uri == str(lens_ref) for x in lenses)
 
-            wait_until(indexed, 60, "the AppView to index the dataset", interval=0.1)
+            wait_until(indexed, 60, "the AppView to index the dataset and lens", interval=0.1)
             counts = av.describe().get("counts") or {}
             done.append(
                 "AppView verified and indexed the records from PDS1's firehose"
                 + (
-                    f" ({counts.get('schemas')} schemas, {counts.get('datasets')} dataset, "
-                    f"{counts.get('lenses')} lens)"
+                    f" (schemas {counts.get('schemas')}, datasets {counts.get('datasets')}, "
+                    f"lenses {counts.get('lenses')})"
                     if counts
                     else ""
                 )
