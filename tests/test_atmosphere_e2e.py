@@ -325,3 +325,16 @@ def test_lens_record_code_checks_and_env_login(make_account: Any, monkeypatch: A
     missing = {**forged, "code": {**code, "entryPoint": "no_such_module_xyz:lens"}}
     with pytest.raises(LensError, match="not installed"):
         client.load_lens(str(client.create_record(LENS, missing)), trust=True)
+
+
+def test_shards_given_as_paths_record_the_arrays_write_samples_would(
+    alice: Client, tmp_path: Path
+) -> None:
+    # side 4 in the first shard, side 6 in the second: the varying dimensions become -1
+    small = atdata.write_samples(digits(4, side=4), str(tmp_path / "a-%04d.tar"))
+    large = atdata.write_samples(digits(3, side=6), str(tmp_path / "b-%04d.tar"))
+    from_infos = alice.publish_dataset(small + large, name="infos", schema=Digit, progress=False)
+    paths = [info.path for info in small + large]
+    from_paths = alice.publish_dataset(paths, name="paths", schema=Digit, progress=False)
+    arrays = [fetch_record(str(ref)).value["arrays"] for ref in (from_infos, from_paths)]
+    assert arrays[0] == arrays[1] == [{"field": "image", "dtype": "<f4", "shape": [-1, -1]}]

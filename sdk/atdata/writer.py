@@ -19,7 +19,7 @@ import numpy as np
 
 from ._tar import TarShardWriter
 
-__all__ = ["ShardInfo", "write_samples"]
+__all__ = ["ShardInfo", "observe_arrays", "write_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,23 @@ def _array_fields(sample: Any) -> Callable[[Any], Iterable[tuple[str, Any]]]:
         return ((k, v) for k, v in items if isinstance(v, np.ndarray))
 
     return schema_free
+
+
+def observe_arrays(samples: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """The dtype and shape of each array field over ``samples`` (None where it varies).
+
+    The same facts `write_samples` gathers while writing, for shards written some other way
+    (`webdataset.TarWriter`, another tool) whose dataset record should still carry them.
+    """
+    observer = _ArrayObserver()
+    arrays_of: Callable[[Any], Iterable[tuple[str, Any]]] | None = None
+    for sample in samples:
+        if arrays_of is None:
+            arrays_of = _array_fields(sample)
+        for name, arr in arrays_of(sample):
+            if isinstance(arr, np.ndarray):
+                observer.observe(name, arr)
+    return observer.seen
 
 
 def _members(sample: Any, key: str) -> tuple[str, list[tuple[str, Any]]]:

@@ -284,11 +284,16 @@ class Client:
 
     def _check_samples_fit(self, schema: Any, shards: Any, facts: list[Any]) -> None:
         """Refuse shards whose first sample does not decode as the schema's type, before
-        anything is published (a record pinning the wrong schema fails every reader)."""
+        anything is published (a record pinning the wrong schema fails every reader).
+
+        Shards given as paths (no `ShardInfo`) get their array dtypes and shapes observed
+        here, so their record says what `write_samples` would have recorded.
+        """
         from .. import packable as packable_mod
         from ..dataset import Dataset
         from ..errors import DecodeError
         from ..schema import type_from_schema
+        from ..writer import observe_arrays
 
         if schema is None:
             schema = getattr(shards, "sample_type", None)
@@ -304,9 +309,12 @@ class Client:
             return
         try:
             Dataset(first.path, sample_type=schema).head(1)
+            for f in facts:
+                if f.samples and not f.arrays:
+                    f.arrays = observe_arrays(Dataset(f.path, sample_type=schema).ordered())
         except DecodeError as e:
             raise PublishError(
-                f"shard {first.path} does not hold {schema.__atdata_name__} samples "  # type: ignore[attr-defined]
+                f"shard {e.shard or first.path} does not hold {schema.__atdata_name__} samples "  # type: ignore[attr-defined]
                 f"({e.reason}{f', field {e.field!r}' if e.field else ''}): "
                 "pass the schema the shards were written with"
             ) from None
