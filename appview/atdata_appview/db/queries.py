@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -60,6 +61,35 @@ def _schema_view(r: Any, handle: str | None) -> dict[str, Any]:
     )
 
 
+def _newest_first_page(
+    conn: Connection,
+    stmt: Any,
+    table: Any,
+    limit: int,
+    cursor: str | None,
+    key: str,
+    view: Callable[[Any, str | None], dict[str, Any]],
+) -> dict[str, Any]:
+    """One page of ``stmt`` over ``table``, newest first, with a keyset cursor
+    (createdAt, id) so pages neither skip nor repeat rows while records arrive."""
+    if cursor:
+        created, last_id = decode_cursor(cursor, "created")
+        stmt = stmt.where(
+            (table.c.created_at < created)
+            | ((table.c.created_at == created) & (table.c.id < last_id))
+        )
+    rows = conn.execute(
+        stmt.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    handles = _handles(conn, {r.did for r in rows})
+    return {
+        key: [view(r, handles.get(r.did)) for r in rows],
+        "cursor": encode_cursor("created", rows[-1].created_at, rows[-1].id) if more else None,
+    }
+
+
 def list_schemas(
     conn: Connection,
     *,
@@ -74,22 +104,7 @@ def list_schemas(
         stmt = stmt.where(schemas.c.name == name)
     if author:
         stmt = stmt.where(schemas.c.did == resolve_author(conn, author))
-    if cursor:
-        key, last_id = decode_cursor(cursor, "created")
-        stmt = stmt.where(
-            (schemas.c.created_at < key)
-            | ((schemas.c.created_at == key) & (schemas.c.id < last_id))
-        )
-    rows = conn.execute(
-        stmt.order_by(schemas.c.created_at.desc(), schemas.c.id.desc()).limit(limit + 1)
-    ).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    handles = _handles(conn, {r.did for r in rows})
-    return {
-        "schemas": [_schema_view(r, handles.get(r.did)) for r in rows],
-        "cursor": encode_cursor("created", rows[-1].created_at, rows[-1].id) if more else None,
-    }
+    return _newest_first_page(conn, stmt, schemas, limit, cursor, "schemas", _schema_view)
 
 
 def get_schema(conn: Connection, uri: str) -> dict[str, Any] | None:
@@ -151,21 +166,7 @@ def list_lenses(
         stmt = stmt.where(lenses.c.source_schema == source)
     if target:
         stmt = stmt.where(lenses.c.target_schema == target)
-    if cursor:
-        key, last_id = decode_cursor(cursor, "created")
-        stmt = stmt.where(
-            (lenses.c.created_at < key) | ((lenses.c.created_at == key) & (lenses.c.id < last_id))
-        )
-    rows = conn.execute(
-        stmt.order_by(lenses.c.created_at.desc(), lenses.c.id.desc()).limit(limit + 1)
-    ).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    handles = _handles(conn, {r.did for r in rows})
-    return {
-        "lenses": [_lens_view(r, handles.get(r.did)) for r in rows],
-        "cursor": encode_cursor("created", rows[-1].created_at, rows[-1].id) if more else None,
-    }
+    return _newest_first_page(conn, stmt, lenses, limit, cursor, "lenses", _lens_view)
 
 
 def find_lens_path(conn: Connection, source: str, target: str) -> list[dict[str, Any]] | None:
