@@ -38,21 +38,36 @@ repos = Table(
     Column("updated_at", String(40)),
 )
 
+
+def _record_identity() -> list[Column]:
+    """The columns naming one indexed record (schemas, datasets and lenses alike)."""
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("uri", String(512), nullable=False, unique=True),
+        Column("did", String(255), nullable=False, index=True),
+        Column("rkey", String(512), nullable=False),
+        Column("cid", String(128), nullable=False),
+    ]
+
+
+def _record_times() -> list[Column]:
+    """When the record says it was made, when we indexed it, and whether its repo is hidden."""
+    return [
+        Column("created_at", String(40)),
+        Column("indexed_at", String(40)),
+        Column("hidden", Boolean, nullable=False, default=False),
+    ]
+
+
 schemas = Table(
     "schemas",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("uri", String(512), nullable=False, unique=True),
-    Column("did", String(255), nullable=False, index=True),
-    Column("rkey", String(512), nullable=False),
-    Column("cid", String(128), nullable=False),
+    *_record_identity(),
     Column("name", String(512)),
     Column("version", String(64)),
     Column("description", Text),
     Column("field_names", JSON),
-    Column("created_at", String(40)),
-    Column("indexed_at", String(40)),
-    Column("hidden", Boolean, nullable=False, default=False),
+    *_record_times(),
     Column("record", JSON, nullable=False),
     Index("ix_schemas_name_version", "name", "version"),
 )
@@ -60,11 +75,7 @@ schemas = Table(
 datasets = Table(
     "datasets",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("uri", String(512), nullable=False, unique=True),
-    Column("did", String(255), nullable=False, index=True),
-    Column("rkey", String(512), nullable=False),
-    Column("cid", String(128), nullable=False),
+    *_record_identity(),
     Column("name", String(512)),
     Column("description", Text),
     Column("tags", JSON),
@@ -73,9 +84,7 @@ datasets = Table(
     Column("bytes", BigInteger),
     Column("schema_uri", String(512), index=True),
     Column("schema_cid", String(128)),
-    Column("created_at", String(40)),
-    Column("indexed_at", String(40)),
-    Column("hidden", Boolean, nullable=False, default=False),
+    *_record_times(),
     Index("ix_datasets_browse_created", "hidden", "created_at", "id"),
     Index("ix_datasets_browse_samples", "hidden", "samples", "id"),
     Index("ix_datasets_license", "license"),
@@ -134,18 +143,12 @@ shards = Table(
 lenses = Table(
     "lenses",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("uri", String(512), nullable=False, unique=True),
-    Column("did", String(255), nullable=False, index=True),
-    Column("rkey", String(512), nullable=False),
-    Column("cid", String(128), nullable=False),
+    *_record_identity(),
     Column("name", String(512)),
     Column("description", Text),
     Column("source_schema", String(512), index=True),
     Column("target_schema", String(512), index=True),
-    Column("created_at", String(40)),
-    Column("indexed_at", String(40)),
-    Column("hidden", Boolean, nullable=False, default=False),
+    *_record_times(),
     Column("record", JSON, nullable=False),
 )
 
