@@ -84,10 +84,10 @@ def _newest_first_page(
     more = len(rows) > limit
     rows = rows[:limit]
     handles = _handles(conn, {r.did for r in rows})
-    return {
-        key: [view(r, handles.get(r.did)) for r in rows],
-        "cursor": encode_cursor("created", rows[-1].created_at, rows[-1].id) if more else None,
-    }
+    page: dict[str, Any] = {key: [view(r, handles.get(r.did)) for r in rows]}
+    if more:  # no cursor key on the last page: XRPC outputs omit absent fields
+        page["cursor"] = encode_cursor("created", rows[-1].created_at, rows[-1].id)
+    return page
 
 
 def list_schemas(

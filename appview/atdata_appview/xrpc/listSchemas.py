@@ -11,13 +11,10 @@ NSID = "io.atdata.listSchemas"
 
 
 async def handle(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    out = await ctx.store.read(
+    return await ctx.store.read(
         queries.list_schemas,
         name=params.get("name"),
         author=params.get("author"),
         limit=params.get("limit", 50),
         cursor=params.get("cursor"),
     )
-    if out["cursor"] is None:
-        del out["cursor"]
-    return out
