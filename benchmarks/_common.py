@@ -9,6 +9,7 @@ interpreter version.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -221,3 +222,29 @@ def shard_bytes(paths: list[str]) -> int:
 
 def now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class Setup:
+    """What every ours-vs-peer benchmark run starts from."""
+
+    args: argparse.Namespace
+    repeats: int
+    ours: str
+    peer: str
+
+
+def bench_setup(name: str, doc: str | None, datasets: str) -> Setup:
+    """Parse the shared flags (--quick, --datasets, --repeats), find both interpreters and
+    print the run's header line."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small subsets (a smoke run)")
+    parser.add_argument("--datasets", default=datasets, help="comma list: seed, small")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds per configuration")
+    args = parser.parse_args()
+    repeats = args.repeats or (3 if args.quick else 5)
+    ours, peer = ours_python(), peer_python()
+    print(f"{name} {now()}  repeats={repeats}  python: ours {ours}, peer {peer}")
+    return Setup(args, repeats, ours, peer)

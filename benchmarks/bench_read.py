@@ -14,18 +14,15 @@ lazy stacking is paid for.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from _common import (
     SAMPLE_TYPES,
     SPECS,
     Result,
+    bench_setup,
     dataset,
     log,
-    now,
-    ours_python,
-    peer_python,
     run_child,
     shard_bytes,
     table,
@@ -149,16 +146,8 @@ def bench(name: str, repeats: int, ours: str, peer: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="small subsets (a smoke run)")
-    parser.add_argument("--datasets", default="seed,small", help="comma list: seed, small")
-    parser.add_argument("--repeats", type=int, default=None, help="passes per configuration")
-    args = parser.parse_args()
-    repeats = args.repeats or (3 if args.quick else 5)
-    ours, peer = ours_python(), peer_python()
-    print(f"bench_read {now()}  repeats={repeats}  python: ours {ours}, peer {peer}")
+    run = bench_setup("bench_read", __doc__, "seed,small")
+    args, repeats, ours, peer = run.args, run.repeats, run.ours, run.peer
     for kind in args.datasets.split(","):
         name = f"{kind}-quick" if args.quick else kind
         log(f"{name}:")

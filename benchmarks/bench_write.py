@@ -14,7 +14,6 @@ measured one. The peer and ours run on Python 3.12.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -25,10 +24,8 @@ from _common import (
     SAMPLE_TYPES,
     SPECS,
     Result,
+    bench_setup,
     log,
-    now,
-    ours_python,
-    peer_python,
     run_child,
     table,
 )
@@ -148,16 +145,8 @@ def bench(name: str, repeats: int, ours: str, peer: str, work: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="small subsets (a smoke run)")
-    parser.add_argument("--datasets", default="small,seed", help="comma list: small, seed")
-    parser.add_argument("--repeats", type=int, default=None, help="rounds per configuration")
-    args = parser.parse_args()
-    repeats = args.repeats or (3 if args.quick else 5)
-    ours, peer = ours_python(), peer_python()
-    print(f"bench_write {now()}  repeats={repeats}  python: ours {ours}, peer {peer}")
+    run = bench_setup("bench_write", __doc__, "small,seed")
+    args, repeats, ours, peer = run.args, run.repeats, run.ours, run.peer
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="atdata-bench-write-", dir=CACHE) as tmp:
         for kind in args.datasets.split(","):
