@@ -243,6 +243,29 @@ def test_on_error_skip_logs_and_counts(tmp_path, caplog) -> None:
     assert caplog.text.count("skipping") == 2
     with pytest.raises(ValueError, match="on_error"):
         atdata.Dataset[Rec](bad, on_error="ignore")
+    summary = [r.getMessage() for r in caplog.records if "on_error='skip'" in r.getMessage()]
+    assert summary == [
+        "on_error='skip': skipped 1 of 4 samples and the rest of 1 shard(s); first reasons: "
+        + " | ".join(ds.errors)
+    ]
+
+
+def test_on_error_skip_of_many_samples_logs_a_few_lines_and_a_summary(tmp_path, caplog) -> None:
+    """400 broken samples: a handful of log lines (not 400), then skipped N of M and why."""
+    members = [(f"s{i:04d}.msgpack", _good(i) if i % 101 == 0 else b"\xc1") for i in range(404)]
+    path = _write_raw(tmp_path / "broken.tar", members)
+    ds = atdata.Dataset[Rec](path, on_error="skip")
+    with caplog.at_level(logging.WARNING, logger="atdata.dataset"):
+        assert [s.label for s in ds] == [0, 101, 202, 303]
+    assert ds.skipped == 400
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) <= 8, lines
+    assert lines[-1].startswith("on_error='skip': skipped 400 of 404 samples; first reasons: ")
+    assert "'s0001'" in lines[-1] and "'s0002'" in lines[-1]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="atdata.dataset"):
+        assert len(ds.head(2)) == 2  # a pass closed early still says what it skipped
+    assert caplog.records[-1].getMessage().startswith("on_error='skip': skipped 100 of 102")
 
 
 def test_integrity_checked_for_sources_with_a_hash(shards) -> None:

@@ -3,8 +3,9 @@
 ``Dataset[T](source)`` names its shards (see :func:`~atdata._sources.expand_sources`) and
 decodes each sample's ``.msgpack`` member into ``T`` (``DictSample`` when no type is given).
 Iteration streams shard by shard through the aligned tar reader; nothing is read up front.
-Errors name the shard, the sample key and the field; ``on_error="skip"`` logs and counts them
-instead of raising, and nothing is dropped without a log line.
+Errors name the shard, the sample key and the field; ``on_error="skip"`` counts them instead
+of raising, logs them rate-limited and ends each pass with a summary (skipped N of M, the first
+reasons), so nothing is dropped unsaid.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ._skips import SkipLog
 from ._sources import ShardSource, expand_sources
 from ._tar import iter_samples
 from .batch import SampleBatch
@@ -134,6 +136,7 @@ class Dataset(Generic[T]):
         self.skipped = 0
         #: The most recent skip messages (at most 100).
         self.errors: list[str] = []
+        self._skip_log = SkipLog(log)
 
     # -- description ---------------------------------------------------------------------------
 
@@ -169,6 +172,7 @@ class Dataset(Generic[T]):
         other.__dict__.update(self.__dict__)
         other.skipped = 0
         other.errors = []
+        other._skip_log = SkipLog(log)
         return other
 
     def as_type(self, view: type[U]) -> Dataset[U]:
@@ -188,12 +192,12 @@ class Dataset(Generic[T]):
 
     # -- iteration -----------------------------------------------------------------------------
 
-    def _skip(self, exc: BaseException) -> None:
+    def _skip(self, exc: BaseException, *, whole_shard: bool = False) -> None:
         self.skipped += 1
         message = str(exc)
         self.errors.append(message)
         del self.errors[:-100]
-        log.warning("skipping: %s", message)
+        self._skip_log.add(message, whole_shard=whole_shard)
 
     def _iter_shard(
         self,
@@ -212,7 +216,7 @@ class Dataset(Generic[T]):
         except (OSError, AtdataError) as exc:
             if not skip:
                 raise
-            self._skip(exc)
+            self._skip(exc, whole_shard=True)
             return
         try:
             for raw in iter_samples(stream, name):
@@ -241,7 +245,7 @@ class Dataset(Generic[T]):
             # Shard-level trouble: a truncated/corrupt archive, integrity or transport error.
             if not skip:
                 raise
-            self._skip(exc)
+            self._skip(exc, whole_shard=True)
         finally:
             stream.close()
 
@@ -249,8 +253,8 @@ class Dataset(Generic[T]):
         self, sources: Iterable[ShardSource], keep: Callable[[int], bool] | None = None
     ) -> Iterator[Any]:
         counter = [0]
-        for source in sources:
-            yield from self._iter_shard(source, keep, counter)
+        samples = (s for source in sources for s in self._iter_shard(source, keep, counter))
+        return self._skip_log.watch(samples)
 
     def __iter__(self) -> Iterator[T]:
         return self._iter_sources(self._sources)
