@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.atdata-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv system-deps devnet peer-venv clean
+.PHONY: demo test check lint venv have-venv system-deps devnet peer-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# `lint` and `check` use the venv as it is once it has been installed: they install only into a
+# venv that never was (after changing pyproject.toml's dependencies, run `make venv`).
+have-venv:
+	@test -f $(STAMP) || $(MAKE) --no-print-directory venv
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -35,9 +40,12 @@ demo: system-deps venv devnet
 test: system-deps venv devnet peer-venv
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-lint: venv
+# Style and types; the versions of ruff and mypy are pinned in the `dev` extra, mypy's
+# settings (which files, per-module rules) are in pyproject.toml.
+lint: have-venv
 	$(VENV)/bin/ruff check sdk appview tests benchmarks
 	$(VENV)/bin/ruff format --check sdk appview tests benchmarks
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

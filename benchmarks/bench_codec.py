@@ -21,7 +21,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import ours_python, peer_python  # noqa: E402
+from _common import ours_python, peer_python
 
 CHILD = r"""
 import json, sys, time, statistics

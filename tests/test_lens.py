@@ -36,7 +36,7 @@ def full_to_scored(src: Full) -> Scored:
 
 
 @full_to_scored.putter
-def full_to_scored(view: Scored, source: Full) -> Full:  # noqa: F811 - putter keeps the lens
+def full_to_scored(view: Scored, source: Full) -> Full:  # the putter keeps the lens
     return replace(source, name=view.name, score=view.score)
 
 
@@ -46,7 +46,7 @@ def scored_to_named(src: Scored) -> Named:
 
 
 @scored_to_named.putter
-def scored_to_named(view: Named, source: Scored) -> Scored:  # noqa: F811
+def scored_to_named(view: Named, source: Scored) -> Scored:
     return replace(source, name=view.name)
 
 

@@ -27,7 +27,7 @@ def _no_env_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
 class Recorder(http.server.BaseHTTPRequestHandler):
     """Records request headers; answers per the server's `routes` (path -> (status, headers, body))."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:  # http.server API
         self.server.seen.append({"path": self.path, "headers": dict(self.headers)})  # type: ignore[attr-defined]
         route = self.server.routes.get(self.path.split("?")[0], (404, {}, b"nope"))  # type: ignore[attr-defined]
         if callable(route):
@@ -251,7 +251,7 @@ def test_blob_stream_waits_out_ratelimit_reset_and_resumes_after_a_cut() -> None
     class Flaky(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             rng = self.headers.get("Range")
             calls.append(rng)
             if len(calls) == 1:  # rate limited, with only the ATProto ratelimit-* headers

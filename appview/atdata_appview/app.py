@@ -86,7 +86,7 @@ async def _health(request: web.Request) -> web.Response:
 
     try:
         await store.read(ping)
-    except Exception as exc:  # noqa: BLE001 - any database failure means unhealthy
+    except Exception as exc:  # any database failure means unhealthy
         return web.json_response({"status": "error", "message": f"database: {exc}"}, status=503)
     return web.json_response({"status": "ok"})
 

@@ -224,7 +224,7 @@ def parse_fields(cls: type, localns: dict[str, Any] | None = None) -> tuple[Fiel
             ann = f.type
             if isinstance(ann, str):
                 try:
-                    ann = eval(ann, globalns, local)  # noqa: S307 - annotations are code
+                    ann = eval(ann, globalns, local)  # annotations are code
                 except Exception as exc:
                     raise FieldTypeError(
                         f"field {f.name!r}: cannot resolve annotation {f.type!r}: {exc}"
@@ -292,7 +292,7 @@ def make_checker(spec: FieldSpec) -> Checker:
     return check_optional
 
 
-def _make_base_checker(spec: FieldSpec) -> Checker:  # noqa: C901 - one branch per kind
+def _make_base_checker(spec: FieldSpec) -> Checker:
     kind = spec.kind
     if kind is FieldKind.ARRAY:
 
@@ -437,7 +437,7 @@ def make_decoder(spec: FieldSpec) -> Decoder:
     return decode
 
 
-def make_base_decoder(spec: FieldSpec) -> Decoder:  # noqa: C901 - one branch per kind
+def make_base_decoder(spec: FieldSpec) -> Decoder:
     """Like :func:`make_decoder` for a value known not to be nil (nil is refused)."""
     kind = spec.kind
     if kind is FieldKind.ARRAY:

@@ -108,7 +108,7 @@ def start_appview(workdir: Path, net: Any, port: int) -> subprocess.Popen[bytes]
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the demo, which stops it in order
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
 
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         if own_dir:
             shutil.rmtree(workdir, ignore_errors=True)
         return 130
-    except Exception as exc:  # noqa: BLE001 - one clear line; details are in the logs
+    except Exception as exc:  # one clear line; details are in the logs
         print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(f"logs kept in {workdir}", file=sys.stderr)
         return 1

@@ -202,7 +202,7 @@ def _compile_check(
 
 def _compile(src: str, env: dict[str, Any], fn: str) -> Callable[..., Any]:
     ns: dict[str, Any] = {}
-    exec(compile(src, f"<atdata {fn}>", "exec"), env, ns)  # noqa: S102 - generated from specs
+    exec(compile(src, f"<atdata {fn}>", "exec"), env, ns)  # generated from specs
     return ns[fn]
 
 

@@ -174,7 +174,7 @@ class IdentityResolver:
                     {"handle": handle},
                     trusted=True,
                 )
-            except Exception as e:  # noqa: BLE001 - try the next service
+            except Exception as e:  # try the next service
                 errors.append(f"{service}: {e}")
                 continue
             did = out.get("did") if isinstance(out, dict) else None

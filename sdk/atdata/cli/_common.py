@@ -126,7 +126,7 @@ def as_array(value: Any) -> np.ndarray | None:
 
         try:
             return decode_array(bytes(value))
-        except Exception:  # noqa: BLE001 - not an array: plain bytes
+        except Exception:  # not an array: plain bytes
             return None
     return None
 

@@ -73,7 +73,7 @@ def _cid(v: str) -> str | None:
         return None
     try:
         libipld.decode_cid(v)
-    except Exception:  # noqa: BLE001 - libipld raises plain ValueError/others
+    except Exception:  # libipld raises plain ValueError/others
         return "not a valid CID"
     return None
 
