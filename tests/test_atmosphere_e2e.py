@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from atdata import LensError, LexiconError, ResolutionError, ShardIntegrityError
 from atdata.atmosphere import Client, PublishError, ShardCache, fetch_record, load_dataset
-from atdata.atmosphere.client import DATASET, LENS, SCHEMA
+from atdata.records import DATASET, LENS, SCHEMA
 from numpy.typing import NDArray
 
 pytestmark = pytest.mark.devnet

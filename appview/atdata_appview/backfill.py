@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from atdata.errors import ResolutionError
 from atdata.ratelimit import retry_after_seconds
+from atdata.records import OWN_COLLECTIONS
 
 from .frames import ATDATA_PREFIX
 from .identity import Identity, IdentityResolver
@@ -34,7 +35,7 @@ __all__ = ["Backfiller", "HostRateLimiter", "http_base"]
 
 log = logging.getLogger(__name__)
 
-OUR_COLLECTIONS = ("io.atdata.schema", "io.atdata.dataset", "io.atdata.lens")
+OUR_COLLECTIONS = OWN_COLLECTIONS
 
 
 def http_base(host: str) -> str:

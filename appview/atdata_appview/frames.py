@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import libipld
+from atdata.records import OWN_NAMESPACE
 
 __all__ = [
     "ATDATA_PREFIX",
@@ -35,7 +36,7 @@ __all__ = [
     "parse_cid",
 ]
 
-ATDATA_PREFIX = "io.atdata."
+ATDATA_PREFIX = OWN_NAMESPACE
 
 _SHA256 = 0x12
 _DAG_CBOR = 0x71

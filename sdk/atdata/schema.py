@@ -26,10 +26,10 @@ from numpy.typing import NDArray
 from ._fields import FieldKind, FieldSpec, Shape
 from .errors import SchemaError
 from .packable import NAME, SEMVER, is_packable, packable, sample_fields
+from .records import SCHEMA as SCHEMA_NSID
 
 __all__ = ["SCHEMA_NSID", "schema_matches", "schema_of", "type_from_schema"]
 
-SCHEMA_NSID = "io.atdata.schema"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KINDS = {k.value: k for k in FieldKind}
 _SCALAR_TYPES: dict[FieldKind, type] = {

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA = "io.atdata.schema"
-DATASET = "io.atdata.dataset"
-LENS = "io.atdata.lens"
+from atdata.records import DATASET, LENS, SCHEMA
+
+__all__ = ["DATASET", "LENS", "SCHEMA"]
 
 
 def at_uri(did: str, collection: str, rkey: str) -> str:

@@ -8,6 +8,7 @@ one column instead of joining ``repos`` on every match.
 
 from __future__ import annotations
 
+from atdata.records import DATASET, LENS, SCHEMA
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -162,7 +163,7 @@ cursors = Table(
 )
 
 COLLECTION_TABLES = {
-    "io.atdata.schema": schemas,
-    "io.atdata.dataset": datasets,
-    "io.atdata.lens": lenses,
+    SCHEMA: schemas,
+    DATASET: datasets,
+    LENS: lenses,
 }

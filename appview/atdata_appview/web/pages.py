@@ -18,6 +18,7 @@ from aiohttp import web
 from atdata.display import dtype_text, human_bytes, shape_text, type_text
 from atdata.errors import LexiconError
 from atdata.lexicon import validate_params
+from atdata.records import DATASET
 
 from ..db import BadCursor, SearchParams, Store, queries, search_datasets
 from ..xrpc import CONTEXT
@@ -27,7 +28,7 @@ from .style import CSS, SCRIPT
 SEARCH_NSID = "io.atdata.searchDatasets"
 PAGE_SIZE = 20
 DESCRIPTION_PREVIEW = 280
-DATASET_COLLECTION = "io.atdata.dataset"
+DATASET_COLLECTION = DATASET
 
 
 def dataset_path(uri: str) -> str:

@@ -5,10 +5,12 @@ Publishing needs the `atmosphere` extra (`atproto`); resolving needs `httpx` and
 
 from __future__ import annotations
 
+from ..records import Record, RecordRef
 from .cache import CachedShard, ShardCache, default_cache_dir
 from .cid import record_cid
-from .client import Client, Record, RecordRef, import_lens, lens_code_ref
+from .client import Client
 from .identity import AtUri, IdentityResolver, default_plc_url, parse_at_uri
+from .lens_code import import_lens, lens_code_ref
 from .netguard import check_url, guarded_client, private_network_allowed
 from .resolve import GuardedHttpShard, Resolver, fetch_record, load_dataset, shard_sources
 from .shards import PublishError, cut_shard

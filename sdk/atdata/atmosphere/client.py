@@ -7,26 +7,29 @@ sizes against the PDS blob limit, record size, splits) is checked before the fir
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import json
 import logging
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from .. import packable as packable_mod
+from .. import schema as schema_mod
 from .._sources import s3_client
-from ..errors import AtdataError, LensError, LexiconError, ResolutionError
+from ..dataset import Dataset
+from ..errors import AtdataError, DecodeError, LensError, LexiconError, ResolutionError
 from ..lexicon import Lexicons, default_lexicons
+from ..records import DATASET, LENS, SCHEMA, Record, RecordRef
+from ..writer import observe_arrays
 from .identity import parse_at_uri
+from .lens_code import import_lens, lens_code_ref
+from .resolve import fetch_record
 from .shards import (
     LocalShardFacts,
     PublishError,
@@ -34,7 +37,6 @@ from .shards import (
     gather_shards,
     merge_arrays,
     remap_splits,
-    sha256_file,
 )
 from .spdx import check_license
 
@@ -42,46 +44,11 @@ __all__ = ["Client", "PublishError", "Record", "RecordRef"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "io.atdata.schema"
-DATASET = "io.atdata.dataset"
-LENS = "io.atdata.lens"
 TAR_MIME = "application/x-tar"
 #: Shards listed in the record itself; past this (or past _MAX_INLINE_JSON) a manifest blob.
 MAX_INLINE_SHARDS = 1000
 _MAX_INLINE_JSON = 300_000  # bytes of JSON: well under the 1 MB record limit
 _PLACEHOLDER_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
-
-
-class RecordRef(str):
-    """An at:// URI (a `str`) that also carries the record's CID."""
-
-    cid: str
-
-    def __new__(cls, uri: str, cid: str) -> RecordRef:
-        self = super().__new__(cls, uri)
-        self.cid = cid
-        return self
-
-    @property
-    def uri(self) -> str:
-        return str.__str__(self)
-
-    def strong_ref(self) -> dict[str, str]:
-        """`{"uri", "cid"}` for a `com.atproto.repo.strongRef` field."""
-        return {"uri": self.uri, "cid": self.cid}
-
-
-@dataclass(frozen=True)
-class Record:
-    """A record as listed or fetched: where it is, its CID and its JSON value."""
-
-    uri: str
-    cid: str
-    value: dict[str, Any]
-
-    @property
-    def ref(self) -> RecordRef:
-        return RecordRef(self.uri, self.cid)
 
 
 def now_iso() -> str:
@@ -246,8 +213,6 @@ class Client:
         Publishing identical content again returns the existing record. The same name and
         version with different content is an error: schemas are immutable, bump the version.
         """
-        from .. import schema as schema_mod
-
         record = (
             dict(sample_type)
             if isinstance(sample_type, Mapping)
@@ -289,19 +254,13 @@ class Client:
         Shards given as paths (no `ShardInfo`) get their array dtypes and shapes observed
         here, so their record says what `write_samples` would have recorded.
         """
-        from .. import packable as packable_mod
-        from ..dataset import Dataset
-        from ..errors import DecodeError
-        from ..schema import type_from_schema
-        from ..writer import observe_arrays
-
         if schema is None:
             schema = getattr(shards, "sample_type", None)
         if isinstance(schema, str):  # an at:// URI or a RecordRef
             rec = _fetch_any(self, str(schema))
             if rec.value.get("$type") != SCHEMA:
                 raise PublishError(f"{schema} is not an {SCHEMA} record")
-            schema = type_from_schema(rec.value)
+            schema = schema_mod.type_from_schema(rec.value)
         if not (isinstance(schema, type) and packable_mod.is_packable(schema)):
             return  # `_schema_ref` reports what is wrong with it
         first = next((f for f in facts if f.samples), None)
@@ -667,102 +626,10 @@ class Client:
         The module must already be importable locally (nothing is downloaded); its source
         file must hash to the record's sha256, checked before the module is imported.
         """
-        from .resolve import fetch_record
-
         rec = fetch_record(uri, allow_private=self.allow_private)
         if rec.value.get("$type") != LENS:
             raise LensError(f"{uri} is not an {LENS} record")
         return import_lens(rec.value["code"], trust=trust, uri=uri)
-
-
-# -- lens code references ------------------------------------------------------------------
-
-
-def _entry_point(lens: Any) -> tuple[str, str]:
-    fn = getattr(lens, "__wrapped__", lens)
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", None)
-    if not module or not qualname or "<locals>" in qualname or module == "__main__":
-        raise PublishError(
-            f"lens {lens!r} must be defined at module level in an importable module "
-            f"(got {module}:{qualname})"
-        )
-    return module, qualname
-
-
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
-
-
-def lens_code_ref(
-    lens: Any, *, repo_url: str | None = None, commit: str | None = None
-) -> dict[str, Any]:
-    """The `codeRef` of a lens: entry point, file sha256, and repo/commit/path from git."""
-    module, qualname = _entry_point(lens)
-    mod = importlib.import_module(module)
-    source_file = inspect.getsourcefile(mod)
-    if not source_file:
-        raise PublishError(f"cannot find the source file of module {module}")
-    code: dict[str, Any] = {
-        "entryPoint": f"{module}:{qualname}",
-        "sha256": sha256_file(source_file),
-    }
-    folder = Path(source_file).resolve().parent
-    top = _git(["rev-parse", "--show-toplevel"], folder)
-    if top:
-        repo_url = repo_url or _remote_uri(_git(["remote", "get-url", "origin"], folder), top)
-        commit = commit or _git(["rev-parse", "HEAD"], folder)
-        code["path"] = str(Path(source_file).resolve().relative_to(Path(top).resolve()))
-    if repo_url:
-        code["repository"] = repo_url
-    if commit:
-        code["commit"] = commit
-    return code
-
-
-def _remote_uri(remote: str | None, top: str) -> str | None:
-    """A git remote as a URI: local paths and scp-like `user@host:path` are not URIs."""
-    if not remote or "://" in remote:
-        return remote or None
-    user_host, sep, path = remote.partition(":")
-    if sep and "@" in user_host and "/" not in user_host:
-        return f"ssh://{user_host}/{path.lstrip('/')}"
-    return (Path(top) / remote).resolve().as_uri()
-
-
-def import_lens(code: Mapping[str, Any], *, trust: bool, uri: str = "") -> Any:
-    """Import the object `code["entryPoint"]` names, if trusted and its file's hash matches."""
-    entry = str(code.get("entryPoint", ""))
-    if not trust:
-        raise LensError(
-            f"lens {uri} names code {entry!r}; it is only imported with trust=True "
-            "(read the code first: it runs in your process)"
-        )
-    module, _, qualname = entry.partition(":")
-    if not module or not qualname:
-        raise LensError(f"bad lens entry point {entry!r}")
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as e:
-        raise LensError(f"lens module {module} is not importable here: {e}") from e
-    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        raise LensError(f"lens module {module} is not installed locally; nothing is downloaded")
-    got = sha256_file(spec.origin)
-    if got != code.get("sha256"):
-        raise LensError(
-            f"lens module {module} ({spec.origin}) has sha256 {got}, but the record {uri} "
-            f"says {code.get('sha256')}: not the published code, refusing to import it"
-        )
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise LensError(f"{module} has no attribute {qualname}")
-    return obj
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -832,6 +699,4 @@ def _atp_error(e: Exception) -> str:
 
 
 def _fetch_any(client: Client, uri: str) -> Record:
-    from .resolve import fetch_record
-
     return fetch_record(uri, allow_private=client.allow_private)

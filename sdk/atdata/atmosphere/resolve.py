@@ -25,9 +25,9 @@ import httpx
 from .._sources import HttpShard, S3Shard, ShardSource, shared_http_client
 from ..errors import AppViewError, LexiconError, ResolutionError
 from ..lexicon import default_lexicons
+from ..records import DATASET, SCHEMA, Record
 from .cache import ShardCache
 from .cid import cid_bytes, record_cid
-from .client import DATASET, SCHEMA, Record
 from .did import check_did, parse_did_document
 from .identity import AtUri, IdentityResolver, parse_at_uri
 from .netguard import DEFAULT_TIMEOUT, HTTPStatusError, check_url, get_json, guarded_client

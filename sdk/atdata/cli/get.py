@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from ..display import dtype_text, human_bytes, shape_text
+from ..records import DATASET, LENS, SCHEMA
 from ._common import (
     JSON_OPTION,
     PLC_OPTION,
@@ -125,9 +126,9 @@ def get(
         return
     kind = rec.value.get("$type")
     show = {
-        "io.atdata.dataset": _dataset,
-        "io.atdata.schema": _schema,
-        "io.atdata.lens": _lens,
+        DATASET: _dataset,
+        SCHEMA: _schema,
+        LENS: _lens,
     }.get(str(kind))
     if show is None:
         print_json({"uri": rec.uri, "cid": rec.cid, "value": rec.value})

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from ..records import DATASET, LENS, SCHEMA
 from . import CliError
 from ._common import (
     HANDLE_OPTION,
@@ -27,10 +28,6 @@ from ._common import (
 )
 
 __all__ = ["register", "schema_app"]
-
-SCHEMA = "io.atdata.schema"
-DATASET = "io.atdata.dataset"
-LENS = "io.atdata.lens"
 
 schema_app = typer.Typer(
     name="schema",

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LexiconError
+from ..records import OWN_NAMESPACE
 from ._document import absolute_ref, check_document, iter_refs
 from ._formats import check_format, grapheme_length
 
 __all__ = ["Lexicons", "OWN_NAMESPACE"]
 
-OWN_NAMESPACE = "io.atdata."
 _INT_RE = re.compile(r"^-?(0|[1-9][0-9]*)$")
 
 # Facts of the standard `com.atproto.repo.strongRef` lexicon (a uri + cid pair), which our
