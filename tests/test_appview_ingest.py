@@ -555,3 +555,50 @@ def test_stalled_socket_is_detected_and_reconnected():
     conn = asyncio.run(go())
     assert conn.failures >= 2 and conn.last_error
     assert cursors[:3] == ["41", "41", "41"]  # every reconnect resumes from the cursor
+
+
+def test_host_that_never_answers_the_handshake_times_out_and_backs_off(caplog):
+    """A host that accepts TCP and then says nothing (a fault a real PDS cannot be made to
+    produce) fails the connect within `connect_timeout`, is logged, and is dialled again."""
+    import logging
+
+    from atdata_appview.firehose import FirehoseConnection
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing, keep the socket open
+
+    async def go() -> tuple[FirehoseConnection, float]:
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        conn = FirehoseConnection(
+            f"ws://127.0.0.1:{port}", lambda: None, connect_timeout=0.3, backoff_base=0.05
+        )
+
+        async def consume() -> None:
+            async for _ in conn.frames():
+                pass
+
+        t0 = time.monotonic()
+        task = asyncio.create_task(consume())
+        try:
+            await wait_for(lambda: conn.failures >= 2, 10, 0.05)
+            took = time.monotonic() - t0
+        finally:
+            await conn.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for w in accepted:
+                w.close()
+            server.close()
+            await server.wait_closed()
+        return conn, took
+
+    with caplog.at_level(logging.WARNING, logger="atdata_appview.firehose"):
+        conn, took = asyncio.run(go())
+    assert took < 5.0 and conn.connects == 0 and len(accepted) >= 2
+    assert "handshake within 0.3s" in (conn.last_error or "")
+    logged = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+    assert logged and "handshake" in logged[0]

@@ -115,7 +115,15 @@ def build(settings: Settings, *, follow: bool = True) -> web.Application:
     from .ingest import IngestService
 
     store = Store(settings.db)
-    ingest = IngestService(store, settings.firehose, settings.plc) if follow else None
+    ingest = None
+    if follow:
+        ingest = IngestService(
+            store,
+            settings.firehose,
+            settings.plc,
+            connect_timeout=settings.connect_timeout,
+            max_repo_bytes=settings.max_repo_bytes,
+        )
     app = create_app(store, ingest, run_ingest=follow)
 
     async def close_store(_app: web.Application) -> None:

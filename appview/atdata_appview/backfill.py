@@ -9,6 +9,13 @@ which of those have one of our collections. Each repo comes from its own PDS
 
 Requests are rate-limited per host, and a 429 pauses that host for its
 `Retry-After` (or a backoff) before the request is retried.
+
+A PDS address comes from a DID document, which its owner writes: before each request
+to it (redirects included) the SDK's network guard (`atdata.atmosphere.netguard`) checks
+it, with the same switch for devnets (`ATDATA_ALLOW_PRIVATE_NETWORK=1`). The hosts
+enumerated for repos are the operator's own firehose hosts and are not checked. A repo
+body is parsed as it streams in and abandoned past `max_repo_bytes` (default 256 MiB,
+`ATDATA_APPVIEW_MAX_REPO_BYTES`): the repo is skipped, counted and logged.
 """
 
 from __future__ import annotations
@@ -19,23 +26,40 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-from atdata.errors import ResolutionError
+from atdata.atmosphere.netguard import check_url
+from atdata.errors import ResolutionError, UnsafeURLError
 from atdata.ratelimit import retry_after_seconds
 from atdata.records import OWN_COLLECTIONS
 
-from .frames import ATDATA_PREFIX
+from .frames import ATDATA_PREFIX, Car, CarError, CarReader
 from .identity import Identity, IdentityResolver
 from .indexer import IngestCounters
 from .verify import VerifiedRepo, VerifyError, verify_repo
 
-__all__ = ["Backfiller", "HostRateLimiter", "http_base"]
+__all__ = [
+    "DEFAULT_MAX_REPO_BYTES",
+    "Backfiller",
+    "HostRateLimiter",
+    "RepoTooBigError",
+    "http_base",
+]
 
 log = logging.getLogger(__name__)
 
 OUR_COLLECTIONS = OWN_COLLECTIONS
+#: Largest getRepo body fetched. Repos holding datasets are mostly records of a few KB
+#: each (the shards are blobs, not in the repo); a PDS caps a single blob far lower.
+DEFAULT_MAX_REPO_BYTES = 256 * 1024 * 1024
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 5
+_CHUNK = 1 << 20
+
+
+class RepoTooBigError(ResolutionError):
+    """A repo's CAR is larger than the configured cap; it is skipped, not indexed."""
 
 
 def http_base(host: str) -> str:
@@ -97,6 +121,8 @@ class Backfiller:
         timeout: float = 60.0,
         prefix: str = ATDATA_PREFIX,
         max_retries: int = 5,
+        allow_private: bool | None = None,
+        max_repo_bytes: int = DEFAULT_MAX_REPO_BYTES,
     ) -> None:
         self.resolver = resolver
         self.counters = counters
@@ -107,6 +133,8 @@ class Backfiller:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.prefix = prefix
         self.max_retries = max_retries
+        self.allow_private = allow_private  # None: ATDATA_ALLOW_PRIVATE_NETWORK decides
+        self.max_repo_bytes = max_repo_bytes
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.active: set[str] = set()  # queued or running: live events of these are held
         self.last_attempt: dict[str, float] = {}
@@ -137,6 +165,14 @@ class Backfiller:
                 self.counters.backfills_done += 1
             except asyncio.CancelledError:
                 raise
+            except RepoTooBigError as exc:
+                self.counters.repos_too_big += 1
+                self.counters.note("repo_too_big")
+                log.warning("backfill of %s skipped: %s", did, exc)
+            except UnsafeURLError as exc:
+                self.counters.backfills_failed += 1
+                self.counters.note("unsafe_pds")
+                log.warning("backfill of %s refused: %s", did, exc)
             except Exception as exc:  # any failure: log, count, keep the resync mark
                 self.counters.backfills_failed += 1
                 self.counters.note("backfill_failed")
@@ -149,16 +185,25 @@ class Backfiller:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    async def _get(self, base: str, nsid: str, params: dict[str, Any]) -> aiohttp.ClientResponse:
-        """GET an XRPC query with rate limiting and 429 handling; caller reads the body."""
+    async def _get(
+        self, base: str, nsid: str, params: dict[str, Any], *, guarded: bool = False
+    ) -> aiohttp.ClientResponse:
+        """GET an XRPC query with rate limiting and 429 handling; caller reads the body.
+
+        `guarded`: `base` came from data we were given (a DID document), so the URL and
+        every redirect pass the network guard first.
+        """
         if self.session is None:
             self.session = aiohttp.ClientSession()
         host = urlsplit(base).netloc
         for attempt in range(self.max_retries + 1):
             await self.limiter.acquire(host)
-            resp = await self.session.get(
-                f"{base}/xrpc/{nsid}", params=params, timeout=self.timeout
-            )
+            if guarded:
+                resp = await self._get_guarded(f"{base}/xrpc/{nsid}", params)
+            else:
+                resp = await self.session.get(
+                    f"{base}/xrpc/{nsid}", params=params, timeout=self.timeout
+                )
             if resp.status != 429:
                 return resp
             asked = retry_after_seconds(resp.headers, resp.status) or 0.0
@@ -169,6 +214,22 @@ class Backfiller:
         raise ResolutionError(
             f"{nsid} on {host}: still rate-limited after {self.max_retries} retries"
         )
+
+    async def _get_guarded(self, url: str, params: dict[str, Any] | None) -> aiohttp.ClientResponse:
+        """GET `url`, following redirects by hand so each hop passes `check_url`."""
+        assert self.session is not None
+        for _ in range(_MAX_REDIRECTS + 1):
+            # check_url may resolve the host name (blocking): off the event loop
+            await asyncio.to_thread(check_url, url, allow_private=self.allow_private)
+            resp = await self.session.get(
+                url, params=params, timeout=self.timeout, allow_redirects=False
+            )
+            location = resp.headers.get("Location")
+            if resp.status not in _REDIRECTS or not location:
+                return resp
+            resp.release()
+            url, params = urljoin(str(resp.url), location), None
+        raise ResolutionError(f"{url}: more than {_MAX_REDIRECTS} redirects")
 
     async def _json(self, base: str, nsid: str, params: dict[str, Any]) -> tuple[int, Any]:
         resp = await self._get(base, nsid, params)
@@ -184,17 +245,40 @@ class Backfiller:
         ident = await self.resolver.resolve(did)
         if not ident.pds:
             raise ResolutionError(f"{did} names no PDS")
-        resp = await self._get(ident.pds, "com.atproto.sync.getRepo", {"did": did})
-        async with resp:
-            if resp.status != 200:
-                raise ResolutionError(f"getRepo {did}: HTTP {resp.status} {await resp.text()}")
-            car = await resp.read()
+        car = await self._download_repo(ident.pds, did)
         try:
             repo = await asyncio.to_thread(verify_repo, did, car, ident.key, self.prefix)
         except VerifyError:
             ident = await self.resolver.resolve(did, fresh=True)  # the key may have rotated
             repo = await asyncio.to_thread(verify_repo, did, car, ident.key, self.prefix)
         return ident, repo
+
+    async def _download_repo(self, pds: str, did: str) -> Car:
+        """getRepo from `pds`, parsed while it streams; RepoTooBigError past the cap."""
+        cap = self.max_repo_bytes
+        resp = await self._get(pds, "com.atproto.sync.getRepo", {"did": did}, guarded=True)
+        async with resp:
+            if resp.status != 200:
+                detail = (await resp.content.read(500)).decode(errors="replace")
+                raise ResolutionError(f"getRepo {did}: HTTP {resp.status} {detail}")
+            length = resp.content_length
+            if length is not None and length > cap:
+                raise RepoTooBigError(f"getRepo {did}: {length} bytes announced, cap is {cap}")
+            reader = CarReader()
+            got = 0
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                got += len(chunk)
+                if got > cap:
+                    resp.close()  # drop the connection rather than drain the rest
+                    raise RepoTooBigError(f"getRepo {did}: body exceeds the cap of {cap} bytes")
+                try:
+                    await asyncio.to_thread(reader.feed, chunk)
+                except CarError as exc:
+                    raise VerifyError(f"repo {did}: bad CAR: {exc}") from exc
+        try:
+            return reader.finish()
+        except CarError as exc:
+            raise VerifyError(f"repo {did}: bad CAR: {exc}") from exc
 
     async def enumerate(self, host: str, collections: Iterable[str] = OUR_COLLECTIONS) -> set[str]:
         """DIDs on `host` holding any of `collections` (listReposByCollection, else listRepos)."""

@@ -3,7 +3,10 @@
 `FirehoseConnection.frames()` yields raw binary messages forever: it connects
 with the caller's current cursor, reconnects with exponential backoff and full
 jitter after any failure, and treats a socket that answers no ping within the
-heartbeat window as stalled (aiohttp closes it; we reconnect). Decoding and
+heartbeat window as stalled (aiohttp closes it; we reconnect). A host that accepts
+the TCP connection but does not complete the websocket handshake within
+`connect_timeout` seconds counts as a failed attempt (logged, then the same
+backoff), instead of hanging for aiohttp's five-minute default. Decoding and
 cursor bookkeeping are the caller's: the connection only asks `cursor()` for
 the seq to resume after at each (re)connect.
 """
@@ -19,11 +22,12 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-__all__ = ["FirehoseConnection", "subscribe_url"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "FirehoseConnection", "subscribe_url"]
 
 log = logging.getLogger(__name__)
 
 NSID = "com.atproto.sync.subscribeRepos"
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds for TCP connect + TLS + websocket handshake
 
 
 def subscribe_url(host: str, cursor: int | None) -> str:
@@ -46,6 +50,7 @@ class FirehoseConnection:
         *,
         session: aiohttp.ClientSession | None = None,
         heartbeat: float = 20.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         idle_timeout: float | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 60.0,
@@ -55,6 +60,7 @@ class FirehoseConnection:
         self.cursor = cursor
         self.session = session
         self.heartbeat = heartbeat
+        self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -82,13 +88,11 @@ class FirehoseConnection:
             while not self._stopping:
                 url = subscribe_url(self.host, self.cursor())
                 got_frame = False
+                handshaken = False
                 try:
-                    async with self.session.ws_connect(
-                        url,
-                        heartbeat=self.heartbeat,
-                        max_msg_size=self.max_msg_size,
-                        autoping=True,
-                    ) as ws:
+                    ws = await self._connect(url)
+                    handshaken = True
+                    async with ws:
                         self._ws = ws
                         self.connected = True
                         self.connects += 1
@@ -123,8 +127,9 @@ class FirehoseConnection:
                 delay = self.backoff(attempt)
                 attempt += 1
                 log.warning(
-                    "firehose %s lost (%s); reconnecting in %.2fs",
+                    "firehose %s %s (%s); reconnecting in %.2fs",
                     self.host,
+                    "lost" if handshaken else "cannot connect",
                     self.last_error,
                     delay,
                 )
@@ -133,6 +138,20 @@ class FirehoseConnection:
             if own and self.session is not None:
                 await self.session.close()
                 self.session = None
+
+    async def _connect(self, url: str) -> aiohttp.ClientWebSocketResponse:
+        """Open the websocket; TCP connect + handshake must finish in `connect_timeout`."""
+        assert self.session is not None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                return await self.session.ws_connect(
+                    url,
+                    heartbeat=self.heartbeat,
+                    max_msg_size=self.max_msg_size,
+                    autoping=True,
+                )
+        except TimeoutError:
+            raise TimeoutError(f"no websocket handshake within {self.connect_timeout:g}s") from None
 
     async def reconnect(self) -> None:
         """Drop the socket (e.g. after an error frame); `frames()` reconnects."""

@@ -20,6 +20,7 @@ __all__ = [
     "ATDATA_PREFIX",
     "AccountEvent",
     "CarError",
+    "CarReader",
     "CommitEvent",
     "ErrorFrame",
     "FrameError",
@@ -365,30 +366,44 @@ class Car:
         return cid in self.blocks
 
 
-def parse_car(data: bytes) -> Car:
-    """Split CAR v1 bytes into `{raw CID: block bytes}` without decoding the blocks.
-
-    libipld's `decode_car` decodes every block and drops its bytes, which leaves
-    nothing to hash; we need the bytes to check each block against its CID.
-    """
-    data = bytes(data)
+def _car_header(data: bytes) -> tuple[list[bytes], int]:
+    """The roots of a CAR v1 header at the start of `data`, and the position after it."""
     try:
         size, pos = _varint(data, 0)
+        if pos + size > len(data):
+            raise CarError("truncated CAR header")
         header = libipld.decode_dag_cbor(data[pos : pos + size])
     except (ValueError, RecursionError) as exc:
         raise CarError(f"bad CAR header: {exc}") from exc
-    pos += size
     if not isinstance(header, dict) or header.get("version") != 1:
         raise CarError("CAR header is not version 1")
     roots = header.get("roots")
     if not isinstance(roots, list) or not all(isinstance(r, bytes) for r in roots):
         raise CarError("CAR header has no roots list")
-    blocks: dict[bytes, bytes] = {}
+    return roots, pos + size
+
+
+def _car_sections(data: bytes, pos: int, blocks: dict[bytes, bytes], *, partial: bool) -> int:
+    """Split the CAR sections of `data` from `pos` into `blocks`; return where it stopped.
+
+    With `partial`, a section cut by the end of `data` is left for the next call (its start
+    is returned); otherwise it is an error.
+    """
     end = len(data)
     while pos < end:
-        size, pos = _varint(data, pos)
+        start = pos
+        try:
+            size, pos = _varint(data, pos)
+        except CarError:
+            if partial and end - start < 10:
+                return start
+            raise
         stop = pos + size
-        if stop > end or size < 4:
+        if stop > end:
+            if partial:
+                return start
+            raise CarError("truncated CAR block")
+        if size < 4:
             raise CarError("truncated CAR block")
         if (
             data[pos] == 1
@@ -403,7 +418,79 @@ def parse_car(data: bytes) -> Car:
             raise CarError("CID runs past its CAR section")
         blocks[data[pos:after_cid]] = data[after_cid:stop]
         pos = stop
+    return pos
+
+
+def parse_car(data: bytes) -> Car:
+    """Split CAR v1 bytes into `{raw CID: block bytes}` without decoding the blocks.
+
+    libipld's `decode_car` decodes every block and drops its bytes, which leaves
+    nothing to hash; we need the bytes to check each block against its CID.
+    """
+    data = bytes(data)
+    roots, pos = _car_header(data)
+    blocks: dict[bytes, bytes] = {}
+    _car_sections(data, pos, blocks, partial=False)
     return Car(roots, blocks)
+
+
+class CarReader:
+    """`parse_car` fed in chunks, so a downloaded repo is never held twice (body + blocks).
+
+    `feed` each chunk as it arrives, then `finish()` for the `Car`. Only the unparsed tail
+    of the stream is kept between chunks; chunks of a block bigger than one chunk are
+    collected and joined once, not re-copied on every feed.
+    """
+
+    def __init__(self) -> None:
+        self.roots: list[bytes] | None = None
+        self.blocks: dict[bytes, bytes] = {}
+        self._parts: list[bytes] = []
+        self._have = 0
+        self._need = 1  # bytes to hold before parsing again
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._parts.append(bytes(chunk))
+        self._have += len(chunk)
+        if self._have < self._need:
+            return
+        data = b"".join(self._parts)
+        pos = 0
+        if self.roots is None:
+            try:
+                self.roots, pos = _car_header(data)
+            except CarError:
+                if len(data) < 1 << 20:  # a header is tiny: wait for more (or `finish`)
+                    self._keep(data, need=len(data) + 1)
+                    return
+                raise
+        pos = _car_sections(data, pos, self.blocks, partial=True)
+        rest = data[pos:]
+        need = len(rest) + 1
+        if len(rest) >= 10 or (rest and not rest[-1] & 0x80):
+            try:  # the cut section's full size is known: wait until all of it is here
+                size, after = _varint(rest, 0)
+                need = max(need, after + size)
+            except CarError:
+                pass
+        self._keep(rest, need=need)
+
+    def _keep(self, rest: bytes, *, need: int) -> None:
+        self._parts = [rest] if rest else []
+        self._have = len(rest)
+        self._need = need
+
+    def finish(self) -> Car:
+        """The parsed CAR; CarError when the stream ended inside the header or a block."""
+        data = b"".join(self._parts)
+        if self.roots is None:
+            self.roots, pos = _car_header(data)
+            data = data[pos:]
+        _car_sections(data, 0, self.blocks, partial=False)
+        self._parts, self._have = [], 0
+        return Car(self.roots, self.blocks)
 
 
 def make_cid(data: bytes) -> bytes:

@@ -70,6 +70,7 @@ class IngestCounters:
     resyncs: int = 0
     backfills_done: int = 0
     backfills_failed: int = 0
+    repos_too_big: int = 0  # backfills skipped: getRepo body over the cap
     held_events: int = 0
     batches: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # refusal/invalid reasons, coarse

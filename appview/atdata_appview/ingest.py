@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 from atdata.errors import ResolutionError
 
-from .backfill import Backfiller, HostRateLimiter
-from .firehose import FirehoseConnection
+from .backfill import DEFAULT_MAX_REPO_BYTES, Backfiller, HostRateLimiter
+from .firehose import DEFAULT_CONNECT_TIMEOUT, FirehoseConnection
 from .frames import (
     ATDATA_PREFIX,
     AccountEvent,
@@ -83,6 +83,9 @@ class IngestService:
         heartbeat: float = 20.0,
         rate_limit: float = 20.0,
         prefix: str = ATDATA_PREFIX,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_repo_bytes: int = DEFAULT_MAX_REPO_BYTES,
+        allow_private: bool | None = None,
     ) -> None:
         self.store = store
         self.hosts = list(dict.fromkeys(hosts))
@@ -103,6 +106,9 @@ class IngestService:
         self.backfill_enabled = backfill
         self.backfill_at_start = backfill_at_start
         self.heartbeat = heartbeat
+        self.connect_timeout = connect_timeout
+        self.max_repo_bytes = max_repo_bytes
+        self.allow_private = allow_private  # None: ATDATA_ALLOW_PRIVATE_NETWORK decides
         self.host_state = {h: HostState(h) for h in self.hosts}
         self._rate_limit = rate_limit
         self._session: aiohttp.ClientSession | None = None
@@ -129,6 +135,8 @@ class IngestService:
             session=self._session,
             limiter=HostRateLimiter(self._rate_limit),
             prefix=self.prefix,
+            allow_private=self.allow_private,
+            max_repo_bytes=self.max_repo_bytes,
         )
         spawn = asyncio.get_running_loop().create_task
         self._essential.append(spawn(self._flusher(), name="ingest-flusher"))
@@ -205,7 +213,11 @@ class IngestService:
     async def _consume(self, host: str) -> None:
         state = self.host_state[host]
         conn = FirehoseConnection(
-            host, lambda: state.seq, session=self._session, heartbeat=self.heartbeat
+            host,
+            lambda: state.seq,
+            session=self._session,
+            heartbeat=self.heartbeat,
+            connect_timeout=self.connect_timeout,
         )
         state.connection = conn
         async for data in conn.frames():

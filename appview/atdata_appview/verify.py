@@ -205,11 +205,12 @@ async def verify_commit(event: CommitEvent, resolve: Resolve) -> VerifiedCommit:
 
 
 def verify_repo(
-    did: str, car_bytes: bytes, key: VerifyKey | None, prefix: str = ATDATA_PREFIX
+    did: str, car_bytes: bytes | Car, key: VerifyKey | None, prefix: str = ATDATA_PREFIX
 ) -> VerifiedRepo:
-    """Verify a whole-repo CAR (getRepo) and return the records of our collections."""
+    """Verify a whole-repo CAR (getRepo; bytes, or already split by a `CarReader`) and
+    return the records of our collections."""
     try:
-        car = parse_car(car_bytes)
+        car = car_bytes if isinstance(car_bytes, Car) else parse_car(car_bytes)
     except CarError as exc:
         raise VerifyError(f"bad CAR: {exc}") from exc
     if not car.roots:

@@ -56,6 +56,22 @@ def serve(
     port: int = typer.Option(
         None, "--port", envvar="ATDATA_APPVIEW_PORT", help="Port to listen on [8080]."
     ),
+    connect_timeout: float = typer.Option(
+        None,
+        "--connect-timeout",
+        envvar="ATDATA_APPVIEW_CONNECT_TIMEOUT",
+        help="Seconds a firehose host has to accept the websocket (TCP connect + handshake) "
+        "before the attempt counts as failed and is retried with backoff [10].",
+        show_default=False,
+    ),
+    max_repo_bytes: int = typer.Option(
+        None,
+        "--max-repo-bytes",
+        envvar="ATDATA_APPVIEW_MAX_REPO_BYTES",
+        help="Largest repo (getRepo CAR) backfill downloads; a bigger one is skipped and "
+        "counted [268435456 = 256 MiB].",
+        show_default=False,
+    ),
     no_follow: bool = typer.Option(
         False, "--no-follow", help="Serve the existing index without following any firehose."
     ),
@@ -70,7 +86,15 @@ def serve(
     from . import CliError
 
     try:
-        settings = Settings.load(db=db, firehose=firehose, plc=plc, host=host, port=port)
+        settings = Settings.load(
+            db=db,
+            firehose=firehose,
+            plc=plc,
+            host=host,
+            port=port,
+            connect_timeout=connect_timeout,
+            max_repo_bytes=max_repo_bytes,
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if logging.getLogger("atdata_appview").level == logging.NOTSET:
