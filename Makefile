@@ -40,6 +40,13 @@ demo: system-deps venv devnet
 test: system-deps venv devnet peer-venv
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
+# The fast subset, while working: no devnet, PostgreSQL, Chromium or atdata 0.7 peer (tests
+# using their fixtures carry those markers, see tests/conftest.py); on all cores when
+# pytest-xdist is installed (the `dev` extra).
+CHECK_MARKERS := not devnet and not postgres and not browser and not peer
+check: have-venv
+	$(PY) -m pytest -q -m "$(CHECK_MARKERS)" $$($(PY) -c 'import xdist; print("-n auto")' 2>/dev/null) $(PYTEST_ARGS)
+
 # Style and types; the versions of ruff and mypy are pinned in the `dev` extra, mypy's
 # settings (which files, per-module rules) are in pyproject.toml.
 lint: have-venv

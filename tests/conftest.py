@@ -7,3 +7,18 @@ pytest_plugins = [
     "_fixtures.appview_index",  # AppView index: Store on SQLite + PostgreSQL, served app
     "_fixtures.newcomer",  # AppView via `atdata appview serve` on the devnet + a published dataset
 ]
+
+# A test that uses one of these fixtures (directly or through another fixture) needs the
+# service behind it and gets its marker, so `make check` (-m "not devnet and ...") leaves it out.
+SERVICE_MARKERS = {
+    "devnet": "devnet",
+    "postgres_cluster": "postgres",
+    "peer_python": "peer",
+}
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    for item in items:
+        for fixture, marker in SERVICE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()) and not item.get_closest_marker(marker):
+                item.add_marker(marker)

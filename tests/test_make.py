@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,30 @@ def test_test_still_reinstalls_after_a_dependency_change(tmp_path: Path) -> None
     # `make test` (and CI) keep the venv in step with pyproject.toml.
     venv = installed_venv(tmp_path)
     assert "pip install" in dry_run("venv", venv)
+
+
+def check_markers() -> str:
+    """The -m expression `make check` selects its tests with."""
+    match = re.search(r'-m "([^"]+)"', dry_run("check", ROOT / ".venv"))
+    assert match, "make check selects by marker"
+    return match.group(1)
+
+
+def test_check_leaves_out_every_service() -> None:
+    expression = check_markers()
+    for marker in ("devnet", "postgres", "browser", "peer"):
+        assert f"not {marker}" in expression
+
+
+def test_tests_using_a_service_fixture_are_marked_without_saying_so() -> None:
+    # test_atmosphere_appview.py uses the devnet through its fixtures and no explicit marker.
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        + ["-m", check_markers(), "tests/test_atmosphere_appview.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "deselected" in out.stdout, out.stdout + out.stderr
+    assert "::" not in out.stdout, "tests needing the devnet would run in make check"

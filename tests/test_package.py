@@ -1,7 +1,89 @@
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import atdata
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The public API. Changing it is a decision: update this list (and the README) in the same commit.
+PUBLIC = {
+    # errors
+    "AppViewError",
+    "AtdataError",
+    "DecodeError",
+    "FieldTypeError",
+    "LensError",
+    "LexiconError",
+    "ResolutionError",
+    "SampleValueError",
+    "SchemaError",
+    "ShardIntegrityError",
+    "SourceError",
+    "UnsafeURLError",
+    # samples
+    "DictSample",
+    "FieldKind",
+    "FieldSpec",
+    "Shape",
+    "is_packable",
+    "packable",
+    "sample_fields",
+    "schema_of",
+    "type_from_schema",
+    # data path
+    "Dataset",
+    "Lens",
+    "SampleBatch",
+    "ShardInfo",
+    "lens",
+    "write_samples",
+    # federation
+    "AppViewClient",
+    "load_dataset",
+    "__version__",
+}
 
 
 def test_errors_name_their_location() -> None:
     err = atdata.DecodeError("bad msgpack", shard="a.tar", key="s1", field="image")
     assert "a.tar" in str(err) and "s1" in str(err) and "image" in str(err)
     assert isinstance(err, atdata.AtdataError)
+
+
+def test_public_api_is_pinned() -> None:
+    assert len(atdata.__all__) == len(set(atdata.__all__)), "a name is listed twice"
+    assert set(atdata.__all__) == PUBLIC
+    for name in atdata.__all__:
+        assert getattr(atdata, name) is not None, name
+
+
+def test_errors_of_the_public_api_share_one_base() -> None:
+    errors = [getattr(atdata, n) for n in PUBLIC if n.endswith("Error")]
+    assert all(issubclass(e, atdata.AtdataError) for e in errors)
+
+
+def test_package_ships_its_types() -> None:
+    # PEP 561: without the marker, users' type checkers ignore atdata's annotations.
+    assert (Path(atdata.__file__).parent / "py.typed").is_file()
+
+
+def test_no_library_module_imports_webdataset() -> None:
+    # webdataset is a test/benchmark dependency (the `dev` extra), not a runtime one.
+    code = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        import atdata, atdata_appview
+        for pkg in (atdata, atdata_appview):
+            for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+                if m.name.endswith("__main__") or ".migrations" in m.name:
+                    continue  # scripts run by python -m / alembic, not imported
+                try:
+                    importlib.import_module(m.name)
+                except ModuleNotFoundError as e:  # an optional extra that is not installed
+                    assert e.name != "webdataset", m.name
+        assert "webdataset" not in sys.modules, "a library module imports webdataset"
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

@@ -169,6 +169,7 @@ def test_png_colours_tells_blank_from_drawn(tmp_path: Path) -> None:
 
 
 @pytest.mark.devnet
+@pytest.mark.browser
 def test_dataset_page_in_chromium(appview: RunningAppView, published: Published) -> None:
     url = appview.url + dataset_path(published.uri)
     dom = dump_dom(url)
@@ -197,6 +198,7 @@ def test_dataset_page_in_chromium(appview: RunningAppView, published: Published)
 
 
 @pytest.mark.devnet
+@pytest.mark.browser
 def test_search_from_the_box_finds_it(appview: RunningAppView, published: Published) -> None:
     home = parse(dump_dom(appview.url + "/"))
     (form,) = home.forms
@@ -222,6 +224,7 @@ def test_search_from_the_box_finds_it(appview: RunningAppView, published: Publis
 
 
 @pytest.mark.devnet
+@pytest.mark.browser
 def test_screenshot_is_not_blank(
     appview: RunningAppView, published: Published, tmp_path: Path
 ) -> None:

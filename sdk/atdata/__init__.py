@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._fields import FieldKind, FieldSpec, Shape
 from .appview_client import AppViewClient
 from .batch import SampleBatch
@@ -25,6 +27,9 @@ from .lens import Lens, lens
 from .packable import is_packable, packable, sample_fields
 from .schema import schema_of, type_from_schema
 from .writer import ShardInfo, write_samples
+
+if TYPE_CHECKING:  # at run time loaded on first use, by __getattr__ below
+    from .atmosphere.resolve import load_dataset
 
 __version__ = "0.1.0"
 
