@@ -26,6 +26,7 @@ PUBLIC = {
     "DictSample",
     "FieldKind",
     "FieldSpec",
+    "PackableSample",
     "Shape",
     "is_packable",
     "packable",

@@ -154,6 +154,10 @@ def test_schema_matches_detects_differences() -> None:
         if t.get("sample") == "Point":
             t["sample"] = "Pt"
     assert schema_matches(Everything, nested_renamed)
+    # Malformed records (JSON from anywhere) do not match, and do not raise.
+    unhashable = copy.deepcopy(rec)
+    unhashable["types"][0]["name"] = ["Point"]
+    assert not schema_matches(Everything, unhashable)
 
 
 def bad(rec: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
@@ -172,6 +176,9 @@ def bad(rec: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
     ("path", "value", "needle"),
     [
         (["fields", 0, "type", "kind"], "tensor", "kind"),
+        (["fields", 0, "type", "kind"], ["array"], "kind"),
+        (["fields", 14, "type", "sample"], ["Point"], "sample"),
+        (["types", 0, "name"], ["Point"], "name"),
         (["fields", 0, "type", "dtype"], "|O", "dtype"),
         (["fields", 0, "type", "dtype"], "nonsense", "dtype"),
         (["fields", 0, "type", "dtype"], ",", "dtype"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._fields import FieldKind, FieldSpec, Shape
+from ._fields import FieldKind, FieldSpec, PackableSample, Shape
 from .appview_client import AppViewClient
 from .batch import SampleBatch
 from .dataset import Dataset
@@ -51,6 +51,7 @@ __all__ = [
     "DictSample",
     "FieldKind",
     "FieldSpec",
+    "PackableSample",
     "Shape",
     "is_packable",
     "packable",

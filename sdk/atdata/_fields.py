@@ -19,14 +19,21 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Protocol, Self, TypeVar, get_args, get_origin
 
 import numpy as np
 
 from ._codec import check_array_dtype, decode_array
 from .errors import DecodeError, FieldTypeError, SampleValueError
 
-__all__ = ["FieldKind", "FieldSpec", "Shape", "parse_fields", "spec_from_annotation"]
+__all__ = [
+    "FieldKind",
+    "FieldSpec",
+    "PackableSample",
+    "Shape",
+    "parse_fields",
+    "spec_from_annotation",
+]
 
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1  # msgpack carries unsigned 64-bit integers too
@@ -90,13 +97,39 @@ class FieldSpec:
     dtype: np.dtype | None = None
     shape: tuple[int | None, ...] | None = None
     item: FieldSpec | None = None
-    sample_type: type | None = None
+    sample_type: type[PackableSample] | None = None
     annotation: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def is_array(self) -> bool:
         """True for NDArray fields, optional or not."""
         return self.kind is FieldKind.ARRAY
+
+
+class PackableSample(Protocol):
+    """What ``@packable`` adds to a class: the type checker's view of a sample class.
+
+    A decorated class keeps its own type (so its constructor stays checked); code that needs
+    these members of an arbitrary sample class gets them through :func:`as_packable`.
+    """
+
+    __atdata_fields__: ClassVar[tuple[FieldSpec, ...]]
+    __atdata_name__: ClassVar[str]
+    __atdata_version__: ClassVar[str]
+    __atdata_description__: ClassVar[str | None]
+
+    @staticmethod
+    def __atdata_encode__(obj: Any) -> dict[str, Any]: ...
+    @staticmethod
+    def __atdata_decode__(d: dict[str, Any], writable: bool) -> Any: ...
+    @classmethod
+    def from_bytes(cls, b: bytes | bytearray | memoryview, *, writable: bool = False) -> Self: ...
+    @classmethod
+    def from_data(cls, d: dict[str, Any]) -> Self: ...
+    @property
+    def packed(self) -> bytes: ...
+    @property
+    def as_wds(self) -> dict[str, Any]: ...
 
 
 def _is_packable(tp: Any) -> bool:
@@ -169,25 +202,28 @@ def spec_from_annotation(name: str, ann: Any, *, _top: Any = None) -> FieldSpec:
             continue
         break
 
+    dtype: np.dtype | None = None
+    item: FieldSpec | None = None
+    sample_type: type[PackableSample] | None = None
     if ann is Any:
-        kind, spec_kw = FieldKind.ANY, {}
+        kind = FieldKind.ANY
     elif ann in _SCALARS:
-        kind, spec_kw = _SCALARS[ann], {}
+        kind = _SCALARS[ann]
     elif ann is np.ndarray or origin is np.ndarray:
         kind = FieldKind.ARRAY
-        spec_kw = {"dtype": _array_dtype(get_args(ann), name, top), "shape": shape}
+        dtype = _array_dtype(get_args(ann), name, top)
     elif ann is list or origin is list:
-        args = get_args(ann)
-        item = spec_from_annotation(f"{name}[]", args[0], _top=top) if args else None
-        kind, spec_kw = FieldKind.LIST, {"item": item}
+        params = get_args(ann)
+        item = spec_from_annotation(f"{name}[]", params[0], _top=top) if params else None
+        kind = FieldKind.LIST
     elif ann is dict or origin is dict:
-        args = get_args(ann)
-        if args and args[0] is not str:
+        params = get_args(ann)
+        if params and params[0] is not str:
             raise unsupported("has non-str keys; only dict[str, ...] is supported")
-        item = spec_from_annotation(f"{name}{{}}", args[1], _top=top) if args else None
-        kind, spec_kw = FieldKind.DICT, {"item": item}
+        item = spec_from_annotation(f"{name}{{}}", params[1], _top=top) if params else None
+        kind = FieldKind.DICT
     elif _is_packable(ann):
-        kind, spec_kw = FieldKind.SAMPLE, {"sample_type": ann}
+        kind, sample_type = FieldKind.SAMPLE, ann
     elif _looks_like_a_sample(ann):
         raise unsupported(
             "is a class that is not @packable: decorate it with @atdata.packable first "
@@ -197,7 +233,16 @@ def spec_from_annotation(name: str, ann: Any, *, _top: Any = None) -> FieldSpec:
         raise unsupported()
     if shape is not None and kind is not FieldKind.ARRAY:
         raise unsupported("puts a Shape on a non-array type")
-    return FieldSpec(name=name, kind=kind, optional=optional, annotation=top, **spec_kw)
+    return FieldSpec(
+        name=name,
+        kind=kind,
+        optional=optional,
+        dtype=dtype,
+        shape=shape,
+        item=item,
+        sample_type=sample_type,
+        annotation=top,
+    )
 
 
 def _fmt(ann: Any) -> str:

@@ -18,7 +18,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, dataclass_transform, overload
 
 import msgpack
 import numpy as np
@@ -34,6 +34,7 @@ from ._codec import (
 from ._fields import (
     FieldKind,
     FieldSpec,
+    PackableSample,
     make_base_decoder,
     make_checker,
     make_decoder,
@@ -42,7 +43,7 @@ from ._fields import (
 )
 from .errors import DecodeError, FieldTypeError, SampleValueError, SchemaError
 
-__all__ = ["is_packable", "packable", "sample_fields"]
+__all__ = ["PackableSample", "as_packable", "is_packable", "packable", "sample_fields"]
 
 T = TypeVar("T", bound=type)
 
@@ -57,18 +58,30 @@ _set = object.__setattr__
 _new = object.__new__
 
 
-def is_packable(cls_or_obj: Any) -> bool:
+def is_packable(cls_or_obj: object) -> bool:
     """True for a class made by ``@packable`` or an instance of one."""
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     return "__atdata_fields__" in getattr(cls, "__dict__", {})
 
 
-def sample_fields(cls_or_obj: Any) -> tuple[FieldSpec, ...]:
-    """The FieldSpecs of a packable class (or instance), in declaration order."""
+def as_packable(cls_or_obj: object) -> type[PackableSample]:
+    """The packable class of ``cls_or_obj`` (a class or an instance); TypeError otherwise."""
     if not is_packable(cls_or_obj):
         raise TypeError(f"{cls_or_obj!r} is not a @packable sample class")
-    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
-    return cls.__atdata_fields__
+    return cast(
+        "type[PackableSample]", cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    )
+
+
+def sample_fields(cls_or_obj: object) -> tuple[FieldSpec, ...]:
+    """The FieldSpecs of a packable class (or instance), in declaration order."""
+    return as_packable(cls_or_obj).__atdata_fields__
+
+
+def _add_members(target: object, **members: object) -> None:
+    """Attributes set at run time (a class made packable, a function's own attributes)."""
+    for name, value in members.items():
+        setattr(target, name, value)
 
 
 @overload
@@ -79,6 +92,7 @@ def packable(
 ) -> Callable[[T], T]: ...
 
 
+@dataclass_transform()
 def packable(
     cls: T | None = None, *, name: str | None = None, version: str = "1.0.0"
 ) -> T | Callable[[T], T]:
@@ -95,8 +109,8 @@ def packable(
     return _make_packable(cls, name, version, localns)
 
 
-packable.is_packable = is_packable  # type: ignore[attr-defined]
-packable.sample_fields = sample_fields  # type: ignore[attr-defined]
+# `atdata.packable.is_packable(...)`: the package attribute `atdata.packable` is this function.
+_add_members(packable, is_packable=is_packable, sample_fields=sample_fields)
 
 
 def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, Any]) -> T:
@@ -115,37 +129,41 @@ def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, An
     def __post_init__(self: Any) -> None:
         holder[0](self)
 
-    __post_init__._atdata_user = user_hook  # type: ignore[attr-defined]
+    _add_members(__post_init__, _atdata_user=user_hook)
     if "__dataclass_fields__" in cls.__dict__:
         had_hook = hasattr(cls, "__post_init__")
-        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+        _add_members(cls, __post_init__=__post_init__)
         if not had_hook:  # the generated __init__ does not call __post_init__: wrap it
-            init = cls.__init__
+            init = inspect.getattr_static(cls, "__init__")
 
             @functools.wraps(init)
             def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
                 init(self, *args, **kwargs)
                 holder[0](self)
 
-            cls.__init__ = __init__  # type: ignore[misc]
+            _add_members(cls, __init__=__init__)
     else:
-        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
-        cls = dataclasses.dataclass(cls)
+        _add_members(cls, __post_init__=__post_init__)
+        dataclasses.dataclass(cls)  # in place
 
     specs = parse_fields(cls, localns)
     if not specs:  # the schema lexicon needs at least one field
         raise FieldTypeError(
             f"{cls.__name__} has no fields: a sample type needs at least one annotated field"
         )
-    cls.__atdata_fields__ = specs  # type: ignore[attr-defined]
-    cls.__atdata_name__ = sname  # type: ignore[attr-defined]
-    cls.__atdata_version__ = version  # type: ignore[attr-defined]
-    cls.__atdata_description__ = inspect.cleandoc(doc) if doc else None  # type: ignore[attr-defined]
+    _add_members(
+        cls,
+        __atdata_fields__=specs,
+        __atdata_name__=sname,
+        __atdata_version__=version,
+        __atdata_description__=inspect.cleandoc(doc) if doc else None,
+    )
     holder.append(_compile_check(specs, user_hook))
     encode, pack = _compile_encode(cls, specs)
     decode, from_bytes = _compile_decode(cls, specs, user_hook)
-    cls.__atdata_encode__ = staticmethod(encode)  # type: ignore[attr-defined]
-    cls.__atdata_decode__ = staticmethod(decode)  # type: ignore[attr-defined]
+    _add_members(
+        cls, __atdata_encode__=staticmethod(encode), __atdata_decode__=staticmethod(decode)
+    )
 
     def from_data(kls: type, d: dict[str, Any]) -> Any:
         """Build a sample from an unpacked message dict (wire values or native ones)."""
@@ -161,10 +179,13 @@ def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, An
         """``{"__key__": <fresh unique key>, "msgpack": <message>}`` for a WebDataset writer."""
         return {"__key__": uuid.uuid4().hex, "msgpack": pack(self)}
 
-    cls.from_bytes = classmethod(from_bytes)  # type: ignore[attr-defined]
-    cls.from_data = classmethod(from_data)  # type: ignore[attr-defined]
-    cls.packed = property(packed)  # type: ignore[attr-defined]
-    cls.as_wds = property(as_wds)  # type: ignore[attr-defined]
+    _add_members(
+        cls,
+        from_bytes=classmethod(from_bytes),
+        from_data=classmethod(from_data),
+        packed=property(packed),
+        as_wds=property(as_wds),
+    )
     return cls
 
 

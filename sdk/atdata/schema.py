@@ -25,7 +25,16 @@ from numpy.typing import NDArray
 
 from ._fields import FieldKind, FieldSpec, Shape
 from .errors import SchemaError
-from .packable import NAME, SEMVER, is_packable, packable, sample_fields
+from .packable import (
+    NAME,
+    SEMVER,
+    PackableSample,
+    _add_members,
+    as_packable,
+    is_packable,
+    packable,
+    sample_fields,
+)
 from .records import SCHEMA as SCHEMA_NSID
 
 __all__ = ["SCHEMA_NSID", "schema_matches", "schema_of", "type_from_schema"]
@@ -62,7 +71,8 @@ def schema_of(sample_type: type, *, created_at: str | None = None) -> dict[str, 
     return record
 
 
-def _type_entry(cls: type, nested: dict[str, tuple[type, dict[str, Any]]]) -> dict[str, Any]:
+def _type_entry(klass: type, nested: dict[str, tuple[type, dict[str, Any]]]) -> dict[str, Any]:
+    cls = as_packable(klass)
     entry: dict[str, Any] = {"name": cls.__atdata_name__, "version": cls.__atdata_version__}
     if cls.__atdata_description__:
         entry["description"] = cls.__atdata_description__
@@ -82,7 +92,7 @@ def _field_type(spec: FieldSpec, nested: dict[str, tuple[type, dict[str, Any]]])
         t["item"] = _field_type(spec.item, nested)
     if spec.sample_type is not None:
         st = spec.sample_type
-        name = st.__atdata_name__
+        name = as_packable(st).__atdata_name__
         if name not in nested:
             entry = _type_entry(st, nested)
             nested.setdefault(name, (st, entry))
@@ -95,7 +105,7 @@ def _field_type(spec: FieldSpec, nested: dict[str, tuple[type, dict[str, Any]]])
 # --- record -> type -----------------------------------------------------------------------
 
 
-def type_from_schema(record: Mapping[str, Any]) -> type:
+def type_from_schema(record: Mapping[str, Any]) -> type[PackableSample]:
     """Build a packable class from an ``io.atdata.schema`` record (raises SchemaError).
 
     The same record content always gives the same class (cached), and instances of generated
@@ -112,14 +122,13 @@ def type_from_schema(record: Mapping[str, Any]) -> type:
     cls = _GENERATED.get(key)
     if cls is None:
         cls = _type_from_schema(record)
-        cls.__reduce__ = _reduce_generated  # type: ignore[method-assign]
-        cls.__atdata_schema_key__ = key  # type: ignore[attr-defined]
+        _add_members(cls, __reduce__=_reduce_generated, __atdata_schema_key__=key)
         with _GENERATED_LOCK:
             cls = _GENERATED.setdefault(key, cls)
     return cls
 
 
-_GENERATED: dict[str, type] = {}
+_GENERATED: dict[str, type[PackableSample]] = {}
 _GENERATED_LOCK = threading.Lock()
 
 
@@ -131,7 +140,7 @@ def _rebuild_generated(key: str, packed: bytes) -> Any:
     return type_from_schema(json.loads(key)).from_bytes(packed, writable=True)
 
 
-def _type_from_schema(record: Mapping[str, Any]) -> type:
+def _type_from_schema(record: Mapping[str, Any]) -> type[PackableSample]:
     types = record.get("types", [])
     if not isinstance(types, list):
         raise SchemaError("schema 'types' must be a list")
@@ -203,7 +212,8 @@ def _annotation(
 ) -> Any:
     if not isinstance(t, Mapping):
         raise SchemaError(f"{at} must be an object")
-    kind = _KINDS.get(t.get("kind"))  # type: ignore[arg-type]
+    kind_name = t.get("kind")
+    kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
         raise SchemaError(f"{at}.kind {t.get('kind')!r} is not a known field kind")
     extra = {"dtype", "shape"} if kind is FieldKind.ARRAY else set()
@@ -220,16 +230,18 @@ def _annotation(
     if kind is FieldKind.ARRAY:
         ann = NDArray
         if "dtype" in t:
-            ann = NDArray[_dtype(t["dtype"], f"{at}.dtype").type]  # type: ignore[misc]
+            ann = _subscript(NDArray, _dtype(t["dtype"], f"{at}.dtype").type)
         if "shape" in t:
             ann = Annotated[ann, Shape(*_shape(t["shape"], f"{at}.shape"))]
     elif kind is FieldKind.LIST:
         ann = (
-            list[_annotation(t["item"], defs, built, stack, f"{at}.item")] if "item" in t else list
+            _subscript(list, _annotation(t["item"], defs, built, stack, f"{at}.item"))
+            if "item" in t
+            else list
         )
     elif kind is FieldKind.DICT:
         if "item" in t:
-            ann = dict[str, _annotation(t["item"], defs, built, stack, f"{at}.item")]  # type: ignore[misc]
+            ann = _subscript(dict, str, _annotation(t["item"], defs, built, stack, f"{at}.item"))
         else:
             ann = dict
     elif kind is FieldKind.SAMPLE:
@@ -239,6 +251,11 @@ def _annotation(
     else:
         ann = _SCALAR_TYPES[kind]
     return Optional[ann] if optional else ann  # noqa: UP045 - Annotated needs Optional[]
+
+
+def _subscript(generic: Any, *args: Any) -> Any:
+    """``generic[args]``, for type arguments known only at run time."""
+    return generic[args if len(args) > 1 else args[0]]
 
 
 def _dtype(value: Any, at: str) -> np.dtype:
@@ -329,7 +346,9 @@ def schema_matches(
     ):
         return False
     theirs_nested = {
-        t.get("name"): t for t in record.get("types", []) or [] if isinstance(t, Mapping)
+        t["name"]: t
+        for t in record.get("types", []) or []
+        if isinstance(t, Mapping) and isinstance(t.get("name"), str)
     }
     ours_nested = {t["name"]: t for t in ours.get("types", [])}
     return _structure(ours, ours_nested) == _structure(record, theirs_nested)
