@@ -9,6 +9,7 @@ publish, search, get and load doing their jobs end to end.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -286,6 +287,51 @@ def test_publish_refuses_bad_input_before_uploading(make_account: Any, shards: A
     assert client.list_records("io.atdata.dataset") == []
     blobs = client.atproto.com.atproto.sync.list_blobs({"did": alice.did})
     assert list(blobs.cids) == []
+
+
+@pytest.mark.devnet
+def test_publish_no_cut_over_the_blob_limit_names_the_cli_flag(
+    make_account: Any, small_blob_pds: Any, tmp_path: Path
+) -> None:
+    """The advice is the command line's own (`--no-cut`), not the Python keyword."""
+    bob = make_account(pds=small_blob_pds)
+    (big,) = atdata.write_samples(glyphs(6000), str(tmp_path / "big-%06d.tar"), maxsize=1 << 40)
+    assert big.bytes > 5 * 1024 * 1024
+    done = atdata_cli("publish", big.path, "--name", "big", "--schema", GLYPH, "--no-cut",
+                      env=creds(bob))  # fmt: skip
+    assert done.returncode == 1
+    line = one_line_error(done)
+    assert "--no-cut" in line and "nothing was uploaded" in line, line
+    assert "cut_oversize" not in line
+
+
+@pytest.mark.devnet
+def test_publish_interrupted_says_what_was_published(make_account: Any, tmp_path: Path) -> None:
+    """Ctrl-C during a publish: exit 130 and one line that agrees with the PDS."""
+    from atdata.atmosphere import Client
+
+    alice = make_account(0)
+    atdata.write_samples(glyphs(24000, seed=5), str(tmp_path / "i-%06d.tar"), maxcount=6000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atdata.cli", "publish", str(tmp_path / "i-*.tar"),
+         "--name", "interrupted", "--schema", GLYPH],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=creds(alice),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert first.startswith("publishing 4 shard(s)"), first
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()  # not communicate(): readline() may have buffered more
+    stdout = proc.stdout.read() if proc.stdout is not None else ""
+    assert proc.wait(60) == 130, rest
+    lines = rest.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), rest
+    client = Client(alice.pds_url).login(alice.handle, alice.password)
+    datasets = [r.uri for r in client.list_records("io.atdata.dataset")]
+    if "was not published" in lines[0]:
+        assert datasets == [] and stdout == ""
+    else:
+        assert f"was published: {datasets[0]}" in lines[0] and stdout.strip() == datasets[0]
 
 
 @pytest.mark.devnet

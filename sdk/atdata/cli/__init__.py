@@ -181,6 +181,13 @@ def _hoist_debug(args: list[str]) -> list[str]:
     return ["--debug", *rest]
 
 
+def _swallowed_interrupt(exc: BaseException) -> bool:
+    """Typer turns a Ctrl-C into a silent exit 130: true for that, not for a command that
+    said what the interrupt left behind and exited 130 itself."""
+    inner = exc.__context__
+    return inner is not None and isinstance(inner.__cause__, KeyboardInterrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     global _debug
@@ -193,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         if code is None:
             return 0
+        if code == EXIT_INTERRUPTED and _swallowed_interrupt(exc):
+            print("interrupted", file=sys.stderr)
         if isinstance(code, int):
             return code
         print(code, file=sys.stderr)

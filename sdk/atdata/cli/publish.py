@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import typer
 
-from . import CliError
+from . import EXIT_INTERRUPTED, CliError
 from ._common import (
     HANDLE_OPTION,
     PASSWORD_OPTION,
@@ -130,19 +136,125 @@ def publish(
         raise CliError(f"--url: {len(urls)} URL(s) for {len(paths)} shard(s)")
     schema_arg = schema if is_at_uri(schema) else sample_class(schema)
     client = login(pds, handle, password)
-    note(f"publishing {len(paths)} shard(s) as {name!r} to {client.pds_url} ...")
-    ref = client.publish_dataset(
-        paths,
-        name=name,
-        schema=schema_arg,
-        storage=list(urls) if urls else storage,
-        description=description,
-        tags=flatten(tags),
-        license=license,
-        splits=split_map or None,
-        cut_oversize=not no_cut,
-    )
+    if no_cut and storage == "blobs" and not urls:
+        _refuse_oversize(client, paths)
+    watch = _PublishWatch(client)
+    try:
+        note(f"publishing {len(paths)} shard(s) as {name!r} to {client.pds_url} ...")
+        ref = client.publish_dataset(
+            paths,
+            name=name,
+            schema=schema_arg,
+            storage=list(urls) if urls else storage,
+            description=description,
+            tags=flatten(tags),
+            license=license,
+            splits=split_map or None,
+            cut_oversize=not no_cut,
+        )
+    except KeyboardInterrupt:
+        note(watch.interrupted(name))
+        if watch.dataset is not None:
+            out(watch.dataset)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     out(str(ref))
+
+
+def _refuse_oversize(client: Any, paths: list[str]) -> None:
+    """`--no-cut`: refuse a shard over the PDS's blob limit before anything is written."""
+    limit = client.blob_limit()
+    if limit is None:
+        return  # the PDS does not say: its refusal of the first (largest) upload stops it
+    for path in paths:
+        size = os.path.getsize(path)
+        if size > limit:
+            raise CliError(
+                f"shard {path} is {size} bytes, over this PDS's blob limit of {limit} bytes; "
+                "nothing was uploaded (drop --no-cut to cut it between samples, write smaller "
+                "shards, or use --storage s3://...)"
+            )
+
+
+class _PublishWatch:
+    """Notes what a publish has written, so that an interrupt can say what is published.
+
+    Wraps the client's `upload_blob` and `create_record`. A record write is atomic on the PDS;
+    a Ctrl-C during it is held until the PDS answers (a second Ctrl-C does not wait), so the
+    answer says for certain whether the dataset record exists.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.blobs = 0
+        self.records: list[tuple[str, str]] = []
+        self.uncertain = False
+        upload, create = client.upload_blob, client.create_record
+
+        def upload_blob(*args: Any, **kwargs: Any) -> Any:
+            blob = upload(*args, **kwargs)
+            self.blobs += 1
+            return blob
+
+        def create_record(nsid: str, *args: Any, **kwargs: Any) -> Any:
+            self.uncertain = True
+            with _sigint_held():
+                ref = create(nsid, *args, **kwargs)
+                self.records.append((nsid, str(ref)))
+                self.uncertain = False
+            return ref
+
+        client.upload_blob = upload_blob
+        client.create_record = create_record
+
+    @property
+    def dataset(self) -> str | None:
+        from ..atmosphere.client import DATASET
+
+        return next((uri for nsid, uri in self.records if nsid == DATASET), None)
+
+    def interrupted(self, name: str) -> str:
+        """One line: what an interrupted publish of `name` did and did not publish."""
+        if self.dataset is not None:
+            return f"interrupted, but only after dataset {name!r} was published: {self.dataset}"
+        if self.uncertain:
+            return (
+                f"interrupted while the PDS was writing a record: dataset {name!r} may or may "
+                "not be published (check with `atdata get` on your repo's io.atdata.dataset "
+                "records before publishing again)"
+            )
+        text = f"interrupted: dataset {name!r} was not published (no dataset record was created"
+        if self.blobs:
+            text += (
+                f"; the {self.blobs} blob(s) already uploaded are referenced by nothing "
+                "(the PDS lets them expire)"
+            )
+        text += ")"
+        others = [uri for _, uri in self.records]
+        if others:
+            text += f"; published before the interrupt: {', '.join(others)}"
+        return text
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold a first Ctrl-C until the block ends (then raise it); a second one raises at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def hold(signum: int, frame: Any) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:
