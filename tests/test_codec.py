@@ -292,3 +292,57 @@ def test_corrupt_large_messages_fail_cleanly(flips: list[tuple[int, int]], cut: 
             if isinstance(v, memoryview | bytes):
                 with contextlib.suppress(DecodeError):
                     decode_array(v)
+
+
+_HOSTILE_SHAPES = [
+    (-1, -1),
+    (-2, -2),
+    (2**62, 2**62, 0),
+    (-1,),
+    (0, -1),
+    (2**62, 4),
+    (2**31, 2**33),
+]
+
+
+def _array_bytes(shape: tuple[int, ...], payload: int) -> bytes:
+    return (
+        b"\x03<f4" + bytes([len(shape)]) + struct.pack(f"<{len(shape)}q", *shape) + bytes(payload)
+    )
+
+
+@pytest.mark.parametrize("shape", _HOSTILE_SHAPES)
+@pytest.mark.parametrize("payload", [0, 4, 16])
+def test_bad_header_shapes_are_the_same_decode_error_typed_or_not(shape, payload) -> None:
+    """DictSample.array() used to raise numpy's ValueError for shapes like (-1, -1)."""
+    import atdata
+    from numpy.typing import NDArray
+
+    @atdata.packable
+    class Holder:
+        image: NDArray
+
+    buf = _array_bytes(shape, payload)
+    message = msgpack.packb({"image": buf})
+    with pytest.raises(DecodeError) as typed:
+        Holder.from_bytes(message)
+    with pytest.raises(DecodeError) as schema_free:
+        atdata.DictSample.from_bytes(message).array("image")
+    assert schema_free.value.field == typed.value.field == "image"
+    assert schema_free.value.reason == typed.value.reason
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shape=st.lists(
+        st.one_of(st.integers(-3, 4), st.integers(-(2**63), 2**63 - 1)), min_size=0, max_size=4
+    ),
+    payload=st.integers(0, 64),
+)
+def test_any_header_shape_decodes_to_that_shape_or_a_decode_error(shape, payload) -> None:
+    buf = _array_bytes(tuple(shape), payload)
+    try:
+        arr = decode_array(buf)
+    except DecodeError:
+        return
+    assert arr.shape == tuple(shape)

@@ -9,6 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 import webdataset as wds
+from _fixtures import hostile
 from atdata._tar import BLOCK, TarReader, TarShardWriter, iter_samples, split_key
 from atdata.errors import DecodeError
 from hypothesis import HealthCheck, given, settings
@@ -175,11 +176,16 @@ def test_corrupt_header_is_an_error() -> None:
     assert err.value.shard == "mem.tar"
 
 
-def test_archive_without_end_blocks_is_accepted(caplog) -> None:
+def test_archive_cut_at_a_member_boundary_is_an_error_unless_allowed(caplog) -> None:
     data, expected = _tarfile_archive([("a.x", 10), ("b.x", 600)], tarfile.USTAR_FORMAT)
     body = data[: 4 * BLOCK + BLOCK]  # headers + data, no zero blocks
-    with caplog.at_level(logging.DEBUG, logger="atdata._tar"):
-        assert _read(body, 1 << 20) == expected
+    for chunk in (1024, 1 << 20):
+        with pytest.raises(DecodeError, match="no end-of-archive blocks") as err:
+            _read(body, chunk)
+        assert err.value.shard == "mem.tar"
+        reader = TarReader(io.BytesIO(body), "mem.tar", chunk=chunk, allow_truncated=True)
+        with caplog.at_level(logging.DEBUG, logger="atdata._tar"):
+            assert [(n, bytes(d)) for n, d in reader] == expected
     assert "no end-of-archive" in caplog.text
 
 
@@ -305,3 +311,99 @@ def test_mmap_can_be_turned_off(tmp_path, monkeypatch) -> None:
         monkeypatch.setenv("ATDATA_MMAP", "0")
         assert _tar._map_file(f) == (None, None)
         assert [(n, bytes(d)) for n, d in TarReader(f, "a")] == [("k.bin", b"x" * 1000)]
+
+
+# -- hostile archives ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("typeflag", [b"5", b"Z"])
+def test_backwards_pax_size_is_an_error_not_a_loop(typeflag: bytes, caplog) -> None:
+    """size=-1536 in a pax header in front of a directory (or unknown) member used to send the
+    next header back to the pax header, forever."""
+    shard = hostile.backwards_pax_size(typeflag)
+    assert len(shard) == 3584
+    for chunk in (1024, 1 << 20):
+        with (
+            caplog.at_level(logging.WARNING, logger="atdata._tar"),
+            pytest.raises(DecodeError, match="-1536") as err,
+        ):
+            list(iter_samples(io.BytesIO(shard), "loop.tar", chunk=chunk))
+        assert err.value.shard == "loop.tar" and "'d/'" in str(err.value)
+    assert len(caplog.records) <= 2
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "field",
+    [b"-0000003000\0", b"\xff" * 12, b"\x80" + (1 << 80).to_bytes(11, "big"), b"12x\0" + bytes(8)],
+)
+def test_bad_size_fields_name_the_member(field: bytes) -> None:
+    with pytest.raises(DecodeError, match="size") as err:
+        list(iter_samples(io.BytesIO(hostile.header_size(field)), "s.tar"))
+    assert err.value.shard == "s.tar" and "'b.msgpack'" in str(err.value)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("value", ["-1", "+512", " 512", "5_12", "12abc", "", "9" * 40, "1" * 5000])
+def test_pax_sizes_must_be_plain_decimal_numbers(value: str) -> None:
+    for chunk in (1024, 1 << 20):
+        with pytest.raises(DecodeError, match="pax header") as err:
+            list(iter_samples(io.BytesIO(hostile.pax_size(value)), "p.tar", chunk=chunk))
+        assert err.value.shard == "p.tar" and "'b.msgpack'" in str(err.value)
+
+
+@pytest.mark.timeout(30)
+def test_huge_size_claims_are_errors_without_allocating(tmp_path) -> None:
+    shards = [
+        hostile.pax_size(str(1 << 61)),
+        hostile.huge_extended_header(b"x"),
+        hostile.huge_extended_header(b"L"),
+    ]
+    for i, shard in enumerate(shards):
+        path = tmp_path / f"{i}.tar"
+        path.write_bytes(shard)
+        with open(path, "rb", buffering=0) as f, pytest.raises(DecodeError):  # mapped
+            list(iter_samples(f, str(path)))
+        for chunk in (1024, 1 << 20):
+            with pytest.raises(DecodeError):
+                list(iter_samples(io.BytesIO(shard), "h.tar", chunk=chunk))
+
+
+def test_a_flood_of_unknown_members_logs_once(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="atdata._tar"):
+        got = list(iter_samples(io.BytesIO(hostile.unknown_type_flood(500)), "u.tar"))
+    assert [s["__key__"] for s in got] == ["a", "b"]
+    assert len(caplog.records) == 2  # the first one, then the count
+    assert "500" in caplog.records[-1].getMessage()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=5 * BLOCK), st.integers(0, 255)),
+        min_size=1,
+        max_size=6,
+    ),
+    cut=st.one_of(st.none(), st.integers(min_value=0, max_value=5 * BLOCK)),
+    chunk=st.sampled_from([512, 1024, 1 << 20]),
+)
+def test_damaged_archives_end_with_samples_or_a_decode_error(edits, cut, chunk) -> None:
+    """Any byte changed (checksums fixed up, so headers are believed) and any cut: the reader
+    ends, with samples or a DecodeError, never another exception."""
+    raw = bytearray(
+        hostile.sample("a") + hostile.pax(hostile.pax_record("path", "b.msgpack"))
+    ) + bytearray(hostile.header(b"x", 3) + hostile.padded(b"abc") + hostile.END)
+    for offset, value in edits:
+        raw[offset] = value
+        block = offset - offset % BLOCK
+        hdr = raw[block : block + BLOCK]
+        if hdr[257:263] == b"ustar\0":  # a header: make its checksum right again
+            hdr[148:156] = b" " * 8
+            raw[block + 148 : block + 156] = b"%06o\0 " % sum(hdr)
+    data = bytes(raw if cut is None else raw[:cut])
+    try:
+        for _ in iter_samples(io.BytesIO(data), "d.tar", chunk=chunk):
+            pass
+    except DecodeError as exc:
+        assert exc.shard == "d.tar"

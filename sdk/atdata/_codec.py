@@ -165,13 +165,16 @@ def _decode_array_checked(buf: Buffer, writable: bool) -> np.ndarray:
     if n < end:
         raise DecodeError(f"array bytes too short ({n} bytes) for its shape")
     shape = shape_struct.unpack_from(buf, off)
+    if any(d < 0 for d in shape):  # before the product: two negatives make a positive
+        raise DecodeError(f"array has a negative dimension in shape {shape}")
     count = prod(shape)
-    if count <= 0:
-        if min(shape) < 0:
-            raise DecodeError(f"array has a negative dimension in shape {shape}")
+    if count == 0:
         if n != end:
             raise DecodeError(f"empty array of shape {shape} carries {n - end} payload bytes")
-        return np.empty(shape, dtype=dt)
+        try:
+            return np.empty(shape, dtype=dt)
+        except (ValueError, MemoryError) as exc:  # dimensions past what numpy can index
+            raise DecodeError(f"empty array of shape {shape} is too large for numpy") from exc
     if n - end != count * dt.itemsize:
         raise DecodeError(
             f"array payload is {n - end} bytes but dtype {dt.str} shape {shape} needs "

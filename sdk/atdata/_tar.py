@@ -2,15 +2,21 @@
 
 Python's ``tarfile`` (which WebDataset uses) dominated the read time of small samples in our
 measurements, and ``readinto`` into buffers that are not 32-byte aligned ran four times slower
-than into aligned ones. So shards are read here in large chunks into freshly allocated,
-64-byte-aligned numpy buffers and members are handed out as ``memoryview`` slices of those
-chunks: no copy, and array payloads keep the alignment the tar block layout gives them. A chunk
-is never reused, so views (and arrays decoded over them) stay valid as long as they are held.
+than into aligned ones. So members are handed out as ``memoryview`` slices, never copied:
 
-The reader still handles what real tar files contain: ustar and old-GNU headers, pax extended
-headers (``x`` and ``g``, path and size overrides), GNU long names (``L``/``K``), base-256
-sizes, block padding and the zero blocks at the end. A truncated or corrupt archive raises
-:class:`~atdata.errors.DecodeError` naming the shard and the member.
+- a local file is memory-mapped, and members are views of its page-cache pages (the pages
+  behind the reader are released from the resident set as it goes; ``ATDATA_MMAP=0`` turns
+  mapping off);
+- any other stream is read in large chunks into 64-byte-aligned buffers, and members are views
+  of those. A chunk is reused for a later read only once no view (or array decoded over one)
+  of it survives, so held data is never overwritten.
+
+Either way each member's data starts on a 64-byte boundary, the alignment the tar block layout
+gives it. The reader handles what real tar files contain: ustar and old-GNU headers, pax
+extended headers (``x`` and ``g``, path and size overrides), GNU long names (``L``/``K``),
+base-256 sizes, block padding and the zero blocks at the end. A truncated, corrupt or hostile
+archive raises :class:`~atdata.errors.DecodeError` naming the shard and the member; every
+header moves the read position forward, so no archive can make the reader loop.
 """
 
 from __future__ import annotations
@@ -193,8 +199,17 @@ def _checksum_ok(hdr: bytes) -> bool:
     return want == signed + 256
 
 
-def _parse_pax(data: bytes | memoryview, shard: str) -> dict[str, str]:
-    """Parse pax extended-header records (``"<len> key=value\\n"``)."""
+def _ustar_name(hdr: bytes) -> str:
+    """The member name a header spells itself: ustar ``prefix/name``, or the name alone."""
+    end = hdr.find(0, 0, 100)
+    raw = hdr[: end if end >= 0 else 100]
+    if hdr[345] and hdr[257:263] == b"ustar\0":
+        raw = hdr[345:500].split(b"\0", 1)[0] + b"/" + raw
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _parse_pax(data: bytes | memoryview) -> dict[str, str]:
+    """Parse pax extended-header records (``"<len> key=value\\n"``); ValueError if corrupt."""
     raw = bytes(data)
     out: dict[str, str] = {}
     pos = 0
@@ -202,21 +217,52 @@ def _parse_pax(data: bytes | memoryview, shard: str) -> dict[str, str]:
         if raw[pos] == 0:  # trailing NUL padding some writers leave
             break
         sp = raw.find(b" ", pos)
-        if sp < 0:
-            raise DecodeError("corrupt pax header record", shard=shard)
-        try:
-            length = int(raw[pos:sp])
-        except ValueError as exc:
-            raise DecodeError("corrupt pax header record length", shard=shard) from exc
-        if length <= 0 or pos + length > len(raw):
-            raise DecodeError("corrupt pax header record length", shard=shard)
+        digits = raw[pos:sp]
+        if sp < 0 or not digits.isdigit():
+            raise ValueError("corrupt pax header record length")
+        length = int(digits)
+        if length <= sp - pos or pos + length > len(raw):
+            raise ValueError("corrupt pax header record length")
         record = raw[sp + 1 : pos + length - 1]  # without the trailing newline
         key, eq, value = record.partition(b"=")
         if not eq:
-            raise DecodeError("corrupt pax header record", shard=shard)
+            raise ValueError("corrupt pax header record")
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += length
     return out
+
+
+#: The largest member size believed: pax sizes are decimal text of any length and base-256
+#: fields reach 2**95, but no real member comes near 2**62 bytes.
+_MAX_MEMBER = 1 << 62
+#: The largest pax or GNU long-name header read: real ones hold a few hundred bytes.
+_MAX_EXTENDED = 1 << 20
+_EXTENDED = frozenset((b"x", b"g", b"L", b"K"))
+_NO_DATA = memoryview(b"")
+
+
+class _Extended:
+    """What pax (``x``, ``g``) and GNU (``L``) headers say about the members after them.
+
+    ``x`` and ``L`` apply to the next member only, ``g`` to every later one.
+    """
+
+    __slots__ = ("long_name", "pax", "pax_global")
+
+    def __init__(self) -> None:
+        self.long_name: str | None = None
+        self.pax: dict[str, str] = {}
+        self.pax_global: dict[str, str] = {}
+
+    def for_next(self) -> bool:
+        """Whether a header is waiting for the member it describes."""
+        return self.long_name is not None or bool(self.pax)
+
+    def consumed(self) -> _Extended | None:
+        """What is left once a member used the one-member facts (None: nothing)."""
+        self.long_name = None
+        self.pax = {}
+        return self if self.pax_global else None
 
 
 class TarReader:
@@ -225,8 +271,10 @@ class TarReader:
     With ``group=True`` it yields samples instead: consecutive members sharing a key (see
     :func:`split_key`) as ``{"__key__": key, ext: data, ...}``.
 
-    ``data`` is a ``memoryview`` into a 64-byte-aligned chunk (or, for members that span chunks,
-    into a buffer of their own); each member's data starts on a 64-byte boundary.
+    ``data`` is a ``memoryview`` into the mapped file or a 64-byte-aligned chunk (or, for
+    members that span chunks, into a buffer of their own); each member's data starts on a
+    64-byte boundary. An archive without its end-of-archive blocks is truncated, an error
+    unless ``allow_truncated`` (then it is logged and what is there is read).
     """
 
     def __init__(
@@ -237,76 +285,58 @@ class TarReader:
         chunk: int = CHUNK,
         use_mmap: bool = True,
         group: bool = False,
+        allow_truncated: bool = False,
     ) -> None:
         self.stream = stream
         self.group = group
         self.shard = shard
         self.chunk = max(BLOCK, chunk - chunk % BLOCK)
         self.use_mmap = use_mmap
+        self.allow_truncated = allow_truncated
+        #: Members passed over, by reason: logged once each, then summed up at the end.
+        self._passed: dict[str, int] = {}
 
-    def _error(self, message: str, member: str | None = None) -> DecodeError:
-        if member is not None:
-            message = f"{message} in member {member!r}"
-        return DecodeError(message, shard=self.shard)
-
-    def __iter__(self) -> Iterator[tuple[str, memoryview]]:
-        stream = self.stream
-        shard = self.shard
-        chunk_size = self.chunk
-        mv = memoryview(b"")
-        n = 0  # bytes filled in the current chunk
-        pos = 0  # offset of the next header within the chunk (may run past it by padding)
-        eof = False
-        long_name: str | None = None
-        pax: dict[str, str] = {}
-        pax_global: dict[str, str] = {}
-        saw_end = False
+    def __iter__(self) -> Iterator[Any]:
+        # The hot loop: one header per turn, members that fit the chunk sliced in place.
+        # Everything rare (refills, members past the chunk, extended headers, odd size
+        # spellings, errors) is a method of its own below.
         group = self.group
-        current: dict[str, Any] | None = None
-        key: str | None = None
-        mapped, verifier = _map_file(stream) if self.use_mmap else (None, None)
-        released = 0
+        mapped, verifier = _map_file(self.stream) if self.use_mmap else (None, None)
         if mapped is not None:
             # A local file: members are views of its page-cache pages, no copy at all.
-            mv = memoryview(mapped)
-            n = len(mapped)
-            eof = True
-
-        next_release = _RELEASE if mapped is not None else 1 << 62
+            mv, n, eof, next_release = memoryview(mapped), len(mapped), True, _RELEASE
+        else:
+            mv, n, eof, next_release = memoryview(b""), 0, False, 1 << 62
+        pos = 0  # offset of the next header in mv (padding may take it past n)
+        released = 0  # mapped bytes before this offset were released (and verified)
+        meta: _Extended | None = None  # pax / GNU facts for the members ahead
+        name: str | None = None  # the last member's name, for errors in the next header
+        data = _NO_DATA
+        current: dict[str, Any] = {}
+        key: str | None = None
+        saw_end = False
         while True:
-            if pos >= next_release:
-                # Drop the pages behind us from this process's resident set; views that are
-                # still held fault them back in from the page cache when touched.
-                upto = min(pos, n) & ~(mmap.PAGESIZE - 1)
-                if verifier is not None:
-                    verifier.feed(mv[released:upto])
-                mapped.madvise(mmap.MADV_DONTNEED, released, upto - released)  # type: ignore[union-attr]
-                released = upto
+            if pos >= next_release and mapped is not None:
+                released = self._release(mapped, verifier, mv, released, min(pos, n))
                 next_release = released + _RELEASE
             if pos >= n:
-                # Refill: the next header starts in a new chunk.
                 if eof:
                     break
                 pos -= n  # padding that ran past the end of the last chunk
-                mv = data = None  # type: ignore[assignment]  # drop our own views first
-                mv = memoryview(_take_chunk(chunk_size))
-                n = _readinto_full(stream, mv)
-                if n < chunk_size:
-                    eof = True
+                mv = data = _NO_DATA  # drop our own views first
+                mv, n, eof = self._next_chunk()
                 continue
             if n - pos < BLOCK:
-                raise self._error("truncated tar header (archive cut short)")
+                raise self._error("truncated tar header (archive cut short)", after=name)
             hdr = (
                 mapped[pos : pos + BLOCK] if mapped is not None else mv[pos : pos + BLOCK].tobytes()
             )
             if hdr == _ZERO_BLOCK:
                 saw_end = True
                 break
-            # Fast path for the common layout (6 octal checksum digits, 11 size digits); any
-            # other spelling goes through the general parsers.
+            # Fast checksum for the common layout ("%06o\0 "); other spellings go the long way.
             try:
                 want = int(hdr[148:154], 8)
-                # The checksum field's own byte sum, from its digits when it is "%06o\0 ".
                 field_sum = (
                     320 + _DIGIT_SUM[want >> 9] + _DIGIT_SUM[want & 511]
                     if hdr[154:156] == b"\0 " and want < 262144
@@ -316,136 +346,233 @@ class TarReader:
             except ValueError:
                 ok = False
             if not ok and not _checksum_ok(hdr):
-                raise self._error("corrupt tar header (bad checksum)")
+                raise self._error("corrupt tar header (bad checksum)", after=name)
             typeflag = hdr[156:157]
-            try:
-                if pax:
-                    size = int(pax["size"]) if "size" in pax else _octal(hdr[124:136])
-                else:
-                    try:
-                        size = int(hdr[124:135], 8)
-                    except ValueError:
-                        size = _octal(hdr[124:136])
-            except ValueError as exc:
-                raise self._error("corrupt tar header (bad size field)") from exc
-            # Resolve the member name: GNU long name, pax path, or ustar prefix + name.
-            if long_name is None and not pax and not pax_global:
-                end_name = hdr.find(0, 0, 100)
-                raw_name = hdr[: end_name if end_name >= 0 else 100]
-                if hdr[345] and hdr[257:263] == b"ustar\0":
-                    raw_name = hdr[345:500].split(b"\0", 1)[0] + b"/" + raw_name
-                name = raw_name.decode("utf-8", "surrogateescape")
-            elif long_name is not None:
-                name = long_name
-            elif "path" in pax:
-                name = pax["path"]
-            elif "path" in pax_global:
-                name = pax_global["path"]
+            if meta is None:
+                name = _ustar_name(hdr)
+                try:
+                    size = int(hdr[124:135], 8)  # 11 octal digits: the common spelling
+                except ValueError:
+                    size = -1
+                if size < 0:
+                    size = self._header_size(hdr, name)
             else:
-                end_name = hdr.find(0, 0, 100)
-                raw_name = hdr[: end_name if end_name >= 0 else 100]
-                if hdr[345] and hdr[257:263] == b"ustar\0":
-                    raw_name = hdr[345:500].split(b"\0", 1)[0] + b"/" + raw_name
-                name = raw_name.decode("utf-8", "surrogateescape")
-
+                name, size = self._extended_member(hdr, meta)
+            # size >= 0 (checked above): the next header lies at least one block further on.
             start = pos + BLOCK
             end = start + size
             padded = start + ((size + BLOCK - 1) & ~(BLOCK - 1))
             if end <= n:
                 data = mv[start:end]
                 pos = padded
-            elif eof:
-                raise self._error("truncated tar member (archive cut short)", name)
-            elif size <= chunk_size:
-                # The member runs past this chunk: start the next chunk at the member's data,
-                # carrying over what was read, so that the data stays in one aligned buffer.
-                have = n - start
-                old, mv = mv, None  # type: ignore[assignment]
-                data = None  # type: ignore[assignment]
-                fresh = memoryview(_take_chunk(chunk_size))
-                fresh[:have] = old[start:n]
-                old = None  # type: ignore[assignment]
-                n = have + _readinto_full(stream, fresh[have:])
-                if n < chunk_size:
-                    eof = True
-                mv = fresh
-                fresh = None  # type: ignore[assignment]
-                if n < size:
-                    raise self._error("truncated tar member (archive cut short)", name)
-                data = mv[0:size]
-                pos = padded - start
             else:
-                # Larger than a chunk: the member gets an aligned buffer of its own.
-                own_mv = memoryview(aligned_empty(size))
-                have = n - start
-                own_mv[:have] = mv[start:n]
-                if _readinto_full(stream, own_mv[have:]) < size - have:
-                    raise self._error("truncated tar member (archive cut short)", name)
-                data = own_mv
-                own_mv = None  # type: ignore[assignment]
-                pad = padded - end
-                # Drop the padding now so that the next chunk starts block aligned.
-                if pad and _readinto_full(stream, memoryview(bytearray(pad))) < pad:
-                    eof = True  # trailing padding missing at EOF: nothing can follow
-                pos = n  # forces a refill
-
-            if typeflag in _REGULAR:
-                long_name = None
-                if pax:
-                    pax = {}
-                if not group:
-                    yield name, data
-                    continue
-                # Grouping into samples, inlined: WebDataset's key rule (see split_key).
-                dot = name.find(".", name.rfind("/") + 1)
-                if dot < 0:
-                    log.warning(
-                        "shard %s: member %r has no extension; not in a sample", shard, name
+                data = _NO_DATA
+                mv, n, eof, data, pos = self._member_past_chunk(
+                    mv, n, eof, start, size, typeflag, name
+                )
+            if typeflag not in _REGULAR:
+                meta = self._not_a_file(typeflag, data, name, meta)
+                continue
+            if meta is not None:
+                meta = meta.consumed()
+            if not group:
+                yield name, data
+                continue
+            # Grouping into samples, inlined: WebDataset's key rule (see split_key).
+            dot = name.find(".", name.rfind("/") + 1)
+            if dot < 0:
+                self._pass_over("member without an extension, not in a sample", name)
+            elif name[:dot] != key:
+                if current:
+                    yield current
+                key = name[:dot]
+                current = {"__key__": key, name[dot + 1 :]: data}
+            else:
+                ext = name[dot + 1 :]
+                if ext in current:
+                    raise DecodeError(
+                        f"duplicate member {name!r} in one sample", shard=self.shard, key=key
                     )
-                elif name[:dot] != key:
-                    if current is not None:
-                        yield current
-                    key = name[:dot]
-                    current = {"__key__": key, name[dot + 1 :]: data}
-                else:
-                    ext = name[dot + 1 :]
-                    if ext in current:  # type: ignore[operator]
-                        raise DecodeError(
-                            f"duplicate member {name!r} in one sample", shard=shard, key=key
-                        )
-                    current[ext] = data  # type: ignore[index]
-            elif typeflag == b"L":
-                long_name = data.tobytes().split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            elif typeflag == b"x":
-                pax = _parse_pax(data, shard)
-            elif typeflag == b"g":
-                pax_global.update(_parse_pax(data, shard))
-            elif typeflag == b"K":
-                pass  # GNU long link name: links carry no sample data
-            elif typeflag in _SKIP_TYPES:
-                long_name = None  # directories, links, devices: no sample data
-                pax = {}
-            else:
-                log.warning("shard %s: skipping tar member %r of type %r", shard, name, typeflag)
-                long_name = None
-                pax = {}
+                current[ext] = data
+        data = _NO_DATA
+        self._finish(saw_end, meta, verifier, mv, released, eof)
+        if current:
+            yield current
 
-        if not saw_end:
-            if long_name is not None or pax:
-                raise self._error("truncated tar archive (header without member)")
-            # Every tar writer ends with zero blocks: without them the shard may be cut short
-            # at a member boundary, which no other check can see.
-            log.warning("shard %s: tar archive has no end-of-archive blocks (truncated?)", shard)
-        # Drain what follows the end marker so that a verifying stream sees every byte.
+    # -- the cold paths -----------------------------------------------------------------------
+
+    def _error(
+        self, message: str, member: str | None = None, *, after: str | None = None
+    ) -> DecodeError:
+        """A DecodeError naming the shard and the member (or the member before a bad header)."""
+        if member is not None:
+            message = f"{message} in member {member!r}"
+        elif after is not None:
+            message = f"{message} after member {after!r}"
+        return DecodeError(message, shard=self.shard)
+
+    def _pass_over(self, reason: str, member: str) -> None:
+        """Log the first member passed over for ``reason``; later ones are only counted."""
+        seen = self._passed.get(reason, 0)
+        self._passed[reason] = seen + 1
+        if not seen:
+            log.warning("shard %s: skipping %s %r", self.shard, reason, member)
+
+    def _next_chunk(self) -> tuple[memoryview, int, bool]:
+        """Read the next chunk: ``(view, bytes filled, reached EOF)``."""
+        mv = memoryview(_take_chunk(self.chunk))
+        n = _readinto_full(self.stream, mv)
+        return mv, n, n < self.chunk
+
+    def _release(
+        self, mapped: mmap.mmap, verifier: Any, mv: memoryview, done: int, upto: int
+    ) -> int:
+        """Drop mapped pages behind the reader from this process's resident set (views still
+        held fault them back in from the page cache); returns the new released offset."""
+        upto &= ~(mmap.PAGESIZE - 1)
         if verifier is not None:
+            verifier.feed(mv[done:upto])
+        mapped.madvise(mmap.MADV_DONTNEED, done, upto - done)
+        return upto
+
+    def _checked_size(self, size: int, member: str, spelled: object) -> int:
+        if not 0 <= size <= _MAX_MEMBER:
+            raise self._error(f"corrupt tar header (size {spelled!r})", member)
+        return size
+
+    def _header_size(self, hdr: bytes, member: str) -> int:
+        """The size field in any spelling (base-256, 12 digits, spaces); checked."""
+        field = hdr[124:136]
+        try:
+            size = _octal(field)
+        except ValueError:
+            raise self._error(f"corrupt tar header (size field {field!r})", member) from None
+        return self._checked_size(size, member, field)
+
+    def _extended_member(self, hdr: bytes, meta: _Extended) -> tuple[str, int]:
+        """Name and size of a member that pax or GNU headers describe."""
+        if meta.long_name is not None:
+            name = meta.long_name
+        elif "path" in meta.pax:
+            name = meta.pax["path"]
+        elif "path" in meta.pax_global:
+            name = meta.pax_global["path"]
+        else:
+            name = _ustar_name(hdr)
+        text = meta.pax.get("size")
+        if text is None:
+            return name, self._header_size(hdr, name)
+        # Decimal digits only: int() would also take signs, spaces and underscores.
+        if not (text.isascii() and text.isdigit()) or len(text) > 20:
+            raise self._error(f"corrupt pax header (size {text[:40]!r})", name)
+        return name, self._checked_size(int(text), name, text)
+
+    def _member_past_chunk(
+        self,
+        mv: memoryview,
+        n: int,
+        eof: bool,
+        start: int,
+        size: int,
+        typeflag: bytes,
+        name: str,
+    ) -> tuple[memoryview, int, bool, memoryview, int]:
+        """Read a member whose data runs past the current chunk.
+
+        Returns ``(chunk view, bytes filled, eof, member data, next header offset)``.
+        """
+        if eof:
+            raise self._error("truncated tar member (archive cut short)", name)
+        if typeflag in _EXTENDED and size > _MAX_EXTENDED:
+            raise self._error(f"extended header of {size} bytes (corrupt?)", name)
+        stream, chunk_size, have = self.stream, self.chunk, n - start
+        padded = (size + BLOCK - 1) & ~(BLOCK - 1)  # from start
+        if size <= chunk_size:
+            # Start the next chunk at the member's data, carrying over what was read, so that
+            # the data stays in one aligned buffer.
+            fresh = memoryview(_take_chunk(chunk_size))
+            fresh[:have] = mv[start:n]
+            filled = have + _readinto_full(stream, fresh[have:])
+            if filled < size:
+                raise self._error("truncated tar member (archive cut short)", name)
+            return fresh, filled, filled < chunk_size, fresh[0:size], padded
+        # Larger than a chunk: the member gets an aligned buffer of its own.
+        try:
+            own = memoryview(aligned_empty(size))
+        except (MemoryError, ValueError):
+            raise self._error(f"tar member claims {size} bytes (corrupt?)", name) from None
+        own[:have] = mv[start:n]
+        if _readinto_full(stream, own[have:]) < size - have:
+            raise self._error("truncated tar member (archive cut short)", name)
+        # Drop the padding now so that the next chunk starts block aligned.
+        pad = padded - size
+        if pad and _readinto_full(stream, memoryview(bytearray(pad))) < pad:
+            eof = True  # trailing padding missing at EOF: nothing can follow
+        return mv, n, eof, own, n  # the next header offset n forces a refill
+
+    def _not_a_file(
+        self, typeflag: bytes, data: memoryview, name: str, meta: _Extended | None
+    ) -> _Extended | None:
+        """Take in an extended header, or pass over a directory, link or unknown member.
+
+        Returns the extended facts that apply to the members ahead (None: none).
+        """
+        if typeflag in _EXTENDED and len(data) > _MAX_EXTENDED:
+            raise self._error(f"extended header of {len(data)} bytes (corrupt?)", name)
+        if meta is None:
+            meta = _Extended()
+        if typeflag == b"x" or typeflag == b"g":
+            try:
+                records = _parse_pax(data)
+            except ValueError as exc:
+                raise self._error(f"{exc} (pax header)", name) from None
+            if typeflag == b"x":
+                meta.pax = records
+            else:
+                meta.pax_global.update(records)
+        elif typeflag == b"L":
+            meta.long_name = data.tobytes().split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif typeflag != b"K":  # a GNU long link name: links carry no sample data
+            if typeflag not in _SKIP_TYPES:
+                self._pass_over(f"tar member of type {typeflag!r}", name)
+            return meta.consumed()  # directories, links, devices: no sample data
+        return meta if meta.for_next() or meta.pax_global else None
+
+    def _finish(
+        self,
+        saw_end: bool,
+        meta: _Extended | None,
+        verifier: Any,
+        mv: memoryview,
+        released: int,
+        eof: bool,
+    ) -> None:
+        """After the last header: verify or drain the rest, then judge how the archive ended."""
+        if verifier is not None:
+            # Mapped: the verifying stream sees the bytes not yet fed (those past the end
+            # marker too) and compares size and sha256.
             verifier.feed(mv[released:])
             verifier.finish()
         elif not eof:
+            # Drain what follows the end marker so that a verifying stream sees every byte.
             sink = memoryview(bytearray(1 << 16))
-            while _readinto_full(stream, sink) == len(sink):
+            while _readinto_full(self.stream, sink) == len(sink):
                 pass
-        if current is not None:
-            yield current
+        for reason, count in self._passed.items():
+            if count > 1:
+                log.warning("shard %s: skipped %d members in all (%s)", self.shard, count, reason)
+        if saw_end:
+            return
+        if meta is not None and meta.for_next():
+            raise self._error("truncated tar archive (header without member)")
+        # Every tar writer ends with zero blocks: without them the shard may be cut short at
+        # a member boundary, which no other check can see.
+        if not self.allow_truncated:
+            raise self._error(
+                "truncated tar archive (no end-of-archive blocks: cut short?); "
+                "allow_truncated=True reads the samples it holds"
+            )
+        log.warning("shard %s: tar archive has no end-of-archive blocks (truncated?)", self.shard)
 
 
 def split_key(name: str) -> tuple[str, str] | None:
@@ -458,10 +585,15 @@ def split_key(name: str) -> tuple[str, str] | None:
 
 
 def iter_samples(
-    stream: BinaryIO | IO[bytes], shard: str, *, chunk: int = CHUNK
+    stream: BinaryIO | IO[bytes],
+    shard: str,
+    *,
+    chunk: int = CHUNK,
+    allow_truncated: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Group consecutive members sharing a key into ``{"__key__": key, ext: data, ...}``."""
-    return iter(TarReader(stream, shard, chunk=chunk, group=True))  # type: ignore[arg-type]
+    reader = TarReader(stream, shard, chunk=chunk, group=True, allow_truncated=allow_truncated)
+    return iter(reader)
 
 
 # ----------------------------------------------------------------------------------------------

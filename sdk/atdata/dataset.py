@@ -114,6 +114,7 @@ class Dataset(Generic[T]):
         sample_type: type | None = None,
         client_kwargs: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        allow_truncated: bool = False,
     ) -> None:
         if on_error not in _ON_ERROR:
             raise ValueError(f"on_error must be one of {_ON_ERROR}, not {on_error!r}")
@@ -132,6 +133,10 @@ class Dataset(Generic[T]):
         self.on_error = on_error
         self.uri = uri
         self.cid = cid
+        #: Read shards cut short at a member boundary (no end-of-archive blocks) up to where
+        #: they end instead of raising; a shard whose sha256 or size is known (every shard of
+        #: a published record) is verified, so a short one is an error regardless.
+        self.allow_truncated = allow_truncated
         #: Samples (or whole shard remainders) skipped under ``on_error="skip"``.
         self.skipped = 0
         #: The most recent skip messages (at most 100).
@@ -219,7 +224,7 @@ class Dataset(Generic[T]):
             self._skip(exc, whole_shard=True)
             return
         try:
-            for raw in iter_samples(stream, name):
+            for raw in iter_samples(stream, name, allow_truncated=self.allow_truncated):
                 if keep is not None:
                     i = counter[0]  # type: ignore[index]
                     counter[0] = i + 1  # type: ignore[index]

@@ -39,11 +39,18 @@ def inspect(
         show_default=False,
     ),
     head: int = typer.Option(3, "--head", "-n", min=0, help="How many samples to preview."),
+    allow_truncated: bool = typer.Option(
+        False,
+        "--allow-truncated",
+        help="Read shards cut short at a sample boundary (no end-of-archive blocks) up to "
+        "where they end, instead of failing.",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Count samples and bytes, list fields with dtypes and shapes, preview the first samples.
 
-    Reads every sample once (the count is exact) and checks each tar as it goes.
+    Reads every sample once (the count is exact) and checks each tar as it goes: a shard
+    that is corrupt or cut short is an error (exit 1).
 
     Examples:
 
@@ -68,7 +75,7 @@ def inspect(
         count = 0
         stream = source.open()
         try:
-            for raw in iter_samples(stream, source.name):
+            for raw in iter_samples(stream, source.name, allow_truncated=allow_truncated):
                 try:
                     sample = decode(raw)
                 except Exception as exc:
