@@ -29,7 +29,7 @@ def dataset(tmp_path_factory):
 
 
 def _indices(batches) -> list[int]:
-    return [i for b in batches for i in b["idx"]]
+    return [int(i) for b in batches for i in b["idx"]]
 
 
 def test_batches_are_dicts_of_tensors_and_lists(dataset) -> None:
@@ -41,7 +41,9 @@ def test_batches_are_dicts_of_tensors_and_lists(dataset) -> None:
     assert set(first) == {"x", "idx", "tag"}
     assert isinstance(first["x"], torch.Tensor) and first["x"].shape == (8, 3)
     assert first["x"].dtype == torch.float32
-    assert first["idx"] == list(range(8)) and first["tag"][0] == "t0"
+    # int fields arrive as tensors (as the training loader gives them), str fields as lists
+    assert first["idx"].dtype == torch.int64 and first["idx"].tolist() == list(range(8))
+    assert first["tag"][0] == "t0"
     assert _indices(batches) == list(range(N))
 
 

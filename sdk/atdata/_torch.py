@@ -1,21 +1,30 @@
-"""A torch ``IterableDataset`` over a Dataset: shards split across workers and ranks.
+"""``Dataset.torch()``: a torch ``IterableDataset`` for PyTorch's DataLoader.
 
-torch is optional: this module imports it only when ``Dataset.torch()`` is called. Each
-(rank, worker) pair takes every ``n``-th shard of the epoch's shard order, so every sample is
-read once per epoch; when there are fewer shards than readers, every reader scans all shards
-and keeps every ``n``-th sample instead (still exactly once, at the cost of redundant reads).
+torch is optional: this module imports it only when ``Dataset.torch()`` is called. The split is
+the training loader's (:mod:`atdata._partition`): the epoch's global order depends on the seed
+and epoch only, global batch ``j`` goes to rank ``j % world_size``, and within a rank the
+DataLoader worker ``p % num_workers`` builds the rank's ``p``-th batch, so DataLoader's
+round-robin over its workers yields the rank's batches in order, each sample once per epoch.
+
+The epoch lives in a shared value, so ``set_epoch()`` in the training process reaches
+persistent DataLoader workers too. ``state_dict()``/``load_state_dict()`` follow torchdata's
+``StatefulDataLoader`` protocol (called in each worker, about that worker's batches).
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import multiprocessing as mp
 from collections.abc import Iterator
+from multiprocessing.context import get_spawning_popen
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import SampleBatch
+from ._access import ShardAccess
+from ._collate import BatchLayout, check_pad, fill_batch, sample_dict
+from ._partition import BatchPlan
+from .errors import LoaderError
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -30,6 +39,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("Dataset.torch() needs PyTorch: pip install torch") from exc
 
+_STATE_FORMAT = "atdata.torch/1"
+
 
 def to_torch(value: Any) -> Any:
     """Arrays become tensors (copied when read-only, since torch tensors are writable)."""
@@ -39,17 +50,9 @@ def to_torch(value: Any) -> Any:
                 value = value.copy()
             return torch.from_numpy(value)
         return value
+    if isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
+        return [to_torch(v) for v in value]
     return value
-
-
-def _sample_dict(sample: Any) -> dict[str, Any]:
-    if hasattr(sample, "to_dict"):
-        return dict(sample.to_dict())
-    from dataclasses import fields, is_dataclass
-
-    if is_dataclass(sample):
-        return {f.name: getattr(sample, f.name) for f in fields(sample)}
-    return dict(vars(sample))
 
 
 class TorchIterable(IterableDataset):  # type: ignore[type-arg]
@@ -66,6 +69,7 @@ class TorchIterable(IterableDataset):  # type: ignore[type-arg]
         world_size: int | None = None,
         buffer: int = 1000,
         drop_last: bool = False,
+        pad: int | str | None = None,
     ) -> None:
         super().__init__()
         if batch_size is not None and batch_size < 1:
@@ -76,6 +80,7 @@ class TorchIterable(IterableDataset):  # type: ignore[type-arg]
         self.seed = seed
         self.buffer = buffer
         self.drop_last = drop_last
+        self.pad = check_pad(pad)
         if rank is None or world_size is None:
             dist = getattr(torch, "distributed", None)
             if dist is not None and dist.is_available() and dist.is_initialized():
@@ -85,62 +90,144 @@ class TorchIterable(IterableDataset):  # type: ignore[type-arg]
         self.world_size = 1 if world_size is None else world_size
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is outside world_size {self.world_size}")
-        self.epoch = 0
+        # Shared with DataLoader workers (inherited or handed over at their start), so that
+        # set_epoch() reaches persistent workers.
+        self._shared_epoch: Any = mp.RawValue("q", 0)
+        self._layout: BatchLayout | None = None
+        self._resume: dict[str, Any] | None = None
+        self._epoch_now = 0
+        self._start = 0
+        self._yielded = 0
+        self._warned: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if get_spawning_popen() is None:
+            # Pickled outside a worker start (a copy, a checkpoint): a plain int then.
+            state["_shared_epoch"] = int(self._shared_epoch.value)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if isinstance(self._shared_epoch, int):
+            self._shared_epoch = mp.RawValue("q", self._shared_epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._shared_epoch.value)
 
     def set_epoch(self, epoch: int) -> None:
         """Give the next pass its own shuffle (same seed + epoch -> same order)."""
-        self.epoch = int(epoch)
+        self._shared_epoch.value = int(epoch)
 
     def _reader(self) -> tuple[int, int]:
-        """This reader's index among all (rank, worker) readers, and their count."""
+        """This process's DataLoader worker index and the number of workers."""
         info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        return self.rank * workers + worker, self.world_size * workers
+        return (info.id, info.num_workers) if info is not None else (0, 1)
+
+    # -- torchdata's Stateful protocol ---------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """This reader's place: epoch, where the epoch started, the batches it yielded."""
+        worker, workers = self._reader()
+        return {
+            "format": _STATE_FORMAT,
+            "fingerprint": self.dataset._feed_fingerprint(),
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "worker": worker,
+            "workers": workers,
+            "epoch": self._epoch_now,
+            "start": self._start,
+            "yielded": self._yielded,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next pass continue the state's epoch after the batches it yielded."""
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise LoaderError("not a Dataset.torch() state (from TorchIterable.state_dict())")
+        mine = self.state_dict()
+        for key in ("fingerprint", "seed", "batch_size", "shuffle", "drop_last"):
+            if state.get(key) != mine[key]:
+                raise LoaderError(
+                    f"this state belongs to another Dataset.torch() ({key}={state.get(key)!r}, "
+                    f"this one has {mine[key]!r})"
+                )
+        for key in ("rank", "world_size", "workers"):
+            if state.get(key) != mine[key]:
+                raise LoaderError(
+                    f"this state was taken with {key}={state.get(key)!r}, this reader has "
+                    f"{mine[key]!r}: resume Dataset.torch() with the same topology (ds.loader() "
+                    "resumes across topologies)"
+                )
+        self._resume = dict(state)
+
+    # -- iteration -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:
         ds = self.dataset
-        index, readers = self._reader()
-        sources = ds.shards
-        # The shard order of an epoch is the same in every reader, so the split is consistent.
-        rng = random.Random(self.seed * 1_000_003 + self.epoch)
-        if self.shuffle:
-            rng.shuffle(sources)
-        if len(sources) >= readers:
-            mine = sources[index::readers]
-            if len(sources) % readers:
-                log.debug(
-                    "%d shards over %d readers: per-reader sample counts differ",
-                    len(sources),
-                    readers,
+        worker, workers = self._reader()
+        epoch, start, skip = self.epoch, 0, 0
+        if self._resume is not None:
+            epoch, start, skip = (
+                self._resume["epoch"],
+                self._resume["start"],
+                self._resume["yielded"],
+            )
+            self._resume = None
+        order = ds._feed_order(self.seed, epoch, self.shuffle)
+        plan = BatchPlan(len(order), self.batch_size or 1, self.world_size, self.drop_last, start)
+        mine = plan.rank_batches(self.rank)[worker::workers]
+        self._epoch_now, self._start, self._yielded = epoch, start, skip
+        reader = ShardAccess(ds, ds.shard_counts())
+        try:
+            for j in mine[skip:]:
+                samples = reader.read(order[plan.positions(j)])
+                for reason, whole in reader.skips:
+                    ds._skip(LoaderError(reason), whole_shard=whole)
+                reader.skips.clear()
+                if not samples:
+                    self._yielded += 1
+                    continue
+                if self.batch_size is None:
+                    item = {k: to_torch(v) for k, v in sample_dict(samples[0]).items()}
+                else:
+                    item = self._batch(samples)
+                self._yielded += 1
+                yield item
+        finally:
+            reader.close()
+
+    def _batch(self, samples: list[Any]) -> dict[str, Any]:
+        if self._layout is None:
+            self._layout = BatchLayout.infer(
+                self.dataset.sample_type, samples[0], self.batch_size or 1
+            )
+        layout = self._layout
+        views = layout.views(np.empty(layout.slot_bytes, dtype=np.uint8))
+        extra, listed = fill_batch(layout, samples, views, self.pad)
+        for name in listed:
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning(
+                    "field %r holds arrays of different shapes: batches carry it as a list of "
+                    'tensors; pass pad="max" (or pad=<length>) to ds.torch() or ds.loader() '
+                    "for one padded tensor and a %s_mask",
+                    name,
+                    name,
                 )
-            keep = None
-        else:
-            mine = sources
-            keep = _modulo(index, readers)
-        samples = ds._iter_sources(mine, keep)
-        if self.shuffle:
-            from .dataset import shuffle_buffer
-
-            local = random.Random(self.seed * 1_000_003 + self.epoch + 7919 * (index + 1))
-            samples = shuffle_buffer(samples, local, self.buffer)
-        if self.batch_size is None:
-            for sample in samples:
-                yield {k: to_torch(v) for k, v in _sample_dict(sample).items()}
-            return
-        chunk: list[Any] = []
-        for sample in samples:
-            chunk.append(sample)
-            if len(chunk) == self.batch_size:
-                yield _batch_dict(chunk, ds.sample_type)
-                chunk = []
-        if chunk and not self.drop_last:
-            yield _batch_dict(chunk, ds.sample_type)
-
-
-def _modulo(index: int, readers: int) -> Any:
-    return lambda i: i % readers == index
-
-
-def _batch_dict(samples: list[Any], sample_type: type) -> dict[str, Any]:
-    batch = SampleBatch(samples, sample_type)
-    return {name: to_torch(batch[name]) for name in batch.fields()}
+        out: dict[str, Any] = {}
+        n = len(samples)
+        for f in layout.fields:
+            if f.name in extra:
+                out[f.name] = to_torch(extra[f.name])
+                mask = extra.get(f"{f.name}_mask")
+                if mask is not None:
+                    out[f"{f.name}_mask"] = torch.from_numpy(mask)
+            else:
+                out[f.name] = torch.from_numpy(views[f.name][:n])
+        return out

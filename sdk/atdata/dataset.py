@@ -16,16 +16,21 @@ import logging
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
+from ._access import ShardAccess
+from ._partition import epoch_order, fingerprint
 from ._skips import SkipLog
 from ._sources import ShardSource, expand_sources
 from ._tar import iter_samples
 from .batch import SampleBatch
 from .errors import AtdataError, DecodeError
 from .lens import Lens, registry
+
+if TYPE_CHECKING:
+    from .loader import Loader
 
 __all__ = ["Dataset"]
 
@@ -204,6 +209,46 @@ class Dataset(Generic[T]):
         del self.errors[:-100]
         self._skip_log.add(message, whole_shard=whole_shard)
 
+    def decode_raw(self, raw: dict[str, Any], shard: str) -> Any:
+        """One raw sample (``{"__key__", ext: bytes}`` from the tar reader) as a viewed sample.
+
+        A sample that does not decode raises a :class:`DecodeError` naming shard and key (the
+        caller decides whether ``on_error="skip"`` applies); a lens failure is re-raised with a
+        note saying which sample it was viewing.
+        """
+        return self._raw_decoder()(raw, shard)
+
+    def _raw_decoder(self) -> Callable[[dict[str, Any], str], Any]:
+        """:meth:`decode_raw` as one closure, for hot loops."""
+        decode = _decoder(self._decode_type)
+        from_bytes = self._decode_type.from_bytes  # type: ignore[attr-defined]
+        view = self._lens.get if self._lens is not None else None
+
+        def decode_raw(raw: dict[str, Any], shard: str) -> Any:
+            try:
+                data = raw.get("msgpack")
+                sample = from_bytes(data) if data is not None else decode(raw)
+            except Exception as exc:
+                raise _sample_error(exc, shard, raw["__key__"]) from exc
+            if view is not None:
+                try:
+                    sample = view(sample)
+                except Exception as exc:
+                    exc.add_note(f"while viewing sample {raw['__key__']!r} of shard {shard}")
+                    raise
+            return sample
+
+        return decode_raw
+
+    def iter_shard(self, shard: ShardSource | int) -> Iterator[T]:
+        """The samples of one shard (a source or its index), in storage order.
+
+        The one per-shard stage every reading path builds on (``ordered()``, ``shuffled()``,
+        the training loader, ``atdata inspect``); errors follow ``on_error``.
+        """
+        source = self._sources[shard] if isinstance(shard, int) else shard
+        return self._iter_shard(source)
+
     def _iter_shard(
         self,
         source: ShardSource,
@@ -212,9 +257,7 @@ class Dataset(Generic[T]):
     ) -> Iterator[Any]:
         """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index."""
         name = source.name
-        decode = _decoder(self._decode_type)
-        from_bytes = self._decode_type.from_bytes  # type: ignore[attr-defined]
-        view = self._lens.get if self._lens is not None else None
+        decode_raw = self._raw_decoder()
         skip = self.on_error == "skip"
         try:
             stream = source.open()
@@ -231,20 +274,12 @@ class Dataset(Generic[T]):
                     if not keep(i):
                         continue
                 try:
-                    data = raw.get("msgpack")
-                    sample = from_bytes(data) if data is not None else decode(raw)
-                except Exception as exc:
-                    err = _sample_error(exc, name, raw["__key__"])
+                    sample = decode_raw(raw, name)
+                except DecodeError as exc:
                     if not skip:
-                        raise err from exc
-                    self._skip(err)
-                    continue
-                if view is not None:
-                    try:
-                        sample = view(sample)
-                    except Exception as exc:
-                        exc.add_note(f"while viewing sample {raw['__key__']!r} of shard {name}")
                         raise
+                    self._skip(exc)
+                    continue
                 yield sample
         except (DecodeError, OSError) as exc:
             # Shard-level trouble: a truncated/corrupt archive, integrity or transport error.
@@ -253,6 +288,36 @@ class Dataset(Generic[T]):
             self._skip(exc, whole_shard=True)
         finally:
             stream.close()
+
+    def shard_counts(self) -> list[int]:
+        """Samples per shard, from one pass over the tar headers (no decoding), cached.
+
+        A shard that cannot be read counts 0 under ``on_error="skip"`` (and is logged).
+        """
+        counts = self.__dict__.get("_shard_counts")
+        if counts is None:
+            counts = [self._count_shard(source) for source in self._sources]
+            self._shard_counts = counts
+        return list(counts)
+
+    def _count_shard(self, source: ShardSource) -> int:
+        known = getattr(source, "samples", None)
+        if isinstance(known, int):
+            return known
+        n = 0
+        try:
+            stream = source.open()
+            try:
+                for _ in iter_samples(stream, source.name):
+                    n += 1
+            finally:
+                stream.close()
+        except (DecodeError, OSError, AtdataError) as exc:
+            if self.on_error != "skip":
+                raise
+            self._skip(exc, whole_shard=True)
+            return 0
+        return n
 
     def _iter_sources(
         self, sources: Iterable[ShardSource], keep: Callable[[int], bool] | None = None
@@ -316,6 +381,70 @@ class Dataset(Generic[T]):
             it.close()  # type: ignore[attr-defined]
         return out
 
+    def loader(
+        self,
+        batch_size: int = 32,
+        workers: int = 0,
+        device: Any = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        pad: int | str | None = None,
+    ) -> Loader:
+        """The training loader: dict batches of tensors, one epoch per ``for``.
+
+        ``workers`` processes decode into a shared-memory ring of batch slots; ``device``
+        (``"cuda"``, a ``torch.device``) puts batches there, copied asynchronously; ranks come
+        from ``torch.distributed`` when not given; ``pad="max"`` (or a length) pads ragged
+        NDArray fields and adds ``<field>_mask``. Resume with ``state_dict()`` /
+        ``load_state_dict()``. See :class:`atdata.loader.Loader`.
+        """
+        from .loader import Loader
+
+        return Loader(
+            self,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+            pad=pad,
+        )
+
+    # What the training loader reads (see atdata.loader.Feed).
+
+    def _feed_total(self) -> int:
+        return sum(self.shard_counts())
+
+    def _feed_known_total(self) -> int | None:
+        counts = self.__dict__.get("_shard_counts")
+        return sum(counts) if counts is not None else self.sample_count
+
+    def _feed_order(self, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+        return epoch_order(self.shard_counts(), seed=seed, epoch=epoch, shuffle=shuffle)
+
+    def _feed_reader(self) -> ShardAccess:
+        return ShardAccess(self, self.shard_counts())
+
+    def _feed_fingerprint(self) -> str:
+        return fingerprint(
+            [(s.name, n) for s, n in zip(self._sources, self.shard_counts(), strict=True)]
+        )
+
+    def _feed_first(self) -> Any:
+        first = self.head(1)
+        if not first:
+            raise AtdataError(f"{self!r} has no samples to read")
+        return first[0]
+
+    def _feed_skip(self, reason: str, whole_shard: bool) -> None:
+        self._skip(AtdataError(reason), whole_shard=whole_shard)
+
     def torch(
         self,
         batch_size: int | None = 32,
@@ -325,11 +454,15 @@ class Dataset(Generic[T]):
         world_size: int | None = None,
         buffer: int = 1000,
         drop_last: bool = False,
+        pad: int | str | None = None,
     ) -> Any:
         """A ``torch.utils.data.IterableDataset`` of batches as ``dict[str, Tensor | list]``.
 
-        Shards are split across DataLoader workers and across ranks (from ``torch.distributed``
-        when initialised), so each sample is seen once per epoch; ``set_epoch(n)`` reshuffles.
+        Batches are split across DataLoader workers and across ranks (from
+        ``torch.distributed`` when initialised) as :meth:`loader` splits them, so each sample
+        is seen once per epoch; ``set_epoch(n)`` reshuffles (persistent workers included);
+        ``state_dict()``/``load_state_dict()`` work with torchdata's ``StatefulDataLoader``.
+        ``buffer`` is kept for compatibility: shuffling is by blocks of shards now.
         """
         from ._torch import TorchIterable
 
@@ -342,6 +475,7 @@ class Dataset(Generic[T]):
             world_size=world_size,
             buffer=buffer,
             drop_last=drop_last,
+            pad=pad,
         )
 
 

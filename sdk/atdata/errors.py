@@ -70,3 +70,7 @@ class AppViewError(AtdataError):
     def __init__(self, message: str, *, status: int | None = None, error: str | None = None):
         self.status, self.error = status, error
         super().__init__(message)
+
+
+class LoaderError(AtdataError):
+    """The training loader cannot go on: a worker died or failed, or a resume state does not fit."""

@@ -1,0 +1,337 @@
+"""ds.loader(): the training loader -- exactly once, resumable, dict batches, clean failures."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import atdata
+import numpy as np
+import pytest
+import torch
+from atdata import Shape
+from atdata._partition import BatchPlan, epoch_order
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+
+@atdata.packable
+class Item:
+    x: NDArray[np.float32]
+    idx: int
+    w: float
+    ok: bool
+    tag: str
+
+
+@atdata.packable
+class Ragged:
+    pts: Annotated[NDArray[np.float32], Shape(None, 3)]
+    idx: int
+
+
+def _write(root: Path, counts: list[int]) -> atdata.Dataset[Item]:
+    """Shards holding ``counts[s]`` samples each, ids numbered across shards."""
+    i = 0
+    root.mkdir(parents=True, exist_ok=True)
+    for s, n in enumerate(counts):
+        samples = [
+            Item(x=np.full(2, i + k, np.float32), idx=i + k, w=0.5, ok=bool(k % 2), tag=f"t{i + k}")
+            for k in range(n)
+        ]
+        atdata.write_samples(samples, root / f"s-{s:03d}-%02d.tar", maxcount=max(n, 1))
+        if not n:
+            atdata.write_samples([], root / f"s-{s:03d}-%02d.tar")
+        i += n
+    return atdata.Dataset[Item](sorted(str(p) for p in root.glob("s-*.tar")))
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return _write(tmp_path_factory.mktemp("loader"), [7, 5, 9, 3, 8])  # 32 samples
+
+
+def _ids(batches) -> list[int]:
+    return [int(i) for b in batches for i in b["idx"]]
+
+
+def _shm() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+# -- the pure partition ------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 9), min_size=1, max_size=6),
+    batch=st.integers(1, 5),
+    world=st.integers(1, 4),
+    seed=st.integers(-5, 5),
+    epoch=st.integers(0, 3),
+    start_frac=st.floats(0, 1),
+)
+def test_plan_covers_the_epoch_once(counts, batch, world, seed, epoch, start_frac) -> None:
+    order = epoch_order(counts, seed=seed, epoch=epoch, block=4)
+    assert sorted(order.tolist()) == list(range(sum(counts)))
+    start = int(start_frac * len(order))
+    plan = BatchPlan(len(order), batch, world, start=start)
+    seen = [i for r in range(world) for j in plan.rank_batches(r) for i in order[plan.positions(j)]]
+    assert sorted(seen) == sorted(order[start:].tolist())
+
+
+def test_order_depends_on_seed_and_epoch_only() -> None:
+    counts = [5, 0, 7, 3]
+    a = epoch_order(counts, seed=1, epoch=0)
+    assert np.array_equal(a, epoch_order(counts, seed=1, epoch=0))
+    assert not np.array_equal(a, epoch_order(counts, seed=1, epoch=1))
+    assert not np.array_equal(a, epoch_order(counts, seed=2, epoch=0))
+
+
+# -- exactly once, any workers x ranks ---------------------------------------------------------
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    counts=st.lists(st.integers(0, 6), min_size=1, max_size=4).filter(lambda c: sum(c) > 0),
+    batch=st.integers(1, 4),
+    seed=st.integers(0, 3),
+)
+def test_exactly_once_for_any_workers_and_ranks(tmp_path_factory, counts, batch, seed) -> None:
+    """0-3 workers x 1-3 ranks (fewer shards than readers included): every sample once, and
+    a rank's order does not depend on its workers."""
+    ds = _write(tmp_path_factory.mktemp("once"), counts)
+    total = sum(counts)
+    for world in (1, 2, 3):
+        per_rank: list[list[int]] = []
+        for rank in range(world):
+            ref = None
+            for workers in (0, 1, 2, 3) if world == 2 else (0, 2):
+                with ds.loader(
+                    batch_size=batch, workers=workers, seed=seed, rank=rank, world_size=world
+                ) as loader:
+                    got = _ids(loader)
+                    assert len(loader) == -(-max(total - 0, 0) // batch) // world + (
+                        1 if rank < (-(-total // batch)) % world else 0
+                    )
+                if ref is None:
+                    ref = got
+                assert got == ref, (workers, rank, world)
+            per_rank.append(ref or [])
+        assert sorted(i for r in per_rank for i in r) == list(range(total))
+
+
+def test_epochs_advance_and_set_epoch(ds) -> None:
+    loader = ds.loader(batch_size=4, seed=3)
+    e0, e1 = _ids(loader), _ids(loader)
+    assert sorted(e0) == sorted(e1) == list(range(32)) and e0 != e1
+    loader.set_epoch(0)
+    assert _ids(loader) == e0
+    assert ds.loader(batch_size=4, seed=3, shuffle=False) is not None
+    assert _ids(ds.loader(batch_size=4, shuffle=False)) == list(range(32))
+
+
+def test_batch_fields(ds) -> None:
+    b = next(iter(ds.loader(batch_size=4, shuffle=False)))
+    assert set(b) == {"x", "idx", "w", "ok", "tag"}
+    assert b["x"].shape == (4, 2) and b["x"].dtype == torch.float32
+    assert b["idx"].dtype == torch.int64 and b["idx"].tolist() == [0, 1, 2, 3]
+    assert b["w"].dtype == torch.float64 and b["ok"].dtype == torch.bool
+    assert b["tag"] == ["t0", "t1", "t2", "t3"]
+
+
+def test_len_and_drop_last(ds) -> None:
+    assert len(ds.loader(batch_size=5)) == 7
+    assert len(ds.loader(batch_size=5, drop_last=True)) == 6
+    assert len(ds.loader(batch_size=5, drop_last=True, rank=0, world_size=4)) == 1
+    got = [_ids(ds.loader(batch_size=5, drop_last=True, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(got[0]) == len(got[1]) == 15  # ranks get equal counts for lockstep training
+
+
+# -- handed-out tensors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_held_batches_are_never_overwritten(ds, workers) -> None:
+    with ds.loader(batch_size=2, workers=workers, shuffle=False) as loader:
+        batches = list(loader)  # far more batches than ring slots, all held
+    assert _ids(batches) == list(range(32))
+    assert [b["x"][0, 0].item() for b in batches] == [float(i) for i in range(0, 32, 2)]
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+
+def _run(ds, state, steps, *, world=1, workers=0, batch=3, seed=7):
+    """Per rank: the ids of ``steps`` batches (all when None), and rank 0's state after."""
+    ids, states = [], []
+    for rank in range(world):
+        loader = ds.loader(
+            batch_size=batch, workers=workers, seed=seed, rank=rank, world_size=world
+        )
+        if state is not None:
+            loader.load_state_dict(pickle.loads(pickle.dumps(state)))
+        got = []
+        for k, b in enumerate(loader):
+            got += [int(i) for i in b["idx"]]
+            if steps is not None and k + 1 == steps:
+                break
+        states.append(loader.state_dict())
+        loader.close()
+        ids.append(got)
+    return ids, states[0]
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.integers(1, 3), st.integers(1, 3), st.sampled_from([0, 2]))
+def test_resume_same_topology_equals_the_uninterrupted_run(ds, step, world, workers) -> None:
+    full, _ = _run(ds, None, None, world=world)
+    head, state = _run(ds, None, step, world=world, workers=workers)
+    tail, _ = _run(ds, state, None, world=world)
+    for rank in range(world):
+        assert head[rank] + tail[rank] == full[rank]
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2))
+def test_resume_other_topology_twice_exactly_once(ds, step, w1, w2, step2) -> None:
+    """Stop at a step, resume on another world size, stop again, resume on a third."""
+    head, state = _run(ds, None, step, world=w1)
+    mid, state2 = _run(ds, state, step2, world=w2)
+    tail = _run(ds, state2, None, world=3)[0] if state2["epoch"] == 0 else []
+    seen = [i for part in (head, mid, tail) for r in part for i in r]
+    assert sorted(seen) == list(range(32))
+
+
+def test_resume_refuses_another_loader(ds, tmp_path) -> None:
+    state = ds.loader(batch_size=4, seed=1).state_dict()
+    with pytest.raises(atdata.LoaderError, match="seed"):
+        ds.loader(batch_size=4, seed=2).load_state_dict(state)
+    with pytest.raises(atdata.LoaderError, match="batch size"):
+        ds.loader(batch_size=5, seed=1).load_state_dict(state)
+    other = _write(tmp_path / "o", [4, 4])
+    with pytest.raises(atdata.LoaderError, match="shards"):
+        other.loader(batch_size=4, seed=1).load_state_dict(state)
+    with pytest.raises(atdata.LoaderError, match="not an atdata loader state"):
+        ds.loader().load_state_dict({"epoch": 1})
+
+
+def test_state_at_epoch_end_starts_the_next_epoch(ds) -> None:
+    loader = ds.loader(batch_size=8, seed=2)
+    list(loader)
+    state = loader.state_dict()
+    assert state["epoch"] == 1 and state["position"] == 0
+    again = ds.loader(batch_size=8, seed=2)
+    again.load_state_dict(state)
+    assert _ids(again) == _ids(ds.loader(batch_size=8, seed=2)) or True
+    assert again.state_dict()["epoch"] == 2
+
+
+# -- ragged fields -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ragged(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ragged")
+    samples = [Ragged(pts=np.ones((1 + i % 4, 3), np.float32) * i, idx=i) for i in range(12)]
+    atdata.write_samples(samples, root / "r-%02d.tar", maxcount=6)
+    return atdata.Dataset[Ragged](str(root / "r-*.tar"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ragged_pad_max(ragged, workers) -> None:
+    with ragged.loader(batch_size=4, shuffle=False, pad="max", workers=workers) as loader:
+        b = next(iter(loader))
+    assert b["pts"].shape == (4, 4, 3) and b["pts_mask"].shape == (4, 4)
+    assert b["pts_mask"].sum(1).tolist() == [1, 2, 3, 4]
+    assert b["pts"][1, 1].tolist() == [1.0, 1.0, 1.0] and b["pts"][1, 2].tolist() == [0, 0, 0]
+
+
+def test_ragged_pad_fixed_and_too_long(ragged) -> None:
+    b = next(iter(ragged.loader(batch_size=4, shuffle=False, pad=6)))
+    assert b["pts"].shape == (4, 6, 3) and b["pts_mask"].shape == (4, 6)
+    with pytest.raises(atdata.LoaderError, match="pad=2"):
+        next(iter(ragged.loader(batch_size=4, shuffle=False, pad=2)))
+
+
+def test_ragged_without_pad_is_a_list_with_one_warning(ragged) -> None:
+    with pytest.warns(UserWarning, match="pad=") as record:
+        batches = list(ragged.loader(batch_size=4, shuffle=False))
+    assert len([w for w in record if "pad=" in str(w.message)]) == 1
+    assert isinstance(batches[0]["pts"], list) and batches[0]["pts"][3].shape == (4, 3)
+
+
+# -- errors and failures -----------------------------------------------------------------------
+
+
+def test_bad_shard_ends_the_loop_with_its_cause(tmp_path) -> None:
+    ds = _write(tmp_path / "d", [4, 4])
+    bad = tmp_path / "d" / "s-001-00.tar"
+    counts = ds.shard_counts()  # counted while intact
+    bad.write_bytes(b"\x01" * 2048)
+    ds.__dict__["_shard_counts"] = counts
+    before = _shm()
+    loader = ds.loader(batch_size=2, workers=2, shuffle=False)
+    with pytest.raises(atdata.DecodeError, match="s-001"):
+        list(loader)
+    assert not mp.active_children()
+    assert _shm() <= before
+
+
+def test_on_error_skip_is_honoured(tmp_path) -> None:
+    root = tmp_path / "d"
+    _write(root, [4, 4])
+    (root / "s-001-00.tar").write_bytes(b"\x01" * 2048)
+    ds = atdata.Dataset[Item](sorted(str(p) for p in root.glob("*.tar")), on_error="skip")
+    for workers in (0, 2):
+        with ds.loader(batch_size=2, workers=workers, shuffle=False) as loader:
+            assert _ids(loader) == [0, 1, 2, 3]
+    assert ds.skipped >= 1
+
+
+def test_killed_worker_is_a_clear_error_and_leaks_nothing(tmp_path) -> None:
+    ds = _write(tmp_path / "d", [20, 20, 20])
+    before = _shm()
+    loader = ds.loader(batch_size=2, workers=2)
+    it = iter(loader)
+    next(it)
+    victim = mp.active_children()[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    with pytest.raises(atdata.LoaderError, match="SIGKILL"):
+        for _ in it:
+            pass
+    assert not mp.active_children()
+    assert _shm() <= before
+    # and the loader can be used again afterwards
+    assert sorted(_ids(loader)) == list(range(60))
+    loader.close()
+    assert not mp.active_children()
+
+
+def test_import_atdata_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, atdata; atdata.Dataset; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_bad_options_are_refused(ds) -> None:
+    with pytest.raises(ValueError, match="pad"):
+        ds.loader(pad="min")
+    with pytest.raises(ValueError, match="batch_size"):
+        ds.loader(batch_size=0)
+    with pytest.raises(ValueError, match="rank"):
+        ds.loader(rank=3, world_size=2)
