@@ -16,6 +16,7 @@ PUBLIC = {
     "FieldTypeError",
     "LensError",
     "LexiconError",
+    "LoaderError",
     "ResolutionError",
     "SampleValueError",
     "SchemaError",
