@@ -47,6 +47,9 @@ class LensError(AtdataError):
 class LexiconError(AtdataError, ValueError):
     """A record or XRPC parameter set does not satisfy its lexicon."""
 
+    nsid: str | None = None  # the lexicon or record type at fault, when known
+    path: str | None = None  # where in the document or record ("" for the whole)
+
 
 class ResolutionError(AtdataError):
     """An at:// URI, DID, handle or record could not be resolved."""

@@ -105,7 +105,8 @@ class Lens(Generic[S, V]):
         """
         if self._parts is not None:
             return (_compose_parts, self._parts)
-        if self.source is not None and registry.get(self.source, self.view) is self:  # type: ignore[arg-type]
+        source, view = self.source, self.view
+        if source is not None and view is not None and registry.get(source, view) is self:
             return (_registered, (self.source, self.view))
         return (
             Lens,
@@ -137,6 +138,8 @@ class LensRegistry:
         return lens_
 
     def unregister(self, lens_: Lens[Any, Any]) -> None:
+        if lens_.source is None or lens_.view is None:
+            return  # never registered
         key = (lens_.source, lens_.view)
         if self._lenses.get(key) is lens_:
             del self._lenses[key]
@@ -178,8 +181,9 @@ class LensRegistry:
                 previous[nxt] = lens_
                 if nxt is view:
                     path = [lens_]
-                    while path[0].source is not source:
-                        path.insert(0, previous[path[0].source])  # type: ignore[index]
+                    while (before := path[0].source) is not source:
+                        assert before is not None  # every lens in the registry has a source
+                        path.insert(0, previous[before])
                     return path
                 queue.append(nxt)
         return None
@@ -254,5 +258,6 @@ def lens(fn: Callable[[S], V]) -> Lens[S, V]:
     return result
 
 
-lens.registry = registry  # type: ignore[attr-defined]
-lens.Lens = Lens  # type: ignore[attr-defined]
+# `atdata.lens.registry` / `atdata.lens.Lens`: the package attribute `atdata.lens` is this function.
+for _name, _value in {"registry": registry, "Lens": Lens}.items():
+    setattr(lens, _name, _value)

@@ -71,7 +71,11 @@ _KEYS: dict[str, dict[str, Any]] = {
     "procedure": {"parameters": dict, "input": dict, "output": dict, "errors": list},
     "subscription": {"parameters": dict, "message": dict, "errors": list},
 }
-_REQUIRED_KEYS = {"array": ("items",), "object": ("properties",), "params": ("properties",)}
+_REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "array": ("items",),
+    "object": ("properties",),
+    "params": ("properties",),
+}
 _REQUIRED_KEYS |= {"ref": ("ref",), "union": ("refs",), "record": ("key", "record")}
 _MIME = re.compile(r"^(\*/\*|[a-zA-Z0-9.+-]+/(\*|[a-zA-Z0-9.+-]+))$")
 _FRAGMENT = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
@@ -79,7 +83,7 @@ _FRAGMENT = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 
 def _fail(lex_id: str, path: str, msg: str) -> LexiconError:
     err = LexiconError(f"lexicon {lex_id}: {path}: {msg}")
-    err.nsid, err.path = lex_id, path  # type: ignore[attr-defined]
+    err.nsid, err.path = lex_id, path
     return err
 
 

@@ -69,9 +69,9 @@ class Lexicons:
         """Check `doc` against the Lexicon spec and add it (replacing a builtin of that id)."""
         self._ref_cache.clear()
         doc = dict(doc)
-        lex_id = doc.get("id")
-        own = isinstance(lex_id, str) and lex_id.startswith(OWN_NAMESPACE)
+        own = str(doc.get("id")).startswith(OWN_NAMESPACE)
         check_document(doc, require_max_length=own)
+        lex_id: str = doc["id"]  # a valid NSID: checked
         if lex_id in self.docs and not any(b["id"] == lex_id for b in BUILTIN):
             raise LexiconError(f"lexicon {lex_id} is defined twice")
         self.docs[lex_id] = doc
@@ -118,6 +118,13 @@ class Lexicons:
         d = doc["defs"].get(frag or "main")
         return None if d is None else (nsid, d)
 
+    def _loaded(self, ref: str) -> tuple[str, dict[str, Any]]:
+        """A def that loading has checked is there (every ref and union member is)."""
+        found = self._lookup(ref)
+        if found is None:
+            raise LexiconError(f"no lexicon def {ref!r} is loaded")
+        return found
+
     def get_def(self, ref: str) -> dict[str, Any]:
         """The def named by `nsid` or `nsid#name`; `LexiconError` when unknown."""
         found = self._lookup(absolute_ref("", ref) if not ref.startswith("#") else ref)
@@ -129,7 +136,7 @@ class Lexicons:
     def _raise(self, nsid: str, e: _Invalid) -> None:
         where = e.path or "(record)"
         err = LexiconError(f"{nsid}: {where}: {e.msg}")
-        err.nsid, err.path = nsid, e.path  # type: ignore[attr-defined]
+        err.nsid, err.path = nsid, e.path
         raise err from None
 
     def validate_record(self, nsid: str, record: Any) -> None:
@@ -340,7 +347,7 @@ class Lexicons:
         hit = self._ref_cache.get(key)  # refs resolve the same way every time: cache them
         if hit is None:
             ref = absolute_ref(lex_id, d["ref"])
-            target_lex, target = self._lookup(ref)  # type: ignore[misc]  # resolved at load
+            target_lex, target = self._loaded(ref)
             if target["type"] == "record":
                 target = target["record"]
             hit = self._ref_cache[key] = (ref, target_lex, target)
@@ -362,7 +369,7 @@ class Lexicons:
                 raise _Invalid(_join(path, "$type"), f"{t!r} is not one of {refs}")
             _no_floats(v, path)  # open union: an unknown member passes untouched
             return
-        target_lex, target = self._lookup(t_abs)  # type: ignore[misc]
+        target_lex, target = self._loaded(t_abs)
         if target["type"] == "record":
             target = target["record"]
         self._value(target_lex, target, v, path)
