@@ -27,7 +27,7 @@ from ..errors import AppViewError, LexiconError, ResolutionError
 from ..lexicon import default_lexicons
 from ..records import DATASET, SCHEMA, Record
 from .cache import ShardCache
-from .cid import cid_bytes, record_cid
+from .cid import check_record_cid, cid_bytes, record_cid
 from .did import check_did, parse_did_document
 from .identity import AtUri, IdentityResolver, parse_at_uri
 from .netguard import DEFAULT_TIMEOUT, HTTPStatusError, check_url, get_json, guarded_client
@@ -113,6 +113,7 @@ class Resolver:
         """The record at `uri` from its author's PDS; with `cid`, exactly that version."""
         at = parse_at_uri(uri)
         if cid is not None:
+            check_record_cid(cid)
             with self._lock:
                 hit = self._records.get((uri, cid))
             if hit is not None:
@@ -446,6 +447,8 @@ def load_dataset(
     at = parse_at_uri(source)
     if at.collection != DATASET:
         raise ResolutionError(f"{source} is an {at.collection} record, not an {DATASET}")
+    if cid is not None:
+        check_record_cid(cid)
     av = _appview_client(appview)
     r = _resolver(allow_private, [av.url] if av is not None else [])
     found = None
