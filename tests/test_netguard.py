@@ -22,6 +22,7 @@ from atdata.atmosphere.resolve import GuardedHttpShard, shard_sources
 @pytest.fixture(autouse=True)
 def _no_env_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ATDATA_ALLOW_PRIVATE_NETWORK", raising=False)
+    monkeypatch.delenv("ATDATA_ALLOW_LINK_LOCAL", raising=False)
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -90,6 +91,54 @@ def test_public_addresses_pass_and_allowance_opens_private(monkeypatch: pytest.M
     assert check_url("http://127.0.0.1:9/x", allow_private=True)
     monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_NETWORK", "1")
     assert check_url("http://10.0.0.1/")
+
+
+LINK_LOCAL = [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://169.254.0.1:8080/",
+    "http://[fe80::1]/",
+    "http://[fd00:ec2::254]/latest/meta-data/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://100.100.100.200/latest/meta-data/",
+]
+
+
+@pytest.mark.parametrize("url", LINK_LOCAL)
+def test_the_private_network_switch_does_not_open_link_local_or_metadata(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for allow in (True, None):
+        monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_NETWORK", "1")
+        with pytest.raises(UnsafeURLError, match="ATDATA_ALLOW_LINK_LOCAL"):
+            check_url(url, allow_private=allow)
+    monkeypatch.setenv("ATDATA_ALLOW_LINK_LOCAL", "1")
+    assert check_url(url) == url  # its own switch opens it
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://localhost:8080/",
+        "http://[::1]/",
+        "http://10.1.2.3/",
+        "http://172.16.5.4/",
+        "http://192.168.0.1/",
+        "http://100.64.0.1/",
+        "http://[fd12::1]/",
+    ],
+)
+def test_the_private_network_switch_opens_loopback_and_private_ranges(url: str) -> None:
+    assert check_url(url, allow_private=True) == url
+
+
+@pytest.mark.parametrize("url", ["http://0.0.0.0/", "http://224.0.0.1/", "http://240.0.0.1/"])
+def test_unusable_addresses_stay_refused_with_every_switch(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATDATA_ALLOW_LINK_LOCAL", "1")
+    with pytest.raises(UnsafeURLError):
+        check_url(url, allow_private=True)
 
 
 def test_schemes_stay_refused_even_when_private_allowed() -> None:

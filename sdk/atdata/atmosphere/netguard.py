@@ -2,10 +2,13 @@
 
 Records and DID documents are written by strangers, so a URL found in one could point at
 the user's own machine or private network (SSRF) or at a never-ending stream. URLs taken
-from them are fetched only over http(s), never from loopback/private/link-local addresses
-unless the user allows it (`ATDATA_ALLOW_PRIVATE_NETWORK=1` or `allow_private=True`), with
-a time limit and a size cap. The check runs on every request a client sends, redirects
-included, through an httpx transport.
+from them are fetched only over http(s), from public addresses, with a time limit and a size
+cap. Two switches open more, each on its own: `ATDATA_ALLOW_PRIVATE_NETWORK=1` (or
+`allow_private=True`) admits loopback and private ranges (a devnet, a lab network), and
+`ATDATA_ALLOW_LINK_LOCAL=1` admits link-local addresses, where clouds serve instance
+metadata and credentials (169.254.0.0/16, fe80::/10, fd00:ec2::254). Multicast, reserved
+and unspecified addresses are never fetched. The check runs on every request a client sends,
+redirects included, through an httpx transport.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "check_url",
     "get_json",
     "guarded_client",
+    "link_local_allowed",
     "private_network_allowed",
     "retry_delay",
 ]
@@ -58,20 +62,42 @@ class HTTPStatusError(ResolutionError):
         super().__init__(f"GET {url}: HTTP {status} {detail}".rstrip())
 
 
+def _env_switch(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 def private_network_allowed(allow_private: bool | None = None) -> bool:
     """An explicit argument wins; otherwise `ATDATA_ALLOW_PRIVATE_NETWORK=1` allows."""
     if allow_private is not None:
         return allow_private
-    return os.environ.get("ATDATA_ALLOW_PRIVATE_NETWORK", "").strip().lower() in (
-        "1",
-        "true",
-        "yes",
-    )
+    return _env_switch("ATDATA_ALLOW_PRIVATE_NETWORK")
 
 
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def link_local_allowed() -> bool:
+    """`ATDATA_ALLOW_LINK_LOCAL=1`: link-local and cloud-metadata addresses may be fetched.
+
+    Separate from the private-network switch, which a devnet needs: a process on a cloud
+    machine can reach the instance's credentials at these addresses.
+    """
+    return _env_switch("ATDATA_ALLOW_LINK_LOCAL")
+
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+#: Instance-metadata services outside the link-local ranges (AWS over IPv6, Alibaba Cloud).
+_METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _unmapped(ip: IPAddress) -> IPAddress:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_public(ip: IPAddress) -> bool:
+    ip = _unmapped(ip)
     return not (
         ip.is_private
         or ip.is_loopback
@@ -79,8 +105,23 @@ def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         or ip.is_multicast
         or ip.is_reserved
         or ip.is_unspecified
-        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"))
+        or ip in _CGNAT
+        or ip in _METADATA
     )
+
+
+def _non_public_kind(ip: IPAddress) -> str:
+    """Which switch admits a non-public address: "link-local", "private" or "never"."""
+    ip = _unmapped(ip)
+    if ip.is_link_local or ip in _METADATA:
+        return "link-local"
+    if ip.is_loopback:
+        return "private"
+    if ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return "never"
+    if ip.is_private or ip in _CGNAT:
+        return "private"
+    return "never"
 
 
 def _addresses(host: str, port: int) -> Iterable[str]:
@@ -93,8 +134,10 @@ def _addresses(host: str, port: int) -> Iterable[str]:
 def check_url(url: str, *, allow_private: bool | None = None) -> str:
     """Return `url` if it may be fetched; raise `UnsafeURLError` saying why not.
 
-    Only http and https; the host must resolve to public addresses only, unless private
-    networks are allowed.
+    Only http and https; every address the host resolves to must be public, or admitted by
+    its switch: loopback and private ranges by `allow_private` (else
+    `ATDATA_ALLOW_PRIVATE_NETWORK`), link-local and metadata addresses by
+    `ATDATA_ALLOW_LINK_LOCAL`.
     """
     try:
         parts = urlsplit(url)
@@ -108,16 +151,25 @@ def check_url(url: str, *, allow_private: bool | None = None) -> str:
         raise UnsafeURLError(f"refusing {url!r}: no host")
     if parts.username or parts.password:
         raise UnsafeURLError(f"refusing {url!r}: credentials in URL")
-    if private_network_allowed(allow_private):
-        return url
+    private_ok = private_network_allowed(allow_private)
     port = port or (443 if parts.scheme == "https" else 80)
     for addr in _addresses(host, port):
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
-        if not _is_public(ip):
+        if _is_public(ip):
+            continue
+        kind = _non_public_kind(ip)
+        if kind == "private" and not private_ok:
             raise UnsafeURLError(
                 f"refusing {url!r}: {host} resolves to non-public address {ip} "
                 "(set ATDATA_ALLOW_PRIVATE_NETWORK=1 to allow local/private networks)"
             )
+        if kind == "link-local" and not link_local_allowed():
+            raise UnsafeURLError(
+                f"refusing {url!r}: {host} resolves to link-local address {ip}, where cloud "
+                "machines serve their credentials (set ATDATA_ALLOW_LINK_LOCAL=1 to allow it)"
+            )
+        if kind == "never":
+            raise UnsafeURLError(f"refusing {url!r}: {host} resolves to unusable address {ip}")
     return url
 
 
