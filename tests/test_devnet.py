@@ -401,7 +401,8 @@ def cli_name() -> Iterator[str]:
 def test_cli_devnet_up_status_account_down(cli_name: str) -> None:
     plc, pds = free_ports(2)
     absent = _cli("devnet", "status", "--name", cli_name)
-    assert absent.returncode == EXIT_ABSENT and "not running" in absent.stdout
+    assert absent.returncode == EXIT_ABSENT and "not running" in absent.stderr
+    assert absent.stdout == ""
 
     up = _cli(
         "devnet", "up", "--name", cli_name, "--plc-port", str(plc), "--pds-port", str(pds),
@@ -414,8 +415,26 @@ def test_cli_devnet_up_status_account_down(cli_name: str) -> None:
     # `up` returned, and the network keeps running in the background
     assert httpx.get(f"http://localhost:{pds}/xrpc/_health").status_code == 200
 
+    exports = f"export ATDATA_PLC_URL=http://localhost:{plc} ATDATA_ALLOW_PRIVATE_NETWORK=1\n"
     status = _cli("devnet", "status", "--name", cli_name)
-    assert status.returncode == 0 and f"http://localhost:{pds}" in status.stdout
+    assert status.returncode == 0 and f"http://localhost:{pds}" in status.stderr
+    assert status.stdout == exports  # people's text on stderr: `eval "$(...)"` works
+
+    # `up` again is a no-op that prints the running one's exports, whatever ports were asked
+    again = _cli("devnet", "up", "--name", cli_name)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == exports and "other ports than asked" in again.stderr
+    shell = subprocess.run(
+        ["bash", "-c", f'eval "$({sys.executable} -m atdata.cli devnet up --name {cli_name} '
+         f'--plc-port {plc} --pds-port {pds})" && echo "$ATDATA_PLC_URL"'],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert shell.returncode == 0 and shell.stdout == f"http://localhost:{plc}\n", shell.stderr
+    # another instance name on the same ports finds it too
+    other = _cli("devnet", "up", "--name", f"{cli_name}-b", "--plc-port", str(plc),
+                 "--pds-port", str(pds))  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert other.stdout == exports and f"instance {cli_name!r}" in other.stderr
 
     account = _cli("devnet", "account", "carol", "--name", cli_name)
     assert account.returncode == 0, account.stderr

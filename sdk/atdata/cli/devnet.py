@@ -1,9 +1,14 @@
-"""`atdata devnet ...`: run a local ATProto network (PLC + PDSes) in the background."""
+"""`atdata devnet ...`: run a local ATProto network (PLC + PDSes) in the background.
+
+`up` and `status` print `export` lines on stdout (so `eval "$(atdata devnet up)"` works) and
+everything meant for people on stderr.
+"""
 
 from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -54,18 +59,34 @@ def _devnet(
 
 
 def _print_info(info: DevnetInfo, as_json: bool) -> None:
+    """JSON, or a description on stderr and the `export` line on stdout."""
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
         return
-    typer.echo(f"devnet running (pid {info.pid})")
-    typer.echo(f"  PLC   {info.plc_url}")
+    typer.echo(f"devnet running (pid {info.pid})", err=True)
+    typer.echo(f"  PLC   {info.plc_url}", err=True)
     for i, pds in enumerate(info.pds, start=1):
         typer.echo(
             f"  PDS{i}  {pds.url}  handles *{pds.handle_domain}  firehose {pds.ws_url}  "
-            f"blobs <= {pds.blob_limit // (1024 * 1024)} MiB"
+            f"blobs <= {pds.blob_limit // (1024 * 1024)} MiB",
+            err=True,
         )
-    typer.echo(f"  data  {info.data_dir}   log {info.run_dir}/devnet.log")
-    typer.echo(f"export ATDATA_PLC_URL={info.plc_url} ATDATA_ALLOW_PRIVATE_NETWORK=1")
+    typer.echo(f"  data  {info.data_dir}   log {info.run_dir}/devnet.log", err=True)
+    typer.echo(f"export ATDATA_PLC_URL={shlex.quote(info.plc_url)} ATDATA_ALLOW_PRIVATE_NETWORK=1")
+
+
+def _running_elsewhere(ports: Sequence[int]) -> tuple[str, DevnetInfo] | None:
+    """A devnet of another instance name that listens on one of `ports`, if any."""
+    from ..devnet import Devnet, cache_root
+
+    for run_dir in sorted((cache_root() / "devnet-run").glob("*")):
+        info = Devnet(run_dir=run_dir).status()  # ports do not matter to `status`
+        if info is None:
+            continue
+        taken = {int(info.plc_url.rsplit(":", 1)[-1]), *(p.port for p in info.pds)}
+        if taken & set(ports):
+            return run_dir.name, info
+    return None
 
 
 @devnet_app.command("up")
@@ -79,13 +100,14 @@ def up(
     name: str = _NAME,
     as_json: bool = _JSON,
 ) -> None:
-    """Start the devnet in the background and print its URLs (a no-op when it already runs).
+    """Start the devnet in the background; its `export` line on stdout, the rest on stderr.
 
+    A no-op when it already runs (on whatever ports): the running one's line is printed.
     Every start is a fresh, empty network (the PLC lives in memory).
 
     Examples:
 
-      atdata devnet up
+      eval "$(atdata devnet up)"   # ATDATA_PLC_URL, ATDATA_ALLOW_PRIVATE_NETWORK
 
       atdata devnet up --plc-port 3582 --pds-port 3583 --pds-port 3584 --name mine
 
@@ -99,7 +121,25 @@ def up(
         blob_limit=blob_limit_mib * 1024 * 1024,
         name=name,
     )
-    if net.status() is None and not as_json:
+    running = net.status()
+    elsewhere = None if running is not None else _running_elsewhere([plc_port, *pds_port])
+    if elsewhere is not None:
+        other, running = elsewhere
+        typer.echo(f"a devnet already runs on these ports (instance {other!r})", err=True)
+    if running is not None:
+        # The promised no-op: say where the running one is, whatever ports were asked for.
+        asked = [f"http://localhost:{plc_port}", *(f"http://localhost:{p}" for p in pds_port)]
+        if asked != [running.plc_url, *(p.url for p in running.pds)]:
+            owner = elsewhere[0] if elsewhere is not None else name
+            flag = "" if owner == "default" else f" --name {shlex.quote(owner)}"
+            typer.echo(
+                f"it runs on other ports than asked: `atdata devnet down{flag}` first to start "
+                "one on those",
+                err=True,
+            )
+        _print_info(running, as_json)
+        return
+    if not as_json:
         from ..devnet import check_install
 
         first = check_install(net.home) is not None
@@ -128,7 +168,7 @@ def down(name: str = _NAME) -> None:
 
 @devnet_app.command("status")
 def status(name: str = _NAME, as_json: bool = _JSON) -> None:
-    """Say whether the devnet runs; exit code 0 when it does, 3 when it does not.
+    """Say whether the devnet runs (and its `export` line); exit code 0 when it does, 3 when not.
 
     Examples:
 
@@ -140,7 +180,10 @@ def status(name: str = _NAME, as_json: bool = _JSON) -> None:
 
     info = _devnet(name).status()
     if info is None:
-        typer.echo(json.dumps(None) if as_json else "devnet is not running")
+        if as_json:
+            typer.echo(json.dumps(None))
+        else:
+            typer.echo("devnet is not running", err=True)
         raise typer.Exit(EXIT_ABSENT)
     _print_info(info, as_json)
 
