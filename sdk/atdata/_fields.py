@@ -19,18 +19,30 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Protocol, Self, TypeVar, get_args, get_origin
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    Protocol,
+    Self,
+    TypeGuard,
+    TypeVar,
+    get_args,
+    get_origin,
+)
 
 import numpy as np
 
-from ._codec import check_array_dtype, decode_array
+from ._codec import Buffer, check_array_dtype, decode_array
 from .errors import DecodeError, FieldTypeError, SampleValueError
 
 __all__ = [
     "FieldKind",
     "FieldSpec",
     "PackableSample",
+    "SampleType",
     "Shape",
+    "is_sample_type",
     "parse_fields",
     "spec_from_annotation",
 ]
@@ -106,7 +118,21 @@ class FieldSpec:
         return self.kind is FieldKind.ARRAY
 
 
-class PackableSample(Protocol):
+class SampleType(Protocol):
+    """A class a dataset can decode samples into: ``@packable`` classes and ``DictSample``."""
+
+    @classmethod
+    def from_bytes(cls, b: Buffer, *, writable: bool = False) -> Self: ...
+    @classmethod
+    def from_data(cls, d: dict[str, Any]) -> Self: ...
+
+
+def is_sample_type(t: object) -> TypeGuard[type[SampleType]]:
+    """True for a class with ``from_bytes`` and ``from_data`` (see :class:`SampleType`)."""
+    return isinstance(t, type) and hasattr(t, "from_bytes") and hasattr(t, "from_data")
+
+
+class PackableSample(SampleType, Protocol):
     """What ``@packable`` adds to a class: the type checker's view of a sample class.
 
     A decorated class keeps its own type (so its constructor stays checked); code that needs
@@ -122,10 +148,6 @@ class PackableSample(Protocol):
     def __atdata_encode__(obj: Any) -> dict[str, Any]: ...
     @staticmethod
     def __atdata_decode__(d: dict[str, Any], writable: bool) -> Any: ...
-    @classmethod
-    def from_bytes(cls, b: bytes | bytearray | memoryview, *, writable: bool = False) -> Self: ...
-    @classmethod
-    def from_data(cls, d: dict[str, Any]) -> Self: ...
     @property
     def packed(self) -> bytes: ...
     @property

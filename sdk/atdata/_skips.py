@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 __all__ = ["SkipLog"]
@@ -78,7 +78,7 @@ class SkipLog:
             self._unlogged = 0
             self._last_line = now
 
-    def watch(self, samples: Iterable[Any]) -> Iterator[Any]:
+    def watch(self, samples: Iterable[Any]) -> Generator[Any, None, None]:
         """`samples`, counted; the pass's summary is logged when it ends."""
         tally = _Pass()
         self._passes.append(tally)

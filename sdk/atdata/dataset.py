@@ -15,12 +15,13 @@ import json
 import logging
 import os
 import random
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
 
 from ._access import ShardAccess
+from ._fields import SampleType, is_sample_type
 from ._partition import epoch_order, fingerprint
 from ._skips import SkipLog
 from ._sources import ShardSource, expand_sources
@@ -28,6 +29,7 @@ from ._tar import iter_samples
 from .batch import SampleBatch
 from .errors import AtdataError, DecodeError
 from .lens import Lens, registry
+from .packable import is_packable, sample_fields
 
 if TYPE_CHECKING:
     from .loader import Loader
@@ -66,10 +68,10 @@ def _member_value(ext: str, data: memoryview) -> tuple[str, Any]:
     return ext, bytes(data)
 
 
-def _decoder(sample_type: type) -> Callable[[dict[str, Any]], Any]:
+def _decoder(sample_type: type[SampleType]) -> Callable[[dict[str, Any]], Any]:
     """A function from a raw sample (``{"__key__", ext: view}``) to a ``sample_type``."""
-    from_bytes = sample_type.from_bytes  # type: ignore[attr-defined]
-    from_data = sample_type.from_data  # type: ignore[attr-defined]
+    from_bytes = sample_type.from_bytes
+    from_data = sample_type.from_data
 
     def decode(raw: dict[str, Any]) -> Any:
         data = raw.get("msgpack")
@@ -127,11 +129,11 @@ class Dataset(Generic[T]):
             source, client_kwargs=client_kwargs, headers=headers
         )
         decode_type = sample_type or self._sample_type or _default_type()
-        if not (hasattr(decode_type, "from_bytes") and hasattr(decode_type, "from_data")):
+        if not is_sample_type(decode_type):
             # fail here, not with an AttributeError at the first sample
             name = getattr(decode_type, "__name__", repr(decode_type))
             raise TypeError(f"Dataset[{name}]: {name} is not a @packable sample class")
-        self._decode_type: type = decode_type
+        self._decode_type: type[SampleType] = decode_type
         self._view_type: type = decode_type
         self._lens: Lens[Any, Any] | None = None
         self.sample_count = sample_count
@@ -188,7 +190,7 @@ class Dataset(Generic[T]):
     def as_type(self, view: type[U]) -> Dataset[U]:
         """The same shards seen as ``view`` through the registered lens (or shortest chain)."""
         if view is self._view_type:
-            return self  # type: ignore[return-value]
+            return cast("Dataset[U]", self)  # U is T
         lens_: Lens[Any, Any]
         if registry.find_path(self._view_type, view) is None and self._view_type is _default_type():
             # Schema-free samples become any type that their fields fit.
@@ -198,7 +200,7 @@ class Dataset(Generic[T]):
         other = self._derive()
         other._lens = self._lens.compose(lens_) if self._lens is not None else lens_
         other._view_type = view
-        return other  # type: ignore[return-value]
+        return other
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -221,7 +223,7 @@ class Dataset(Generic[T]):
     def _raw_decoder(self) -> Callable[[dict[str, Any], str], Any]:
         """:meth:`decode_raw` as one closure, for hot loops."""
         decode = _decoder(self._decode_type)
-        from_bytes = self._decode_type.from_bytes  # type: ignore[attr-defined]
+        from_bytes = self._decode_type.from_bytes
         view = self._lens.get if self._lens is not None else None
 
         def decode_raw(raw: dict[str, Any], shard: str) -> Any:
@@ -257,6 +259,8 @@ class Dataset(Generic[T]):
     ) -> Iterator[Any]:
         """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index."""
         name = source.name
+        if counter is None:
+            counter = [0]
         decode_raw = self._raw_decoder()
         skip = self.on_error == "skip"
         try:
@@ -269,8 +273,8 @@ class Dataset(Generic[T]):
         try:
             for raw in iter_samples(stream, name, allow_truncated=self.allow_truncated):
                 if keep is not None:
-                    i = counter[0]  # type: ignore[index]
-                    counter[0] = i + 1  # type: ignore[index]
+                    i = counter[0]
+                    counter[0] = i + 1
                     if not keep(i):
                         continue
                 try:
@@ -321,7 +325,7 @@ class Dataset(Generic[T]):
 
     def _iter_sources(
         self, sources: Iterable[ShardSource], keep: Callable[[int], bool] | None = None
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         counter = [0]
         samples = (s for source in sources for s in self._iter_shard(source, keep, counter))
         return self._skip_log.watch(samples)
@@ -378,7 +382,7 @@ class Dataset(Generic[T]):
                 if len(out) >= n:
                     break
         finally:
-            it.close()  # type: ignore[attr-defined]
+            it.close()
         return out
 
     def loader(
@@ -486,20 +490,18 @@ class _FromDict:
     """
 
     def __init__(self, view: type) -> None:
-        from . import packable as _packable
-
+        if not is_sample_type(view):
+            raise TypeError(f"{view!r} is not a @packable sample class")
         self.view = view
         self.names: tuple[str, ...] | None = (
-            tuple(spec.name for spec in _packable.sample_fields(view))
-            if _packable.is_packable(view)
-            else None
+            tuple(spec.name for spec in sample_fields(view)) if is_packable(view) else None
         )
 
     def __call__(self, sample: Any) -> Any:
         data = sample.to_dict()
         if self.names is not None:
             data = {k: data[k] for k in self.names if k in data}
-        return self.view.from_data(data)  # type: ignore[attr-defined]
+        return self.view.from_data(data)
 
 
 def _sample_error(exc: BaseException, shard: str, key: str) -> DecodeError:
