@@ -296,11 +296,8 @@ class NullStore:
     async def load_cursor(self, host: str) -> int | None:
         return self.cursor
 
-    async def read(self, fn: object) -> list:
+    async def warm(self) -> list:
         return []
-
-    async def get_repo(self, did: str) -> None:
-        return None
 
     @contextlib.asynccontextmanager
     async def transaction(self):  # type: ignore[no-untyped-def]

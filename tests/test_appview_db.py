@@ -261,6 +261,41 @@ def test_get_repo_reads_through_cache_and_database(store: Store) -> None:
         fresh.close()
 
 
+def test_warmed_store_never_reads_the_database_to_look_up_a_repo(store: Store) -> None:
+    """Ingest's warm-up: after `warm()` every repo lookup (a transaction's included, which
+    runs on the event loop) is answered from memory, for known and unknown repos alike."""
+    run(_seed(store))
+    warm = Store(store.url)
+    try:
+        infos = run(warm.warm())
+        assert {(i.did, i.handle, i.rev) for i in infos} == {
+            (A, "alice.test", "r1"),
+            (B, "bob.test", "r1"),
+        }
+
+        def no_reads(*args: object, **kwargs: object) -> object:
+            raise AssertionError("a repo lookup read the database")
+
+        warm.read_sync = no_reads
+        warm.read = no_reads
+        new = "did:plc:newcomer0000000000000000"
+
+        async def go() -> None:
+            async with warm.transaction() as tx:
+                assert tx.get_repo(new) is None
+                tx.upsert_record(new, DATASET, "n1", "cn", dataset_record("fresh"), "r5")
+                tx.upsert_record(A, DATASET, "d9", "c9", dataset_record("more"), "r2")
+                tx.purge_repo(B)
+            assert (await warm.get_repo(new)).rev == "r5"
+            assert (await warm.get_repo(A)).handle == "alice.test"
+            assert await warm.get_repo(B) is None
+
+        run(go())
+    finally:
+        warm.close()
+    assert set(names(store, limit=10)) == {"mnist", "fresh", "more"}
+
+
 def test_record_extraction_follows_the_lexicons() -> None:
     rec = dataset_record("x", tags=("Vision", " vision ", "Audio"), samples=7, shards=1)
     rec["storage"] = {"$type": "io.atdata.dataset#s3Storage", "bucket": "bkt"}

@@ -18,11 +18,12 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "FirehoseConnection", "subscribe_url"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "FirehoseConnection", "HostState", "subscribe_url"]
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +163,23 @@ class FirehoseConnection:
         self._stopping = True
         if self._ws is not None:
             await self._ws.close()
+
+
+class HostState:
+    """What we know of one followed host: its cursor, last event time and connection."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.seq: int | None = None  # last seq processed (committed or pending)
+        self.last_time: str | None = None  # `time` of the last event processed
+        self.connection: FirehoseConnection | None = None
+
+    def lag(self) -> float | None:
+        """Seconds between now and the last processed event's timestamp."""
+        if not self.last_time:
+            return None
+        try:
+            stamp = datetime.fromisoformat(self.last_time.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+        return max(0.0, time.time() - stamp)

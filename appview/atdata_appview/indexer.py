@@ -16,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from atdata.errors import LexiconError
-from sqlalchemy import select
 
+from .db.ops import DeleteRecord, PurgeRepo, SaveCursor, SetRepo, UpsertRecord, WriteOp
+from .db.store import RepoInfo
+from .identity import Identity
 from .verify import VerifiedCommit, VerifiedOp, VerifiedRepo
 
 __all__ = ["Indexer", "IngestCounters", "RecordValidator", "default_validator"]
@@ -31,24 +33,12 @@ log = logging.getLogger(__name__)
 
 RecordValidator = Callable[[str, dict[str, Any]], None]
 
-HIDING_STATUSES = frozenset({"deactivated", "takendown", "suspended"})
-
 
 def default_validator() -> RecordValidator:
     """`atdata.lexicon.validate_record` (raises LexiconError naming the bad path)."""
     from atdata.lexicon import default_lexicons
 
     return default_lexicons().validate_record  # loaded now, not on the first record
-
-
-class TxLike(Protocol):  # the subset of db.store.Transaction we use
-    def upsert_record(
-        self, did: str, collection: str, rkey: str, cid: str, record: Any, rev: Any = ...
-    ) -> None: ...
-    def delete_record(self, did: str, collection: str, rkey: str, rev: Any = ...) -> None: ...
-    def set_repo(self, did: str, **changes: Any) -> None: ...
-    def purge_repo(self, did: str) -> None: ...
-    def save_cursor(self, host: str, seq: int) -> None: ...
 
 
 @dataclass
@@ -84,7 +74,7 @@ class IngestCounters:
 
 @dataclass(slots=True)
 class _Batch:
-    ops: list[tuple[Any, ...]] = field(default_factory=list)
+    ops: list[WriteOp] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
     revs: dict[str, str] = field(default_factory=dict)  # one rev update per repo per batch
     upserts: int = 0
@@ -119,22 +109,14 @@ class Indexer:
         self._room = asyncio.Event()
         self._room.set()
 
-    async def load(self) -> None:
-        """Read the repos the index already holds (their revs and resync marks)."""
-        from .db.models import repos
-
-        def rows(conn: Any) -> list[Any]:
-            return list(conn.execute(select(repos.c.did, repos.c.rev, repos.c.resync)))
-
-        for did, rev, resync in await self.store.read(rows):
-            self.revs[did] = rev
-            if resync:
-                self.resync.add(did)
+    def load(self, held: Iterable[RepoInfo]) -> None:
+        """Start from the repos the index holds (their revs and resync marks)."""
+        for info in held:
+            self.revs[info.did] = info.rev
+            if info.resync:
+                self.resync.add(info.did)
 
     # -- decisions on the wire (no I/O) ------------------------------------------------------
-
-    def tracked(self, did: str) -> bool:
-        return did in self.revs
 
     def is_stale(self, did: str, rev: str) -> bool:
         last = self.revs.get(did)
@@ -155,35 +137,37 @@ class Indexer:
         self.revs[did] = rev
         self._batch.revs[did] = rev
 
-    def apply_commit(self, commit: VerifiedCommit, ident: Any = None) -> int:
+    def apply_commit(self, commit: VerifiedCommit, ident: Identity | None = None) -> int:
         """Queue a verified commit's ops (after lexicon validation); returns ops kept."""
         did = commit.did
         kept = 0
+        ops = self._batch.ops
         if did not in self.revs and ident is not None:
-            self._batch.ops.append(("repo", did, {"handle": ident.handle, "pds": ident.pds}))
+            ops.append(SetRepo(did, {"handle": ident.handle, "pds": ident.pds}))
         for op in commit.ops:
             if op.action == "delete":
-                self._batch.ops.append(("delete", did, op.collection, op.rkey, None))
+                ops.append(DeleteRecord(did, op.collection, op.rkey))
                 self._batch.deletes += 1
                 kept += 1
                 continue
             if not self._valid(did, op):
                 continue
-            self._batch.ops.append(("upsert", did, op.collection, op.rkey, op.cid, op.record, None))
+            assert op.cid is not None and op.record is not None
+            ops.append(UpsertRecord(did, op.collection, op.rkey, op.cid, op.record))
             self._batch.upserts += 1
             kept += 1
         self._batch.revs[did] = commit.rev
         self.revs[did] = commit.rev
         return kept
 
-    def apply_repo(self, repo: VerifiedRepo, ident: Any, status: str = "active") -> int:
+    def apply_repo(self, repo: VerifiedRepo, ident: Identity | None, status: str = "active") -> int:
         """Replace everything we hold of a repo by a verified full copy (backfill/resync)."""
         did = repo.did
+        ops = self._batch.ops
         self._batch.revs.pop(did, None)
-        self._batch.ops.append(("purge", did))
-        self._batch.ops.append(
-            (
-                "repo",
+        ops.append(PurgeRepo(did))
+        ops.append(
+            SetRepo(
                 did,
                 {
                     "handle": ident.handle if ident else None,
@@ -197,9 +181,8 @@ class Indexer:
         kept = 0
         for op in repo.records:
             if self._valid(did, op):
-                self._batch.ops.append(
-                    ("upsert", did, op.collection, op.rkey, op.cid, op.record, None)
-                )
+                assert op.cid is not None and op.record is not None
+                ops.append(UpsertRecord(did, op.collection, op.rkey, op.cid, op.record))
                 self._batch.upserts += 1
                 kept += 1
         self.revs[did] = repo.rev
@@ -209,19 +192,19 @@ class Indexer:
     def mark_resync(self, did: str) -> None:
         """The repo must be fetched whole again (broken chain, #sync, first sight)."""
         self.resync.add(did)
-        self._batch.ops.append(("repo", did, {"resync": True}))
+        self._batch.ops.append(SetRepo(did, {"resync": True}))
         self.revs.setdefault(did, None)
         self.counters.resyncs += 1
 
     def set_status(self, did: str, status: str) -> None:
-        self._batch.ops.append(("repo", did, {"status": status}))
+        self._batch.ops.append(SetRepo(did, {"status": status}))
 
     def set_identity(self, did: str, handle: str | None, pds: str | None) -> None:
-        self._batch.ops.append(("repo", did, {"handle": handle, "pds": pds}))
+        self._batch.ops.append(SetRepo(did, {"handle": handle, "pds": pds}))
 
     def purge(self, did: str) -> None:
         self._batch.revs.pop(did, None)
-        self._batch.ops.append(("purge", did))
+        self._batch.ops.append(PurgeRepo(did))
         self.revs.pop(did, None)
         self.resync.discard(did)
 
@@ -262,26 +245,12 @@ class Indexer:
             if not batch.ops and not batch.cursors and not batch.revs:
                 return
             async with self.store.transaction() as tx:
-                _replay(tx, batch)
+                for op in batch.ops:
+                    tx.add(op)
+                for did, rev in batch.revs.items():
+                    tx.add(SetRepo(did, {"rev": rev}))
+                for host, seq in batch.cursors.items():
+                    tx.add(SaveCursor(host, seq))
             self.counters.records_indexed += batch.upserts
             self.counters.records_deleted += batch.deletes
             self.counters.batches += 1
-
-
-def _replay(tx: Any, batch: _Batch) -> None:
-    for op in batch.ops:
-        kind = op[0]
-        if kind == "upsert":
-            _, did, collection, rkey, cid, record, rev = op
-            tx.upsert_record(did, collection, rkey, cid, record, rev)
-        elif kind == "delete":
-            _, did, collection, rkey, rev = op
-            tx.delete_record(did, collection, rkey, rev)
-        elif kind == "repo":
-            tx.set_repo(op[1], **op[2])
-        elif kind == "purge":
-            tx.purge_repo(op[1])
-    for did, rev in batch.revs.items():
-        tx.set_repo(did, rev=rev)
-    for host, seq in batch.cursors.items():
-        tx.save_cursor(host, seq)

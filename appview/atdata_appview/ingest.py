@@ -1,9 +1,13 @@
 """The ingest service: firehoses in, verified and validated ops out to the index.
 
-Per frame: decode (libipld), drop commits that touch none of our collections
-without looking at their blocks, hold events of repos being backfilled, ignore
-commits not newer than what we hold, verify the rest (signature, record CIDs,
-MST proofs), validate each record against its lexicon, and queue the ops on the
+Lifecycle: `start()` warms up (reads every repo the index holds and each host's cursor,
+so no event ever waits on a database read), then starts one consumer per host, the
+flusher and the backfill workers; `run()` until `stop()`.
+
+Per frame: decode (libipld; commits that touch none of our collections are not looked
+into), route the event by its type to its handler (`handlers`), then advance the host's
+cursor. The handlers verify (signature, record CIDs, MST proofs), validate each record
+against its lexicon, consult the resync policy (`resync`) and queue typed ops on the
 shared `Indexer`, whose batches commit with the cursor of every host they cover.
 """
 
@@ -12,57 +16,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aiohttp
-from atdata.errors import ResolutionError
 
 from .backfill import DEFAULT_MAX_REPO_BYTES, Backfiller, HostRateLimiter
-from .firehose import DEFAULT_CONNECT_TIMEOUT, FirehoseConnection
-from .frames import (
-    ATDATA_PREFIX,
-    AccountEvent,
-    CommitEvent,
-    ErrorFrame,
-    FrameError,
-    IdentityEvent,
-    InfoEvent,
-    SkippedCommit,
-    SyncEvent,
-    decode_frame,
-)
+from .firehose import DEFAULT_CONNECT_TIMEOUT, FirehoseConnection, HostState
+from .frames import ATDATA_PREFIX, ErrorFrame, Event, FrameError, decode_frame
+from .handlers import EventRouter, HandlerDeps
 from .identity import Identity, IdentityResolver
-from .indexer import HIDING_STATUSES, Indexer, IngestCounters, RecordValidator, default_validator
-from .verify import VerifiedRepo, VerifyError, verify_commit
+from .indexer import Indexer, IngestCounters, RecordValidator, default_validator
+from .resync import ResyncPolicy
+from .verify import VerifiedRepo
 
 __all__ = ["HostState", "IngestService"]
 
 log = logging.getLogger(__name__)
-
-RESYNC_RETRY_SECONDS = 60.0
-
-
-class HostState:
-    """What we know of one followed host (for metrics and describeService)."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-        self.seq: int | None = None  # last seq processed (committed or pending)
-        self.last_time: str | None = None  # `time` of the last event processed
-        self.connection: FirehoseConnection | None = None
-
-    def lag(self) -> float | None:
-        """Seconds between now and the last processed event's timestamp."""
-        if not self.last_time:
-            return None
-        try:
-            stamp = datetime.fromisoformat(self.last_time.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-        return max(0.0, time.time() - stamp)
 
 
 class IngestService:
@@ -103,41 +73,49 @@ class IngestService:
             batch_size=batch_size,
             batch_interval=batch_interval,
         )
-        self.backfill_enabled = backfill
         self.backfill_at_start = backfill_at_start
         self.heartbeat = heartbeat
         self.connect_timeout = connect_timeout
-        self.max_repo_bytes = max_repo_bytes
-        self.allow_private = allow_private  # None: ATDATA_ALLOW_PRIVATE_NETWORK decides
         self.host_state = {h: HostState(h) for h in self.hosts}
-        self._rate_limit = rate_limit
         self._session: aiohttp.ClientSession | None = None
-        self.backfiller: Backfiller | None = None
-        self._held: dict[str, list[tuple[str, Any]]] = {}
+        self.backfiller = Backfiller(
+            self.resolver,
+            self.counters,
+            self._repo_fetched,
+            limiter=HostRateLimiter(rate_limit),
+            prefix=prefix,
+            allow_private=allow_private,  # None: ATDATA_ALLOW_PRIVATE_NETWORK decides
+            max_repo_bytes=max_repo_bytes,
+        )
+        self.resync = ResyncPolicy(self.indexer, self.counters, self.backfiller, enabled=backfill)
+        self.router = EventRouter(
+            HandlerDeps(
+                self.indexer,
+                self.counters,
+                self.resolver,
+                self.resync,
+                spawn=self._spawn,
+                wake_flusher=self._kick_flusher,
+            ),
+            self.host_state,
+        )
         self._tasks: list[asyncio.Task[Any]] = []  # every task we started
         self._essential: list[asyncio.Task[Any]] = []  # ones whose end means failure
         self._stopping = asyncio.Event()
         self._kick = asyncio.Event()
         self._started = asyncio.Event()
 
+    @property
+    def backfill_enabled(self) -> bool:
+        return self.resync.enabled
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load state, start consumers, flusher and backfill; returns once running."""
-        await self.indexer.load()
-        for host, state in self.host_state.items():
-            state.seq = await self.store.load_cursor(host)
+        """Warm up, then start consumers, flusher and backfill; returns once running."""
+        await self.warm_up()
         self._session = aiohttp.ClientSession()
-        self.backfiller = Backfiller(
-            self.resolver,
-            self.counters,
-            self._backfilled,
-            session=self._session,
-            limiter=HostRateLimiter(self._rate_limit),
-            prefix=self.prefix,
-            allow_private=self.allow_private,
-            max_repo_bytes=self.max_repo_bytes,
-        )
+        self.backfiller.session = self._session
         spawn = asyncio.get_running_loop().create_task
         self._essential.append(spawn(self._flusher(), name="ingest-flusher"))
         if self.backfill_enabled:
@@ -145,11 +123,20 @@ class IngestService:
             for did in sorted(self.indexer.resync):
                 self.backfiller.enqueue(did)
             if self.backfill_at_start:
-                self._tasks.append(spawn(self._enumerate_all(), name="ingest-enumerate"))
+                enumerate_all = self.resync.enumerate(self.hosts)
+                self._tasks.append(spawn(enumerate_all, name="ingest-enumerate"))
         for host in self.hosts:
             self._essential.append(spawn(self._consume(host), name=f"ingest-{host}"))
         self._tasks.extend(self._essential)
         self._started.set()
+
+    async def warm_up(self) -> None:
+        """Read what the index holds before the first event: every repo (into the store's
+        cache and the indexer's revs) and each host's cursor. After this, deciding on an
+        event never reads the database, so it never blocks the event loop."""
+        self.indexer.load(await self.store.warm())
+        for host, state in self.host_state.items():
+            state.seq = await self.store.load_cursor(host)
 
     async def run(self) -> None:
         """Run until `stop()` (or until a consumer fails: the error propagates)."""
@@ -161,8 +148,10 @@ class IngestService:
                 [stopper, *self._essential], return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
-                if task is not stopper and not task.cancelled() and task.exception():
-                    raise task.exception()  # type: ignore[misc]
+                if task is not stopper and not task.cancelled():
+                    error = task.exception()
+                    if error is not None:
+                        raise error
         finally:
             stopper.cancel()
             await self._shutdown()
@@ -186,7 +175,14 @@ class IngestService:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            self.backfiller.session = None
         await self.resolver.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Background work a handler starts (cancelled at shutdown)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -204,11 +200,11 @@ class IngestService:
             }
         return {
             **self.counters.as_dict(),
-            "backfill_queue": self.backfiller.queued if self.backfiller else 0,
+            "backfill_queue": self.backfiller.queued,
             "hosts": hosts,
         }
 
-    # -- consumers ---------------------------------------------------------------------------
+    # -- frames in ---------------------------------------------------------------------------
 
     async def _consume(self, host: str) -> None:
         state = self.host_state[host]
@@ -222,23 +218,11 @@ class IngestService:
         state.connection = conn
         async for data in conn.frames():
             event = self.decode(data)
-            if isinstance(event, ErrorFrame):
-                await self._error_frame(host, event)
-                continue
             if event is not None:
                 await self.handle(host, event)
             await self._pace()
 
-    async def _error_frame(self, host: str, event: ErrorFrame) -> None:
-        log.warning("firehose %s sent error %s: %s", host, event.error, event.message)
-        state = self.host_state[host]
-        if event.error == "FutureCursor":
-            # The host does not know our cursor (it was reset): follow it live from now on.
-            state.seq = None
-        if state.connection is not None:
-            await state.connection.reconnect()
-
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes) -> Event | None:
         """Decode one frame; garbage is counted and logged, never raised."""
         self.counters.frames += 1
         try:
@@ -255,24 +239,16 @@ class IngestService:
     async def handle_frame(self, host: str, data: bytes) -> None:
         """Feed one raw frame as if it came from `host` (benchmark and tests)."""
         event = self.decode(data)
-        if event is not None and not isinstance(event, ErrorFrame):
+        if event is not None:
             await self.handle(host, event)
         await self._pace()
 
-    async def _pace(self) -> None:
-        """Let the flusher run once a batch is full (it overlaps the database write with
-        decoding and verifying the next frames), and block when too much is pending."""
-        if self.indexer.full():
-            self._kick.set()
-            await asyncio.sleep(0)
-        await self.indexer.wait_room()
-
-    async def handle(self, host: str, event: Any) -> None:
-        """Process one decoded event from `host`, then advance that host's cursor."""
-        seq = getattr(event, "seq", None)
+    async def handle(self, host: str, event: Event) -> None:
+        """Route one decoded event from `host` to its handler, then advance the cursor."""
         try:
-            await self._dispatch(host, event)
+            await self.router.route(host, event)
         finally:
+            seq = getattr(event, "seq", None)
             if isinstance(seq, int):
                 state = self.host_state.setdefault(host, HostState(host))
                 if state.seq is None or seq > state.seq:
@@ -282,173 +258,25 @@ class IngestService:
                 if t:
                     state.last_time = t
 
-    async def _dispatch(self, host: str, event: Any, *, replay: bool = False) -> None:
-        """Act on one event; `replay` is a held event coming back (counted already)."""
-        ix = self.indexer
-        count = 0 if replay else 1
-        if isinstance(event, SkippedCommit):
-            self.counters.commits += count
-            did = event.repo
-            if did in ix.revs:
-                if self._hold(did, host, event):
-                    return
-                if ix.is_stale(did, event.rev):
-                    return
-                if ix.chain_broken(did, event.since) and did not in ix.resync:
-                    self._resync(did, "broken chain")
-                ix.note_rev(did, event.rev)
-            return
-        if isinstance(event, CommitEvent):
-            self.counters.commits += count
-            self.counters.commits_kept += count
-            await self._commit(host, event)
-            return
-        if isinstance(event, IdentityEvent):
-            self.counters.identity_events += count
-            self.resolver.invalidate(event.did)
-            if event.did in ix.revs:
-                self._spawn(self._refresh_identity(event.did))
-            return
-        if isinstance(event, AccountEvent):
-            self.counters.account_events += count
-            if event.did in ix.revs or self._holding(event.did):
-                if self._hold(event.did, host, event):
-                    return
-                self._account(event)
-            return
-        if isinstance(event, SyncEvent):
-            if event.did in ix.revs and not ix.is_stale(event.did, event.rev):
-                if self._hold(event.did, host, event):
-                    return
-                self._resync(event.did, "#sync")
-            return
-        if isinstance(event, InfoEvent):
-            log.info("firehose %s info %s: %s", host, event.name, event.message)
+    async def _pace(self) -> None:
+        """Let the flusher run once a batch is full (it overlaps the database write with
+        decoding and verifying the next frames), and block when too much is pending."""
+        if self.indexer.full():
+            self._kick.set()
+            await asyncio.sleep(0)
+        await self.indexer.wait_room()
 
-    async def _commit(self, host: str, event: CommitEvent) -> None:
-        ix = self.indexer
-        did = event.repo
-        if self._hold(did, host, event):
-            return
-        if ix.is_stale(did, event.rev):
-            self.counters.commits_stale += 1
-            return
-        bf = self.backfiller
-        if self.backfill_enabled and bf is not None:
-            first_sight = did not in ix.revs
-            broken = ix.chain_broken(did, event.since) and did not in ix.resync
-            retry = did in ix.resync and (
-                time.monotonic() - bf.last_attempt.get(did, 0.0) > RESYNC_RETRY_SECONDS
-            )
-            if first_sight or broken or retry or event.too_big:
-                if broken:
-                    self.counters.note("broken_chain")
-                why = (
-                    "first sight" if first_sight else "too big" if event.too_big else "broken chain"
-                )
-                self._resync(did, why)
-                self._hold(did, host, event)
-                return
-        try:
-            verified = await verify_commit(event, self.resolver.resolve)
-        except VerifyError as exc:
-            self.counters.commits_refused += 1
-            self.counters.note("signature" if "signature" in str(exc) else "verify")
-            log.warning("commit %s of %s (seq %s) refused: %s", event.rev, did, event.seq, exc)
-            return
-        except ResolutionError as exc:
-            # No key to check against (directory down?): not proof of forgery, so the repo
-            # is fetched whole once it resolves again rather than silently missing this commit.
-            self.counters.commits_refused += 1
-            self.counters.note("unresolved")
-            log.warning("commit %s of %s: cannot resolve its key (%s); resync", event.rev, did, exc)
-            if self.backfill_enabled and did in ix.revs:
-                self._resync(did, "key unavailable")
-            return
-        if did not in ix.revs:
-            await self.store.get_repo(did)  # warm the store cache off the hot path
-        ix.apply_commit(verified, self.resolver.cached(did))
+    # -- backfill results --------------------------------------------------------------------
 
-    def _account(self, event: AccountEvent) -> None:
-        ix = self.indexer
-        if event.active:
-            ix.set_status(event.did, "active")
-        elif event.status == "deleted":
-            ix.purge(event.did)
-        elif event.status in HIDING_STATUSES or event.status:
-            ix.set_status(event.did, event.status or "deactivated")
-        else:
-            ix.set_status(event.did, "deactivated")
-
-    # -- backfill and held events ------------------------------------------------------------
-
-    def _holding(self, did: str) -> bool:
-        bf = self.backfiller
-        return bf is not None and did in bf.active
-
-    def _hold(self, did: str, host: str, event: Any) -> bool:
-        if not self._holding(did):
-            return False
-        self._held.setdefault(did, []).append((host, event))
-        self.counters.held_events += 1
-        return True
-
-    def _resync(self, did: str, why: str) -> None:
-        log.info("resync %s (%s)", did, why)
-        self.indexer.mark_resync(did)
-        if self.backfill_enabled and self.backfiller is not None:
-            self.backfiller.enqueue(did)
-
-    async def _backfilled(
+    async def _repo_fetched(
         self, did: str, repo: VerifiedRepo | None, ident: Identity | None
     ) -> None:
-        """Backfill finished (or failed): index the repo, then replay its held events."""
-        if repo is not None:
-            await self.store.get_repo(did)
-            self.indexer.apply_repo(repo, ident)
-        held = self._held.pop(did, [])
-        self.backfiller.active.discard(did) if self.backfiller else None
-        for host, event in held:
-            try:
-                if isinstance(event, CommitEvent) and repo is None:
-                    # Could not fetch the repo: apply what we can verify, chain unchecked.
-                    if not self.indexer.is_stale(did, event.rev):
-                        verified = await verify_commit(event, self.resolver.resolve)
-                        self.indexer.apply_commit(verified, ident)
-                    continue
-                await self._dispatch(host, event, replay=True)
-            except (VerifyError, ResolutionError) as exc:
-                self.counters.commits_refused += 1
-                log.warning("held event of %s refused: %s", did, exc)
-        self._kick.set()
-
-    async def _enumerate_all(self) -> None:
-        assert self.backfiller is not None
-        for host in self.hosts:
-            try:
-                dids = await self.backfiller.enumerate(host)
-            except Exception as exc:
-                log.warning("cannot enumerate repos on %s: %s", host, exc)
-                continue
-            for did in sorted(dids):
-                if did not in self.indexer.revs or did in self.indexer.resync:
-                    self._resync(did, f"listed by {host}")
-
-    async def _refresh_identity(self, did: str) -> None:
-        try:
-            ident = await self.resolver.resolve(did, fresh=True)
-        except ResolutionError as exc:
-            log.warning("re-resolving %s failed: %s", did, exc)
-            return
-        if did in self.indexer.revs:
-            self.indexer.set_identity(did, ident.handle, ident.pds)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        await self.router.repo_fetched(did, repo, ident)
 
     # -- flushing ----------------------------------------------------------------------------
+
+    def _kick_flusher(self) -> None:
+        self._kick.set()
 
     async def _flusher(self) -> None:
         ix = self.indexer

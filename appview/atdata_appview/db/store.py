@@ -41,6 +41,7 @@ from .models import (
     schemas,
     shards,
 )
+from .ops import DeleteRecord, PurgeRepo, RepoChanges, SaveCursor, SetRepo, UpsertRecord, WriteOp
 from .search import fts_tags_text
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class Store:
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atdata-db-read")
         self._repo_cache: OrderedDict[str, RepoInfo | None] = OrderedDict()
         self._repo_cache_max = 100_000
+        #: After `warm()`: the cache holds every repo, so a miss means "not in the index".
+        self._cache_complete = False
         #: Counters for /metrics and describeService (records applied since start).
         self.stats: dict[str, int] = {"records_upserted": 0, "records_deleted": 0, "commits": 0}
 
@@ -122,10 +125,22 @@ class Store:
     async def load_cursors(self) -> dict[str, int]:
         return await self.read(_load_cursors)
 
+    async def warm(self) -> list[RepoInfo]:
+        """Read every repo of the index into the cache and return them (ingest's start-up).
+
+        From then on the cache is complete: a repo it lacks is not in the index, so no
+        transaction ever reads the database on the event loop to learn that. This holds
+        while this Store is the index's only writer (the one ingesting process).
+        """
+        infos = await self.read(_load_repos)
+        self._repo_cache = OrderedDict((info.did, info) for info in infos)
+        self._cache_complete = True
+        return infos
+
     async def get_repo(self, did: str) -> RepoInfo | None:
-        """Async lookup that also warms the cache :meth:`Transaction.get_repo` reads."""
-        if did in self._repo_cache:
-            return self._repo_cache[did]
+        """Async lookup that also fills the cache :meth:`Transaction.get_repo` reads."""
+        if did in self._repo_cache or self._cache_complete:
+            return self._repo_cache.get(did)
         info = await self.read(_load_repo, did)
         self._cache_repo(did, info)
         return info
@@ -134,11 +149,19 @@ class Store:
         if did in self._repo_cache:
             self._repo_cache.move_to_end(did)
             return self._repo_cache[did]
+        if self._cache_complete:
+            return None
         info = self.read_sync(_load_repo, did)
         self._cache_repo(did, info)
         return info
 
     def _cache_repo(self, did: str, info: RepoInfo | None) -> None:
+        if self._cache_complete:  # complete: every repo stays, an absent one is simply gone
+            if info is None:
+                self._repo_cache.pop(did, None)
+            else:
+                self._repo_cache[did] = info
+            return
         self._repo_cache[did] = info
         self._repo_cache.move_to_end(did)
         while len(self._repo_cache) > self._repo_cache_max:
@@ -158,12 +181,12 @@ class Store:
         for did, info in tx._repos.items():
             self._cache_repo(did, info)
 
-    def _commit(self, ops: list[tuple[Any, ...]]) -> None:
+    def _commit(self, ops: list[WriteOp]) -> None:
         with self.engine.begin() as conn:
             writer = _Writer(conn, self.engine.dialect)
             try:
                 for op in ops:
-                    getattr(writer, op[0])(*op[1:])
+                    writer.apply(op)
                 writer.finish()
             finally:
                 writer.cur.close()
@@ -177,11 +200,32 @@ class Transaction:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._ops: list[tuple[Any, ...]] = []
+        self._ops: list[WriteOp] = []
         self._repos: dict[str, RepoInfo | None] = {}
 
     def __len__(self) -> int:
         return len(self._ops)
+
+    def add(self, op: WriteOp) -> None:
+        """Queue one op, with the repo row a record needs (records of unindexed collections
+        are dropped here)."""
+        match op:
+            case UpsertRecord(did=did, collection=collection, rev=rev):
+                if collection not in COLLECTION_TABLES:
+                    log.debug("ignoring record of unindexed collection %s", collection)
+                    return
+                self._touch_repo(did, rev)
+            case DeleteRecord(did=did, collection=collection, rev=rev):
+                if collection not in COLLECTION_TABLES:
+                    return
+                if rev is not None:
+                    self._touch_repo(did, rev)
+            case SetRepo(did=did, changes=changes):
+                current = self.get_repo(did) or RepoInfo(did)
+                self._repos[did] = replace(current, **changes)
+            case PurgeRepo(did=did):
+                self._repos[did] = None
+        self._ops.append(op)
 
     def upsert_record(
         self,
@@ -193,18 +237,10 @@ class Transaction:
         rev: str | None = None,
     ) -> None:
         """Create or replace a record; ``rev`` (the commit's) also advances the repo's rev."""
-        if collection not in COLLECTION_TABLES:
-            log.debug("ignoring record of unindexed collection %s", collection)
-            return
-        self._touch_repo(did, rev)
-        self._ops.append(("upsert", did, collection, rkey, cid, dict(record)))
+        self.add(UpsertRecord(did, collection, rkey, cid, dict(record), rev))
 
     def delete_record(self, did: str, collection: str, rkey: str, rev: str | None = None) -> None:
-        if collection not in COLLECTION_TABLES:
-            return
-        if rev is not None:
-            self._touch_repo(did, rev)
-        self._ops.append(("delete", did, collection, rkey))
+        self.add(DeleteRecord(did, collection, rkey, rev))
 
     def set_repo(
         self,
@@ -218,34 +254,32 @@ class Transaction:
     ) -> None:
         """Create or update a repo; only the given fields change. A status other than
         ``active`` hides the repo's records from every query; ``active`` shows them again."""
-        current = self.get_repo(did) or RepoInfo(did)
-        changes = {
-            k: v
-            for k, v in (
-                ("handle", handle),
-                ("pds", pds),
-                ("rev", rev),
-                ("status", status),
-                ("resync", resync),
-            )
-            if v is not _UNSET
-        }
-        self._repos[did] = replace(current, **changes)
-        self._ops.append(("repo", did, changes))
+        changes: RepoChanges = {}
+        if handle is not _UNSET:
+            changes["handle"] = handle
+        if pds is not _UNSET:
+            changes["pds"] = pds
+        if rev is not _UNSET:
+            changes["rev"] = rev
+        if status is not _UNSET:
+            changes["status"] = status
+        if resync is not _UNSET:
+            changes["resync"] = resync
+        self.add(SetRepo(did, changes))
 
     def get_repo(self, did: str) -> RepoInfo | None:
-        """The repo as this transaction would leave it (cached; a miss reads the database)."""
+        """The repo as this transaction would leave it (cached; a miss reads the database
+        unless the store was warmed)."""
         if did in self._repos:
             return self._repos[did]
         return self._store._get_repo_blocking(did)
 
     def purge_repo(self, did: str) -> None:
         """Delete every record of the repo and the repo itself (account deleted)."""
-        self._repos[did] = None
-        self._ops.append(("purge", did))
+        self.add(PurgeRepo(did))
 
     def save_cursor(self, host: str, seq: int) -> None:
-        self._ops.append(("cursor", host, int(seq)))
+        self.add(SaveCursor(host, int(seq)))
 
     def _touch_repo(self, did: str, rev: str | None) -> None:
         """Create the repo row if needed and advance its rev (records need their repo)."""
@@ -256,7 +290,7 @@ class Transaction:
             self._repos[did] = replace(current, rev=rev)
         else:
             return
-        self._ops.append(("repo", did, {"rev": rev} if rev is not None else {}))
+        self._ops.append(SetRepo(did, {"rev": rev} if rev is not None else {}))
 
 
 # -- database side (writer thread) -------------------------------------------------------------
@@ -411,9 +445,22 @@ class _Writer:
             cur.executemany(self.sql.fts_pg if self.pg else self.sql.fts_ins, self._fts)
             self._fts = []
 
+    def apply(self, op: WriteOp) -> None:
+        match op:
+            case UpsertRecord():
+                self.upsert(op.did, op.collection, op.rkey, op.cid, op.record)
+            case SetRepo():
+                self.repo(op.did, op.changes)
+            case DeleteRecord():
+                self.delete(op.did, op.collection, op.rkey)
+            case PurgeRepo():
+                self.purge(op.did)
+            case SaveCursor():
+                self.cursor(op.host, op.seq)
+
     # repos
 
-    def repo(self, did: str, changes: dict[str, Any]) -> None:
+    def repo(self, did: str, changes: RepoChanges) -> None:
         if not changes.keys() - {"rev"} and did in self._repo_rows:
             # A rev bump of a repo already written in this batch: one statement per batch.
             self._repo_rows[did].update(changes)
@@ -658,6 +705,15 @@ def _load_cursor(conn: Connection, host: str) -> int | None:
 
 def _load_cursors(conn: Connection) -> dict[str, int]:
     return {r.host: r.seq for r in conn.execute(select(cursors.c.host, cursors.c.seq))}
+
+
+def _load_repos(conn: Connection) -> list[RepoInfo]:
+    rows = conn.execute(
+        select(
+            repos.c.did, repos.c.handle, repos.c.pds, repos.c.rev, repos.c.status, repos.c.resync
+        )
+    )
+    return [RepoInfo(r.did, r.handle, r.pds, r.rev, r.status, bool(r.resync)) for r in rows]
 
 
 def _load_repo(conn: Connection, did: str) -> RepoInfo | None:
