@@ -40,6 +40,7 @@ PUBLIC = {
     "SampleBatch",
     "ShardInfo",
     "lens",
+    "mix",
     "write_samples",
     # federation
     "AppViewClient",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import atdata
 import numpy as np
 import pytest
@@ -108,3 +110,72 @@ class Index:
 @atdata.lens
 def point_index(p: Point) -> Index:
     return Index(idx=p.idx)
+
+
+def test_set_epoch_reaches_persistent_workers(dataset) -> None:
+    """Issue 12 item 1: with persistent_workers=True every epoch repeated the same order."""
+    it = dataset.torch(batch_size=4, seed=1)
+    loader = DataLoader(it, batch_size=None, num_workers=2, persistent_workers=True)
+    orders = []
+    for epoch in range(3):
+        it.set_epoch(epoch)
+        orders.append(_indices(loader))
+    assert all(sorted(o) == list(range(N)) for o in orders)
+    assert len({tuple(o) for o in orders}) == 3
+
+
+def test_order_does_not_depend_on_workers(dataset) -> None:
+    it = dataset.torch(batch_size=3, seed=4)
+    ref = _indices(DataLoader(it, batch_size=None, num_workers=0))
+    assert _indices(DataLoader(it, batch_size=None, num_workers=3)) == ref
+    loader = dataset.loader(batch_size=3, seed=4)
+    assert _indices(loader) == ref  # the training loader's order, too
+
+
+@atdata.packable
+class Cloud:
+    pts: Annotated[NDArray[np.float32], atdata.Shape(None, 3)]
+    idx: int
+
+
+def test_ragged_fields_in_torch_mode(tmp_path, caplog) -> None:
+    """Issue 12 item 2: a ragged field failed in the worker with advice for SampleBatch."""
+    samples = [Cloud(pts=np.ones((1 + i % 3, 3), np.float32), idx=i) for i in range(8)]
+    atdata.write_samples(samples, tmp_path / "c-%02d.tar", maxcount=4)
+    ds = atdata.Dataset[Cloud](str(tmp_path / "c-*.tar"))
+    batches = list(DataLoader(ds.torch(batch_size=4, shuffle=False), batch_size=None))
+    assert isinstance(batches[0]["pts"], list) and batches[0]["pts"][2].shape == (3, 3)
+    assert "pad=" in caplog.text  # the advice names what works here
+    padded = list(DataLoader(ds.torch(batch_size=4, shuffle=False, pad="max"), batch_size=None))
+    assert padded[0]["pts"].shape == (4, 3, 3) and padded[0]["pts_mask"].sum().item() == 7
+
+
+def test_stateful_dataloader_round_trip(dataset) -> None:
+    """torchdata's StatefulDataLoader: stop mid-epoch, restore in a new loader, same order."""
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    for workers in (0, 2):
+        full = _indices(
+            stateful.StatefulDataLoader(
+                dataset.torch(batch_size=3, seed=6), batch_size=None, num_workers=workers
+            )
+        )
+        loader = stateful.StatefulDataLoader(
+            dataset.torch(batch_size=3, seed=6), batch_size=None, num_workers=workers
+        )
+        head = []
+        for k, batch in enumerate(loader):
+            head += [int(i) for i in batch["idx"]]
+            if k == 4:
+                break
+        state = loader.state_dict()
+        again = stateful.StatefulDataLoader(
+            dataset.torch(batch_size=3, seed=6), batch_size=None, num_workers=workers
+        )
+        again.load_state_dict(state)
+        assert head + _indices(again) == full, workers
+
+
+def test_torch_state_refuses_another_dataset(dataset) -> None:
+    state = dataset.torch(batch_size=3, seed=6).state_dict()
+    with pytest.raises(atdata.LoaderError, match="seed"):
+        dataset.torch(batch_size=3, seed=7).load_state_dict(state)

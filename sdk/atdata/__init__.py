@@ -25,6 +25,7 @@ from .errors import (
     UnsafeURLError,
 )
 from .lens import Lens, lens
+from .mix import mix
 from .packable import is_packable, packable, sample_fields
 from .schema import schema_of, type_from_schema
 from .writer import ShardInfo, write_samples
@@ -67,6 +68,7 @@ __all__ = [
     "ShardInfo",
     "SourceError",
     "lens",
+    "mix",
     "write_samples",
     # federation (lazy: the atmosphere extra is optional)
     "load_dataset",
