@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[atmosphere,appview,demo,dev,ray,dask]' 'torch==2.13.0'
+	$(PY) -m pip install -q -e '.[atmosphere,appview,demo,dev,ray,dask]' 'torch==2.13.0' 'torchdata==0.11.0'
 	touch $(STAMP)
 
 venv: $(STAMP)
