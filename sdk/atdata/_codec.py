@@ -88,7 +88,7 @@ def encode_array(arr: np.ndarray) -> bytes:
     if arr.nbytes < 65536:
         return header + arr.tobytes()
     # One copy: join reads the array's buffer directly (tobytes() + concat would copy twice).
-    return b"".join((header, arr.reshape(-1).view(np.uint8)))
+    return b"".join((header, arr.reshape(-1).view(np.uint8).data))
 
 
 def _header_info(buf: Buffer, dlen: int) -> tuple[np.dtype, struct.Struct, int]:

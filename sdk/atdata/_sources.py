@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlparse
 
 from .errors import ShardIntegrityError, SourceError
@@ -39,6 +39,13 @@ _READ = 1 << 20
 _GLOB_CHARS = frozenset("*?[")
 
 
+ShardStream: TypeAlias = io.RawIOBase | io.BufferedIOBase
+"""What :meth:`ShardSource.open` returns: a binary stream (``readinto``, ``read``, ``close``).
+
+``open(path, "rb")``, ``io.BytesIO`` and atdata's own network streams are all of these.
+"""
+
+
 @runtime_checkable
 class ShardSource(Protocol):
     """One shard: a name for errors, a way to open it, and what it should hash to."""
@@ -47,7 +54,7 @@ class ShardSource(Protocol):
     sha256: str | None
     size: int | None
 
-    def open(self) -> BinaryIO:
+    def open(self) -> ShardStream:
         """A readable binary stream over the shard's bytes (verified when sha256/size known)."""
         ...
 
@@ -55,7 +62,7 @@ class ShardSource(Protocol):
 class _Verifying(io.RawIOBase):
     """Hash (and count) bytes as they pass; compare at EOF."""
 
-    def __init__(self, raw: BinaryIO, name: str, sha256: str | None, size: int | None) -> None:
+    def __init__(self, raw: ShardStream, name: str, sha256: str | None, size: int | None) -> None:
         self._raw = raw
         self._name = name
         self._want = sha256.lower() if sha256 else None
@@ -65,7 +72,7 @@ class _Verifying(io.RawIOBase):
         self._checked = False
 
     @property
-    def raw(self) -> BinaryIO:
+    def raw(self) -> ShardStream:
         """The wrapped stream (a reader that maps local files feeds the bytes itself)."""
         return self._raw
 
@@ -84,7 +91,7 @@ class _Verifying(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
-        n = self._raw.readinto(view)  # type: ignore[attr-defined]
+        n = self._raw.readinto(view)
         if n:
             if self._hash is not None:
                 self._hash.update(view[:n])
@@ -119,10 +126,10 @@ class _Verifying(io.RawIOBase):
             super().close()
 
 
-def _maybe_verify(raw: BinaryIO, name: str, sha256: str | None, size: int | None) -> BinaryIO:
+def _maybe_verify(raw: ShardStream, name: str, sha256: str | None, size: int | None) -> ShardStream:
     if sha256 is None and size is None:
         return raw
-    return _Verifying(raw, name, sha256, size)  # type: ignore[return-value]
+    return _Verifying(raw, name, sha256, size)
 
 
 class LocalShard:
@@ -136,12 +143,12 @@ class LocalShard:
         self.sha256 = sha256
         self.size = size
 
-    def open(self) -> BinaryIO:
+    def open(self) -> ShardStream:
         try:
             raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - returned to the caller
         except FileNotFoundError as exc:
             raise SourceError(f"shard not found: {self.name}") from exc
-        return _maybe_verify(raw, self.name, self.sha256, self.size)  # type: ignore[arg-type]
+        return _maybe_verify(raw, self.name, self.sha256, self.size)
 
     def __repr__(self) -> str:
         return f"LocalShard({self.name!r})"
@@ -394,9 +401,9 @@ class HttpShard:
 
         return shared_http_client(("plain", self.timeout), build)
 
-    def open(self) -> BinaryIO:
+    def open(self) -> ShardStream:
         stream = _HttpStream(self.url, self.name, self.headers, self._client())
-        return _maybe_verify(stream, self.name, self.sha256, self.size)  # type: ignore[arg-type]
+        return _maybe_verify(stream, self.name, self.sha256, self.size)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -522,9 +529,9 @@ class S3Shard:
             self._client = s3_client(self.client_kwargs)
         return self._client
 
-    def open(self) -> BinaryIO:
+    def open(self) -> ShardStream:
         stream = _S3Stream(self._get_client(), self.bucket, self.key, self.name)
-        return _maybe_verify(stream, self.name, self.sha256, self.size)  # type: ignore[arg-type]
+        return _maybe_verify(stream, self.name, self.sha256, self.size)
 
     def __repr__(self) -> str:
         return f"S3Shard({self.name!r})"

@@ -38,6 +38,8 @@ import numpy as np
 
 from .errors import DecodeError
 
+Stream = BinaryIO | IO[bytes] | io.RawIOBase | io.BufferedIOBase  # a ShardSource.open() too
+
 __all__ = [
     "BLOCK",
     "TarReader",
@@ -146,7 +148,7 @@ def _map_file(stream: Any) -> tuple[mmap.mmap | None, Any]:
     return mapped, verifier
 
 
-def _readinto_full(f: BinaryIO | IO[bytes], view: memoryview) -> int:
+def _readinto_full(f: Stream, view: memoryview) -> int:
     """Fill ``view`` from ``f`` unless EOF comes first; streams may return short reads."""
     total = 0
     n = len(view)
@@ -279,7 +281,7 @@ class TarReader:
 
     def __init__(
         self,
-        stream: BinaryIO | IO[bytes],
+        stream: Stream,
         shard: str,
         *,
         chunk: int = CHUNK,
@@ -585,7 +587,7 @@ def split_key(name: str) -> tuple[str, str] | None:
 
 
 def iter_samples(
-    stream: BinaryIO | IO[bytes],
+    stream: Stream,
     shard: str,
     *,
     chunk: int = CHUNK,

@@ -55,7 +55,7 @@ def to_torch(value: Any) -> Any:
     return value
 
 
-class TorchIterable(IterableDataset):  # type: ignore[type-arg]
+class TorchIterable(IterableDataset):
     """Batches as ``dict[str, Tensor | list]``; use ``DataLoader(it, batch_size=None)``."""
 
     def __init__(

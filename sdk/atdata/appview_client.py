@@ -142,7 +142,7 @@ class AppViewClient:
             values = value if isinstance(value, list | tuple) else [value]
             items.extend((key, _param(v)) for v in values)
         try:
-            resp = self._client.get(f"{self.url}/xrpc/{nsid}", params=items)
+            resp = self._client.get(f"{self.url}/xrpc/{nsid}", params=tuple(items))
         except httpx.HTTPError as exc:
             raise AppViewError(f"AppView {self.url} unreachable: {exc}") from exc
         if resp.status_code == 200:

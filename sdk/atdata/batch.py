@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from .errors import SampleValueError
+from .packable import is_packable, sample_fields
 
 __all__ = ["SampleBatch"]
 
@@ -24,16 +25,12 @@ T = TypeVar("T")
 
 def _field_plan(sample_type: type | None) -> dict[str, Any] | None:
     """``{field name: is an array field}`` for a packable type, None when schema-free."""
-    if sample_type is None:
-        return None
-    from . import packable as _packable
-
-    if not _packable.is_packable(sample_type):
+    if sample_type is None or not is_packable(sample_type):
         return None
     # Per field: False for non-arrays, else the declared dtype (decoding guarantees it) or True.
     return {
         spec.name: (spec.dtype if spec.dtype is not None else True) if spec.is_array else False
-        for spec in _packable.sample_fields(sample_type)
+        for spec in sample_fields(sample_type)
     }
 
 
@@ -133,7 +130,7 @@ class SampleBatch(Generic[T]):
         return list(keys()) if callable(keys) else list(vars(first))
 
     def _compute(self, name: str) -> Any:
-        samples = self._samples
+        samples: list[Any] = self._samples  # packable (attributes) or schema-free (items)
         if self._plan is not None:
             if name not in self._plan:
                 raise AttributeError(
@@ -146,7 +143,7 @@ class SampleBatch(Generic[T]):
             return stack_arrays(name, values, None if kind is True else kind)
         if name not in self.fields():
             raise AttributeError(f"batch has no field {name!r}")
-        values = [s[name] for s in samples]  # type: ignore[index]
+        values = [s[name] for s in samples]
         if values and all(type(v) is np.ndarray for v in values):
             return stack_arrays(name, values)
         return values

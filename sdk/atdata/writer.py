@@ -18,6 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from ._tar import TarShardWriter
+from .packable import is_packable, sample_fields
 
 __all__ = ["ShardInfo", "observe_arrays", "write_samples"]
 
@@ -125,11 +126,9 @@ def _check_same_type(previous: type | None, sample: Any, key: str) -> None:
 
 def _array_fields(sample: Any) -> Callable[[Any], Iterable[tuple[str, Any]]]:
     """A function listing ``(name, array)`` of a sample's array fields, chosen per type."""
-    from . import packable as _packable
-
     cls = type(sample)
-    if _packable.is_packable(cls):
-        names = [spec.name for spec in _packable.sample_fields(cls) if spec.is_array]
+    if is_packable(cls):
+        names = [spec.name for spec in sample_fields(cls) if spec.is_array]
         return lambda s: ((n, getattr(s, n)) for n in names)
 
     def schema_free(s: Any) -> Iterable[tuple[str, Any]]:
@@ -239,9 +238,9 @@ def write_samples(
             else:
                 k, members = _members(sample, k)
                 size = sum(512 + len(data) + (-len(data) % 512) for _, data in members)
-            if tar is not None and (
+            if sink is not None and (
                 count >= maxcount or (count and sink.size + size + 1024 > maxsize)
-            ):  # type: ignore[union-attr]
+            ):
                 finish()
                 shard_index += 1
             if tar is None:

@@ -19,9 +19,9 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from .._sources import LocalShard, ShardSource
+from .._sources import LocalShard, ShardSource, ShardStream
 
 __all__ = ["CachedShard", "ShardCache", "default_cache_dir"]
 
@@ -38,7 +38,9 @@ def default_cache_dir() -> Path:
 class ShardCache:
     """Files `<dir>/<sha256>.tar`, total size kept under `max_bytes` (least recently used go)."""
 
-    def __init__(self, directory: str | Path | None = None, *, max_bytes: int = 10 * 2**30) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str] | None = None, *, max_bytes: int = 10 * 2**30
+    ) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.directory = Path(directory) if directory is not None else default_cache_dir()
@@ -122,7 +124,7 @@ class ShardCache:
 class _Tee(io.RawIOBase):
     """Copy what the (verifying) inner stream yields into a temp file; commit at clean EOF."""
 
-    def __init__(self, inner: BinaryIO, cache: ShardCache, sha256: str) -> None:
+    def __init__(self, inner: ShardStream, cache: ShardCache, sha256: str) -> None:
         self._inner = inner
         self._cache = cache
         self._sha = sha256
@@ -135,7 +137,7 @@ class _Tee(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         try:
-            n = self._inner.readinto(b)  # type: ignore[attr-defined]
+            n = self._inner.readinto(b)
         except BaseException:
             self._discard()
             raise
@@ -172,12 +174,12 @@ class CachedShard:
         self.sha256 = inner.sha256
         self.size = inner.size
 
-    def open(self) -> BinaryIO:
+    def open(self) -> ShardStream:
         assert self.sha256
         hit = self.cache.get(self.sha256, self.size)
         if hit is not None:
             return LocalShard(hit, sha256=self.sha256, size=self.size).open()
-        return io.BufferedReader(_Tee(self.inner.open(), self.cache, self.sha256), 1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(_Tee(self.inner.open(), self.cache, self.sha256), 1 << 20)
 
     def __repr__(self) -> str:
         return f"CachedShard({self.inner!r})"

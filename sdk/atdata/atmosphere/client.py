@@ -288,7 +288,7 @@ class Client:
             except (httpx.HTTPError, ValueError):
                 limit = None
             self._blob_limit = limit if type(limit) is int and limit > 0 else None
-        return self._blob_limit  # type: ignore[return-value]
+        return self._blob_limit
 
     def upload_blob(
         self, path: str | Path | bytes, mime: str = TAR_MIME, *, progress: Any = None

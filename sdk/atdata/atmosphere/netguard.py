@@ -126,7 +126,7 @@ def _non_public_kind(ip: IPAddress) -> str:
 
 def _addresses(host: str, port: int) -> Iterable[str]:
     try:
-        return {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except socket.gaierror as e:
         raise UnsafeURLError(f"cannot resolve host {host!r}: {e}") from None
 

@@ -90,7 +90,7 @@ def inspect(
             stream.close()
         size = source.size
         if size is None and hasattr(source, "path"):
-            size = source.path.stat().st_size  # type: ignore[attr-defined]
+            size = source.path.stat().st_size
         per_shard.append({"shard": source.name, "samples": count, "bytes": size})
 
     total_samples = sum(s["samples"] for s in per_shard)
