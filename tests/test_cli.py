@@ -348,6 +348,40 @@ def test_get_and_load_absent_records_exit_3(published: Published) -> None:
 
 
 @pytest.mark.devnet
+def test_handle_uris_resolve_through_the_appview_and_unknown_ones_exit_3(
+    appview: RunningAppView, published: Published
+) -> None:
+    did, handle = published.account.did, published.account.handle
+    dataset, schema = (u.replace(did, handle) for u in (published.uri, published.schema_uri))
+    with_appview = subprocess_env(ATDATA_APPVIEW=appview.url)
+    with_appview.pop("ATDATA_PDS", None)
+    got = atdata_cli("get", dataset, env=with_appview)
+    assert got.returncode == 0, got.stderr
+    assert published.uri in got.stdout
+    loaded = atdata_cli("load", dataset, "--head", "1", env=with_appview)
+    assert loaded.returncode == 0 and "caption='glyph 0'" in loaded.stdout, loaded.stderr
+    shown = atdata_cli("schema", "show", schema, env=with_appview)
+    assert shown.returncode == 0 and "newcomer.Glyph" in shown.stdout, shown.stderr
+    lens = atdata_cli("get", published.lens_uri.replace(did, handle), env=with_appview)
+    assert lens.returncode == 0, lens.stderr
+
+    nobody = f"at://nobody{time.monotonic_ns() % 10**6}.pds1.test/io.atdata.dataset/3zzzzzzzzzzzz"
+    unknown = atdata_cli("get", nobody, env=with_appview)
+    assert unknown.returncode == 3 and "not found" in unknown.stderr, unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+    without = subprocess_env()
+    without.pop("ATDATA_APPVIEW", None)
+    without.pop("ATDATA_PDS", None)
+    for command in (["get", dataset], ["load", dataset], ["schema", "show", schema]):
+        done = atdata_cli(*command, env=without)
+        assert done.returncode == 3, done.stderr
+        assert "not found" in done.stderr and "--appview" in done.stderr, done.stderr
+    via_option = atdata_cli("get", dataset, "--appview", appview.url, env=without)
+    assert via_option.returncode == 0, via_option.stderr
+
+
+@pytest.mark.devnet
 def test_search_exit_codes(appview: RunningAppView, published: Published) -> None:
     nothing = atdata_cli("search", "zzqx-nothing-here", "--appview", appview.url)
     assert nothing.returncode == 3 and nothing.stdout == ""

@@ -7,9 +7,11 @@ to stderr. Credentials come from options or the environment and are never printe
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -255,6 +257,67 @@ def is_not_found(exc: BaseException) -> bool:
     """A ResolutionError caused by the PDS saying the record does not exist."""
     cause = exc.__cause__
     return getattr(cause, "error", None) == "RecordNotFound" or getattr(cause, "status", 0) == 404
+
+
+_APPVIEW_ADVICE = "to resolve handles through an AppView, pass --appview URL or set ATDATA_APPVIEW"
+
+
+def resolve_handle_uri(uri: str, appview: str | None) -> str:
+    """`at://handle/...` as `at://did/...`; a handle nobody resolves exits 3 ("not found").
+
+    With an AppView (`--appview` or ATDATA_APPVIEW) the handle is looked up in its index
+    first, and the DID it names must claim the handle in its own DID document; then (and
+    without an AppView) the handle's well-known file and the PDS of ATDATA_PDS are asked.
+    """
+    from ..atmosphere.identity import IdentityResolver, parse_at_uri
+    from ..errors import ResolutionError
+
+    at = parse_at_uri(uri)
+    if at.authority.startswith("did:"):
+        return uri
+    handle = at.authority.lower()
+    services = [os.environ["ATDATA_PDS"]] if os.environ.get("ATDATA_PDS") else []
+    identity = IdentityResolver(handle_services=services)
+    reasons: list[str] = []
+    if appview:
+        did = _did_from_appview(appview, handle, uri, identity)
+        if did is not None:
+            return str(at.with_authority(did))
+        reasons.append(f"the AppView {appview} does not know it")
+    try:
+        did = identity.resolve_handle(handle)
+    except ResolutionError as exc:
+        reasons.append(str(exc))
+        advice = "" if appview else f" ({_APPVIEW_ADVICE})"
+        raise absent(f"not found: handle {handle}: {'; '.join(reasons)}{advice}") from None
+    return str(at.with_authority(did))
+
+
+def _did_from_appview(appview: str, handle: str, uri: str, identity: Any) -> str | None:
+    """The DID an AppView's index holds for `handle` (checked against its DID document)."""
+    from ..appview_client import AppViewClient
+    from ..atmosphere.did import parse_did_document
+    from ..errors import ResolutionError
+
+    with AppViewClient(appview) as av:
+        dids: list[Any] = []
+        if "/io.atdata.dataset/" in uri:
+            with contextlib.suppress(ResolutionError):  # not indexed: ask about the author
+                dids.append(av.get_dataset(uri).to_dict().get("did"))
+        if not dids:
+            dids = [d.to_dict().get("did") for d in av.search(author=handle, limit=1).datasets]
+        if not dids:
+            dids = [s.to_dict().get("did") for s in av.list_schemas(author=handle, limit=1)]
+    did = next((d for d in dids if isinstance(d, str) and d.startswith("did:")), None)
+    if did is None:
+        return None
+    claimed = parse_did_document(did, identity.resolve_did(did)).handle
+    if claimed != handle:
+        raise CliError(
+            f"the AppView {appview} maps handle {handle} to {did}, but that DID's document "
+            f"claims the handle {claimed!r}"
+        )
+    return did
 
 
 def schema_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -10,12 +10,14 @@ import typer
 from ..display import dtype_text, human_bytes, shape_text
 from ..records import DATASET, LENS, SCHEMA
 from ._common import (
+    APPVIEW_OPTION,
     JSON_OPTION,
     PLC_OPTION,
     absent,
     is_not_found,
     out,
     print_json,
+    resolve_handle_uri,
     schema_rows,
     table,
     use_plc,
@@ -98,12 +100,14 @@ def get(
     cid: str = typer.Option(
         None, "--cid", help="Require exactly this version of the record.", show_default=False
     ),
+    appview: str = APPVIEW_OPTION,
     plc: str = PLC_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Fetch a record from its author's PDS (checked against its CID) and describe it.
 
-    Exit code 3 when the record does not exist.
+    Exit code 3 when the record (or the handle in its URI) does not exist. A handle is
+    resolved through the AppView when one is given.
 
     Examples:
 
@@ -115,6 +119,7 @@ def get(
     from ..errors import ResolutionError
 
     use_plc(plc)
+    uri = resolve_handle_uri(uri, appview)
     try:
         rec = fetch_record(uri, cid)
     except ResolutionError as exc:

@@ -14,6 +14,7 @@ from ._common import (
     out,
     preview,
     print_json,
+    resolve_handle_uri,
     sample_class,
     sample_fields,
     use_plc,
@@ -46,7 +47,8 @@ def load(
 ) -> None:
     """Resolve a dataset by at:// URI and print its first samples (shards checked by sha256).
 
-    Exit code 3 when the record does not exist.
+    Exit code 3 when the record (or the handle in its URI) does not exist. A handle is
+    resolved through the AppView when one is given.
 
     Examples:
 
@@ -61,6 +63,7 @@ def load(
 
     use_plc(plc)
     cls = sample_class(sample_type) if sample_type else None
+    uri = resolve_handle_uri(uri, appview)
     try:
         ds = load_dataset(uri, sample_type=cls, split=split, cid=cid, appview=appview)
     except ResolutionError as exc:

@@ -10,6 +10,7 @@ import typer
 from ..records import DATASET, LENS, SCHEMA
 from . import CliError
 from ._common import (
+    APPVIEW_OPTION,
     HANDLE_OPTION,
     JSON_OPTION,
     PASSWORD_OPTION,
@@ -21,6 +22,7 @@ from ._common import (
     login,
     out,
     print_json,
+    resolve_handle_uri,
     sample_class,
     schema_rows,
     table,
@@ -86,12 +88,14 @@ def show(
         help="module:Class, or the at:// URI of a schema (or of a dataset: its pinned schema).",
         show_default=False,
     ),
+    appview: str = APPVIEW_OPTION,
     plc: str = PLC_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show a schema's fields with their types, dtypes and shapes.
 
-    Exit code 3 when the record does not exist.
+    Exit code 3 when the record (or the handle in its URI) does not exist. A handle is
+    resolved through the AppView when one is given.
 
     Examples:
 
@@ -103,7 +107,7 @@ def show(
     """
     if is_at_uri(target):
         use_plc(plc)
-        uri, cid, record = fetch_schema(target)
+        uri, cid, record = fetch_schema(resolve_handle_uri(target, appview))
         if as_json:
             print_json({"uri": uri, "cid": cid, "record": record})
         else:
