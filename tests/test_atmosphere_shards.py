@@ -79,7 +79,7 @@ def test_a_sample_over_the_limit_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_merge_arrays_marks_varying_dimensions() -> None:
-    from atdata.atmosphere.shards import LocalShardFacts as F
+    from atdata import ShardInfo as F
 
     a = F("a", 1, 1, "0" * 64, {"x": {"dtype": "float32", "shape": [3, 4]}})
     b = F("b", 1, 1, "0" * 64, {"x": {"dtype": "float32", "shape": [3, None]}})

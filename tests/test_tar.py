@@ -407,3 +407,13 @@ def test_damaged_archives_end_with_samples_or_a_decode_error(edits, cut, chunk) 
             pass
     except DecodeError as exc:
         assert exc.shard == "d.tar"
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.one_of(_names, st.text(min_size=1, max_size=300)), size=st.integers(0, 70_000))
+def test_member_bytes_is_what_the_writer_writes(name: str, size: int) -> None:
+    from atdata._tar import member_bytes
+
+    w = TarShardWriter(io.BytesIO())
+    w.add(name, bytes(size))
+    assert w.bytes_written == member_bytes(name, size)

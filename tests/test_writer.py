@@ -109,3 +109,49 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, capsys) -> None
     assert capsys.readouterr().err == ""  # stderr is not a terminal under pytest
     atdata.write_samples(_frames(3), tmp_path / "q-%d.tar", progress=True)
     assert "3/3" in capsys.readouterr().err
+
+
+def test_shard_writer_rolls_by_count_and_size_and_reports_each_shard(tmp_path) -> None:
+    from atdata._tar import END_BYTES, iter_samples, member_bytes
+    from atdata.writer import ShardWriter
+
+    members = [[(f"{i:03d}.bin", bytes(700 * (i % 4))), (f"{i:03d}.txt", b"x")] for i in range(30)]
+    limit = 6000
+    with ShardWriter(tmp_path / "w-%02d.tar", maxcount=5, maxsize=limit) as writer:
+        for sample in members:
+            writer.write(sample)
+            if sample[0][1]:
+                writer.observe("bin", np.frombuffer(sample[0][1], np.uint8))
+    infos = writer.shards
+    assert all(isinstance(i, ShardInfo) for i in infos)
+    assert sum(i.samples for i in infos) == 30 and max(i.samples for i in infos) <= 5
+    keys = []
+    for info in infos:
+        raw = Path(info.path).read_bytes()
+        assert info.bytes == len(raw) <= limit
+        assert info.sha256 == hashlib.sha256(raw).hexdigest()
+        with open(info.path, "rb") as f:
+            keys += [s["__key__"] for s in iter_samples(f, info.path)]
+    assert keys == [f"{i:03d}" for i in range(30)]
+    # Sizes are exact: a shard is full when the next sample would not fit.
+    need = [sum(member_bytes(n, len(d)) for n, d in s) for s in members]
+    used = 0
+    for info in infos:
+        count = info.samples
+        assert info.bytes == sum(need[used : used + count]) + END_BYTES
+        if used + count < 30 and count < 5:
+            assert info.bytes + need[used + count] > limit
+        used += count
+    assert infos[0].arrays["bin"]["dtype"] == "|u1"
+
+
+def test_shard_writer_error_leaves_the_open_shard_cut_short(tmp_path) -> None:
+    from atdata.errors import DecodeError
+    from atdata.writer import ShardWriter
+
+    with pytest.raises(RuntimeError), ShardWriter(tmp_path / "e-%d.tar") as writer:
+        writer.write([("a.bin", b"1")])
+        raise RuntimeError("the sample source failed")
+    assert writer.shards == []
+    with pytest.raises(DecodeError, match="truncated"):
+        list(atdata.Dataset(str(tmp_path / "e-0.tar")))

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Protocol
 from zlib import adler32
 
 import numpy as np
@@ -42,10 +42,12 @@ Stream = BinaryIO | IO[bytes] | io.RawIOBase | io.BufferedIOBase  # a ShardSourc
 
 __all__ = [
     "BLOCK",
+    "END_BYTES",
     "TarReader",
     "TarShardWriter",
     "aligned_empty",
     "iter_samples",
+    "member_bytes",
     "split_key",
 ]
 
@@ -612,6 +614,12 @@ _MAX_OCTAL_11 = 8**11 - 1
 _SMALL = 1 << 16
 
 
+class Writable(Protocol):
+    """Where a :class:`TarShardWriter` writes: any binary file, or a wrapper with ``write``."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+
+
 class TarShardWriter:
     """Write plain ustar members with an integer mtime: no pax header per member.
 
@@ -622,7 +630,7 @@ class TarShardWriter:
     that member only.
     """
 
-    def __init__(self, fileobj: IO[bytes], *, mtime: int | None = None, mode: int = 0o644) -> None:
+    def __init__(self, fileobj: Writable, *, mtime: int | None = None, mode: int = 0o644) -> None:
         self.fileobj = fileobj
         self.mtime = int(time.time()) if mtime is None else int(mtime)
         self.bytes_written = 0
@@ -646,15 +654,10 @@ class TarShardWriter:
         self._tail = self._template[156:]
 
     def _header(self, name: bytes, size: int, typeflag: bytes = b"0") -> bytes:
-        prefix = b""
-        if len(name) > 100:
-            # ustar's prefix field: split at the last "/" that leaves both parts short enough.
-            cut = name.rfind(b"/", 0, 156)
-            if cut <= 0 or not 0 < len(name) - cut - 1 <= 100:
-                raise ValueError("name does not fit ustar")
-            prefix, name = name[:cut], name[cut + 1 :]
-        if size > _MAX_OCTAL_11:
-            raise ValueError("size does not fit ustar")
+        split = _ustar_split(name, size)
+        if split is None:
+            raise ValueError("name or size does not fit ustar")
+        prefix, name = split
         hdr = bytearray(self._template)
         hdr[0 : len(name)] = name
         size_field = b"%011o\0" % size
@@ -670,15 +673,7 @@ class TarShardWriter:
         return bytes(hdr)
 
     def _pax_member(self, name: bytes, size: int) -> bytes:
-        records = b""
-        for key, value in ((b"path", name), (b"size", str(size).encode())):
-            if key == b"size" and size <= _MAX_OCTAL_11:
-                continue
-            body = b" " + key + b"=" + value + b"\n"
-            length = len(body) + 1
-            while len(str(length)) + len(body) != length:
-                length = len(str(length)) + len(body)
-            records += str(length).encode() + body
+        records = _pax_records(name, size)
         short = b"PaxHeaders/" + name[-80:].replace(b"/", b"_")
         out = self._header(short[:100], len(records), b"x") + records + _pad(len(records))
         short_name = name[-100:].lstrip(b"/") or b"member"
@@ -710,9 +705,9 @@ class TarShardWriter:
             self.fileobj.write(member)
             self.bytes_written += len(member)
             return
-        try:
+        if _ustar_split(raw_name, size) is not None:
             header = self._header(raw_name, size)
-        except ValueError:
+        else:
             header = self._pax_member(raw_name, size)
         write = self.fileobj.write
         write(header)
@@ -723,8 +718,8 @@ class TarShardWriter:
 
     def close(self) -> None:
         """Write the end-of-archive marker (two zero blocks); the caller closes the file."""
-        self.fileobj.write(bytes(2 * BLOCK))
-        self.bytes_written += 2 * BLOCK
+        self.fileobj.write(bytes(END_BYTES))
+        self.bytes_written += END_BYTES
 
     def __enter__(self) -> TarShardWriter:
         return self
@@ -735,6 +730,45 @@ class TarShardWriter:
 
 
 _PADS = [bytes(i) for i in range(BLOCK)]
+#: The end-of-archive marker's size: two zero blocks.
+END_BYTES = 2 * BLOCK
+
+
+def _ustar_split(name: bytes, size: int) -> tuple[bytes, bytes] | None:
+    """``(prefix, name)`` as ustar holds them, or None when a pax header is needed."""
+    if size > _MAX_OCTAL_11:
+        return None
+    if len(name) <= 100:
+        return b"", name
+    # ustar's prefix field: split at the last "/" that leaves both parts short enough.
+    cut = name.rfind(b"/", 0, 156)
+    if cut <= 0 or not 0 < len(name) - cut - 1 <= 100:
+        return None
+    return name[:cut], name[cut + 1 :]
+
+
+def _pax_records(name: bytes, size: int) -> bytes:
+    """The pax records of a member ustar cannot hold: its path, and its size when too large."""
+    records = b""
+    for key, value in ((b"path", name), (b"size", str(size).encode())):
+        if key == b"size" and size <= _MAX_OCTAL_11:
+            continue
+        body = b" " + key + b"=" + value + b"\n"
+        length = len(body) + 1
+        while len(str(length)) + len(body) != length:
+            length = len(str(length)) + len(body)
+        records += str(length).encode() + body
+    return records
+
+
+def member_bytes(name: str, size: int) -> int:
+    """The bytes :meth:`TarShardWriter.add` writes for a member: header(s), data, padding."""
+    raw = name.encode("utf-8")
+    total = BLOCK + size + (-size % BLOCK)
+    if _ustar_split(raw, size) is None:
+        records = len(_pax_records(raw, size))
+        total += BLOCK + records + (-records % BLOCK)
+    return total
 
 
 def _pad(size: int) -> bytes:

@@ -1,8 +1,9 @@
 """Writing samples into WebDataset shards: plain ustar, hashed as written.
 
-Each shard's sha256 is computed while its bytes go out (no second pass), and the dtype/shape of
-every array field is observed on the way, so the returned :class:`ShardInfo` is what a dataset
-record needs.
+:class:`ShardWriter` rolls samples into size- and count-limited shards; each shard's sha256 is
+computed while its bytes go out (no second pass), and the dtype/shape of every array field is
+observed on the way, so the :class:`ShardInfo` it returns is what a dataset record needs.
+`write_samples` and the publisher's shard cutting both write through it.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import hashlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
 
-from ._tar import TarShardWriter
+from ._tar import END_BYTES, TarShardWriter, member_bytes
 from .packable import is_packable, sample_fields
 
-__all__ = ["ShardInfo", "observe_arrays", "write_samples"]
+__all__ = ["ShardInfo", "ShardWriter", "observe_arrays", "write_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,120 @@ class _ArrayObserver:
                 "array field %r holds several dtypes (%s, %s)", name, entry["dtype"], arr.dtype.str
             )
             entry["dtype"] = None
+
+
+class ShardWriter:
+    """Samples into shards named ``pattern % index``, a new shard when the open one is full.
+
+    :meth:`write` adds one sample (its tar members) to the open shard, first finishing that
+    shard when the sample would take it past ``maxcount`` samples or ``maxsize`` bytes (a
+    sample larger than ``maxsize`` gets a shard of its own), and opening the next one when none
+    is open. :meth:`observe` records an array field of the sample just written for its shard's
+    ``arrays``. :meth:`finish` ends the open shard and returns its :class:`ShardInfo`; ``shards``
+    lists every finished one. As a context manager it finishes the last shard on success and
+    closes it as it is on an error.
+    """
+
+    def __init__(
+        self,
+        pattern: str | os.PathLike[str],
+        *,
+        maxcount: int = 100_000,
+        maxsize: int = 3_000_000_000,
+        mtime: int | None = None,
+    ) -> None:
+        pattern = os.fspath(pattern)
+        if "%" not in pattern:
+            raise ValueError(
+                f"pattern {pattern!r} needs a %-format for the shard index, e.g. -%06d"
+            )
+        if maxcount < 1 or maxsize < 1:
+            raise ValueError("maxcount and maxsize must be positive")
+        self.pattern = pattern
+        self.maxcount = maxcount
+        self.maxsize = maxsize
+        self.mtime = mtime
+        #: Every finished shard, in order.
+        self.shards: list[ShardInfo] = []
+        #: Samples in the open shard.
+        self.samples = 0
+        self._path = ""
+        self._file: IO[bytes] | None = None
+        self._sink: _HashingSink | None = None
+        self._tar: TarShardWriter | None = None
+        self._observer = _ArrayObserver()
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of the open shard so far (0 when none is open)."""
+        return self._sink.size if self._sink is not None else 0
+
+    def next_shard(self) -> str:
+        """Finish the open shard (if any) and open the next; returns its path."""
+        if self._tar is not None:
+            self.finish()
+        path = self.pattern % len(self.shards)
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self._path = path
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in finish() or abort()
+        self._sink = _HashingSink(self._file)
+        self._tar = TarShardWriter(self._sink, mtime=self.mtime)
+        self.samples = 0
+        self._observer = _ArrayObserver()
+        return path
+
+    def write(self, members: Sequence[tuple[str, Any]], size: int | None = None) -> None:
+        """Add one sample's members; ``size`` bounds the bytes they take (computed if None)."""
+        if size is None:
+            size = sum(member_bytes(name, memoryview(data).nbytes) for name, data in members)
+        tar, samples = self._tar, self.samples
+        if (
+            tar is not None
+            and samples
+            and (samples >= self.maxcount or self.bytes_written + size + END_BYTES > self.maxsize)
+        ):
+            self.finish()
+            tar = None
+        if tar is None:
+            self.next_shard()
+            tar = self._tar
+            assert tar is not None
+        for name, data in members:
+            tar.add(name, data)
+        self.samples += 1
+
+    def observe(self, name: str, arr: np.ndarray) -> None:
+        """Note array field ``name`` of the sample just written (its dtype and shape)."""
+        self._observer.observe(name, arr)
+
+    def finish(self) -> ShardInfo:
+        """End the open shard (end-of-archive blocks, sha256) and return what it holds."""
+        if self._tar is None or self._sink is None or self._file is None:
+            raise ValueError("no shard is open")
+        self._tar.close()
+        digest = self._sink.hexdigest()
+        self._file.close()
+        info = ShardInfo(self._path, self.samples, self._sink.size, digest, self._observer.seen)
+        self.shards.append(info)
+        self._file = self._sink = self._tar = None
+        return info
+
+    def abort(self) -> None:
+        """Close the open shard as it is (no end-of-archive blocks: readers see it cut short)."""
+        if self._file is not None:
+            self._file.close()
+        self._file = self._sink = self._tar = None
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.abort()
+        elif self._tar is not None:
+            self.finish()
 
 
 def _sample_shape(cls: type | None) -> tuple[str, tuple[str, ...]] | None:
@@ -194,12 +309,8 @@ def write_samples(
     gives one. A progress bar shows when stderr is a terminal (``progress`` overrides).
     Returns one :class:`ShardInfo` per shard.
     """
-    pattern = os.fspath(pattern)
-    if "%" not in pattern:
-        raise ValueError(f"pattern {pattern!r} needs a %-format for the shard index, e.g. -%06d")
-    if maxcount < 1 or maxsize < 1:
-        raise ValueError("maxcount and maxsize must be positive")
-    total = len(samples) if hasattr(samples, "__len__") else None  # type: ignore[arg-type]
+    writer = ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize, mtime=mtime)
+    total = len(samples) if isinstance(samples, Sized) else None
     if progress is None:
         progress = sys.stderr.isatty()
     bar = None
@@ -207,71 +318,28 @@ def write_samples(
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="sample", desc="writing")
-
-    infos: list[ShardInfo] = []
-    shard_index = 0
-    f: IO[bytes] | None = None
-    sink: _HashingSink | None = None
-    tar: TarShardWriter | None = None
-    path = ""
-    count = 0
-    observer = _ArrayObserver()
-    arrays_of: Callable[[Any], Iterable[tuple[str, Any]]] | None = None
+    write, observe = writer.write, writer.observe
+    arrays_of: Callable[[Any], Iterable[tuple[str, Any]]]
     array_type: type | None = None
-
-    def finish() -> None:
-        nonlocal f, sink, tar
-        assert f is not None and sink is not None and tar is not None
-        tar.close()
-        digest = sink.hexdigest()
-        f.close()
-        infos.append(ShardInfo(path, count, sink.size, digest, observer.seen))
-        f = sink = tar = None
-
     try:
-        for index, sample in enumerate(samples):
-            k = key(index, sample) if key is not None else f"{index:08d}"
-            packed = getattr(sample, "packed", None)
-            if packed is not None:  # the common case: one .msgpack member
-                members: list[tuple[str, Any]] = [(k + ".msgpack", packed)]
-                size = 1024 + len(packed)
-            else:
-                k, members = _members(sample, k)
-                size = sum(512 + len(data) + (-len(data) % 512) for _, data in members)
-            if sink is not None and (
-                count >= maxcount or (count and sink.size + size + 1024 > maxsize)
-            ):
-                finish()
-                shard_index += 1
-            if tar is None:
-                path = pattern % shard_index
-                parent = os.path.dirname(path)
-                if parent:
-                    os.makedirs(parent, exist_ok=True)
-                f = open(path, "wb")  # noqa: SIM115 - closed in finish()
-                sink = _HashingSink(f)
-                tar = TarShardWriter(sink, mtime=mtime)  # type: ignore[arg-type]
-                count = 0
-                observer = _ArrayObserver()
-            for name, data in members:
-                tar.add(name, data)
-            if type(sample) is not array_type:
-                _check_same_type(array_type, sample, k)
-                array_type = type(sample)
-                arrays_of = _array_fields(sample)
-            for name, arr in arrays_of(sample):  # type: ignore[misc]
-                if isinstance(arr, np.ndarray):
-                    observer.observe(name, arr)
-            count += 1
-            if bar is not None:
-                bar.update(1)
-        if tar is not None:
-            finish()
-    except BaseException:
-        if f is not None:
-            f.close()
-        raise
+        with writer:
+            for index, sample in enumerate(samples):
+                k = key(index, sample) if key is not None else f"{index:08d}"
+                if type(sample) is not array_type:
+                    _check_same_type(array_type, sample, k)
+                    array_type = type(sample)
+                    arrays_of = _array_fields(sample)
+                packed = getattr(sample, "packed", None)
+                if packed is not None:  # the common case: one .msgpack member
+                    write(((k + ".msgpack", packed),), 1024 + len(packed))
+                else:
+                    write(_members(sample, k)[1])
+                for name, arr in arrays_of(sample):
+                    if isinstance(arr, np.ndarray):
+                        observe(name, arr)
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    return infos
+    return writer.shards

@@ -26,12 +26,11 @@ from ..dataset import Dataset
 from ..errors import AtdataError, DecodeError, LensError, LexiconError, ResolutionError
 from ..lexicon import Lexicons, default_lexicons
 from ..records import DATASET, LENS, SCHEMA, Record, RecordRef
-from ..writer import observe_arrays
+from ..writer import ShardInfo, observe_arrays
 from .identity import parse_at_uri
 from .lens_code import import_lens, lens_code_ref
 from .resolve import fetch_record
 from .shards import (
-    LocalShardFacts,
     PublishError,
     cut_shard,
     gather_shards,
@@ -270,7 +269,7 @@ class Client:
             Dataset(first.path, sample_type=schema).head(1)
             for f in facts:
                 if f.samples and not f.arrays:
-                    f.arrays = observe_arrays(Dataset(f.path, sample_type=schema).ordered())
+                    f.arrays.update(observe_arrays(Dataset(f.path, sample_type=schema).ordered()))
         except DecodeError as e:
             raise PublishError(
                 f"shard {e.shard or first.path} does not hold {schema.__atdata_name__} samples "  # type: ignore[attr-defined]
@@ -427,8 +426,8 @@ class Client:
         return record
 
     def _plan(
-        self, facts: list[LocalShardFacts], storage: Any, cut_oversize: bool, tmp: str
-    ) -> tuple[str, list[LocalShardFacts], list[list[int]]]:
+        self, facts: list[ShardInfo], storage: Any, cut_oversize: bool, tmp: str
+    ) -> tuple[str, list[ShardInfo], list[list[int]]]:
         if isinstance(storage, str) and storage == "blobs":
             kind = "blobs"
         elif isinstance(storage, str) and storage.startswith("s3://"):
@@ -450,7 +449,7 @@ class Client:
         limit = self.blob_limit()
         if limit is None:
             return kind, facts, mapping  # unknown: the largest shard goes first (see _locations)
-        plan: list[LocalShardFacts] = []
+        plan: list[ShardInfo] = []
         mapping = []
         for s in facts:
             if s.bytes <= limit:
@@ -478,7 +477,7 @@ class Client:
         self,
         kind: str,
         storage: Any,
-        plan: list[LocalShardFacts],
+        plan: list[ShardInfo],
         *,
         dry: bool,
         s3_kwargs: Mapping[str, Any] | None,
@@ -552,7 +551,7 @@ class Client:
     def _upload_s3(
         self,
         bucket: str,
-        plan: list[LocalShardFacts],
+        plan: list[ShardInfo],
         keys: list[str],
         kwargs: dict[str, Any],
         progress: bool | None,
@@ -662,7 +661,7 @@ def _progress(total: int, desc: str, enabled: bool | None) -> Any:
     )
 
 
-def _unique_names(plan: list[LocalShardFacts]) -> list[str]:
+def _unique_names(plan: list[ShardInfo]) -> list[str]:
     names = [Path(s.path).name for s in plan]
     if len(set(names)) == len(names):
         return names

@@ -1,8 +1,9 @@
 """Gathering what a dataset record says about its shards, and cutting shards to a size limit.
 
 `publish_dataset` takes `ShardInfo`s (from `write_samples`), plain paths or a `Dataset`; each
-becomes a `LocalShardFacts` (path, samples, bytes, sha256, arrays). A PDS caps blob size, so a
-shard over the cap is cut at sample boundaries into smaller tars before anything is uploaded.
+becomes a `ShardInfo` (path, samples, bytes, sha256, arrays). A PDS caps blob size, so a shard
+over the cap is cut at sample boundaries into smaller tars (through the same `ShardWriter` as
+`write_samples`) before anything is uploaded.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._tar import TarShardWriter, iter_samples
+from .._tar import END_BYTES, iter_samples, member_bytes
 from ..errors import AtdataError
+from ..writer import ShardInfo, ShardWriter
 
 __all__ = [
-    "LocalShardFacts",
     "PublishError",
     "cut_shard",
     "gather_shards",
@@ -29,17 +30,6 @@ __all__ = [
 
 class PublishError(AtdataError):
     """A record or its data could not be published (nothing, or nothing more, was written)."""
-
-
-@dataclass
-class LocalShardFacts:
-    """A shard on disk with the facts a dataset record needs."""
-
-    path: str
-    samples: int
-    bytes: int
-    sha256: str
-    arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -57,7 +47,7 @@ def _hash_and_count(path: str) -> tuple[int, int, str]:
     return samples, os.path.getsize(path), sha256_file(path)
 
 
-def gather_shards(shards: Any) -> list[LocalShardFacts]:
+def gather_shards(shards: Any) -> list[ShardInfo]:
     """`ShardInfo` list, path list or a local `Dataset` -> facts about each shard."""
     from .._sources import LocalShard
     from ..dataset import Dataset
@@ -74,14 +64,14 @@ def gather_shards(shards: Any) -> list[LocalShardFacts]:
         items = list(shards)
     if not items:
         raise PublishError("no shards to publish")
-    out: list[LocalShardFacts] = []
+    out: list[ShardInfo] = []
     for item in items:
         if isinstance(item, str | os.PathLike):
             path = os.fspath(item)
             if not os.path.isfile(path):
                 raise PublishError(f"shard {path} does not exist")
             samples, size, sha = _hash_and_count(path)
-            out.append(LocalShardFacts(path, samples, size, sha))
+            out.append(ShardInfo(path, samples, size, sha))
         elif all(hasattr(item, a) for a in ("path", "samples", "bytes", "sha256")):
             if not os.path.isfile(item.path):
                 raise PublishError(f"shard {item.path} does not exist")
@@ -91,7 +81,7 @@ def gather_shards(shards: Any) -> list[LocalShardFacts]:
                     f"shard {item.path} has {actual} bytes, its info says {item.bytes}"
                 )
             out.append(
-                LocalShardFacts(
+                ShardInfo(
                     str(item.path),
                     int(item.samples),
                     int(item.bytes),
@@ -106,7 +96,7 @@ def gather_shards(shards: Any) -> list[LocalShardFacts]:
     return out
 
 
-def merge_arrays(shards: Iterable[LocalShardFacts]) -> list[dict[str, Any]]:
+def merge_arrays(shards: Iterable[ShardInfo]) -> list[dict[str, Any]]:
     """Per NDArray field: one dtype and a shape with -1 where shards (or samples) disagree."""
     merged: dict[str, dict[str, Any]] = {}
     for s in shards:
@@ -128,58 +118,28 @@ def merge_arrays(shards: Iterable[LocalShardFacts]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def cut_shard(shard: LocalShardFacts, max_bytes: int, out_dir: str | Path) -> list[LocalShardFacts]:
+def cut_shard(shard: ShardInfo, max_bytes: int, out_dir: str | Path) -> list[ShardInfo]:
     """Rewrite `shard` as several tars of at most `max_bytes` each, cut between samples.
 
     Raises `PublishError` when one sample alone does not fit.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(shard.path).name.removesuffix(".tar")
-    pieces: list[LocalShardFacts] = []
-    state: dict[str, Any] = {}
-
-    def start() -> None:
-        path = out_dir / f"{stem}-part{len(pieces):04d}.tar"
-        f = open(path, "wb")  # noqa: SIM115 - closed in finish()
-        state.update(path=path, f=f, w=TarShardWriter(f), samples=0)
-
-    def finish() -> None:
-        state["w"].close()
-        state["f"].close()
-        path = str(state["path"])
-        samples, size, sha = state["samples"], os.path.getsize(path), sha256_file(path)
-        pieces.append(LocalShardFacts(path, samples, size, sha, dict(shard.arrays)))
-        state.clear()
-
-    def sample_size(members: list[tuple[str, Any]]) -> int:
-        # header + padded data (+ a pax header for names ustar cannot hold)
-        return sum(
-            512 + (len(d) + 511) // 512 * 512 + (2048 if len(n.encode()) > 100 else 0)
-            for n, d in members
-        )
-
-    end_overhead = 1024  # the two zero blocks closing a tar
-    with open(shard.path, "rb") as f:
+    stem = Path(shard.path).name.removesuffix(".tar").replace("%", "%%")
+    writer = ShardWriter(out_dir / f"{stem}-part%04d.tar", maxcount=1 << 62, maxsize=max_bytes)
+    with open(shard.path, "rb") as f, writer:
         for sample in iter_samples(f, shard.path):
             key = sample.pop("__key__")
             members = [(f"{key}.{ext}", bytes(data)) for ext, data in sample.items()]
-            need = sample_size(members)
-            if need + end_overhead > max_bytes:
+            need = sum(member_bytes(name, len(data)) for name, data in members)
+            if need + END_BYTES > max_bytes:
                 raise PublishError(
                     f"sample {key!r} of {shard.path} needs {need} bytes, over the PDS blob limit "
                     f"of {max_bytes} bytes: write smaller samples or use S3/HTTP storage"
                 )
-            if state and state["w"].bytes_written + need + end_overhead > max_bytes:
-                finish()
-            if not state:
-                start()
-            for name, data in members:
-                state["w"].add(name, data)
-            state["samples"] += 1
-    if state:
-        finish()
-    return pieces
+            writer.write(members, need)
+    # The pieces hold the shard's samples: the same array facts.
+    return [replace(piece, arrays=dict(shard.arrays)) for piece in writer.shards]
 
 
 def remap_splits(
