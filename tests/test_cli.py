@@ -382,6 +382,21 @@ def test_handle_uris_resolve_through_the_appview_and_unknown_ones_exit_3(
 
 
 @pytest.mark.devnet
+def test_load_with_a_mismatching_type_fails_naming_the_field(
+    published: Published, tmp_path: Path
+) -> None:
+    (tmp_path / "wrong.py").write_text(
+        "import numpy as np\nfrom numpy.typing import NDArray\nimport atdata\n\n\n"
+        '@atdata.packable(name="newcomer.Glyph", version="1.0.0")\n'
+        "class Glyph:\n    image: NDArray[np.uint8]\n    label: str\n    caption: str\n"
+    )
+    done = atdata_cli("load", published.uri, "--type", "wrong.py:Glyph", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "label" in one_line_error(done)
+    assert done.stdout == ""
+
+
+@pytest.mark.devnet
 def test_search_exit_codes(appview: RunningAppView, published: Published) -> None:
     nothing = atdata_cli("search", "zzqx-nothing-here", "--appview", appview.url)
     assert nothing.returncode == 3 and nothing.stdout == ""

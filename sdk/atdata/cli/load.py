@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from . import CliError
 from ._common import (
     APPVIEW_OPTION,
     JSON_OPTION,
@@ -70,6 +71,8 @@ def load(
         if is_not_found(exc):
             raise absent(f"not found: {exc}") from None
         raise
+    if cls is not None and ds.sample_type is not cls:
+        raise CliError(_mismatch(sample_type, cls, ds.sample_type))
     count = ds.sample_count
     note(
         f"{ds.sample_type.__name__}: {count if count is not None else '?'} samples in "
@@ -91,6 +94,27 @@ def load(
         out(
             f"[{i}] " + "  ".join(f"{k}={preview(v, 40)}" for k, v in sample_fields(sample).items())
         )
+
+
+def _mismatch(spec: str, wanted: type, published: type) -> str:
+    """One line: which fields of `--type` differ from the published schema's."""
+    from ..display import type_text
+    from ..schema import schema_of
+
+    def fields(cls: type) -> dict[str, str]:
+        return {f["name"]: type_text(f["type"]) for f in schema_of(cls)["fields"]}
+
+    ours, theirs = fields(wanted), fields(published)
+    diffs = [
+        f"{name}: {ours.get(name, 'absent')} here, {theirs.get(name, 'absent')} published"
+        for name in dict.fromkeys([*theirs, *ours])
+        if ours.get(name) != theirs.get(name)
+    ]
+    return (
+        f"--type {spec} does not match the dataset's schema ("
+        + ("; ".join(diffs) or "field order or nested types differ")
+        + "); leave out --type to read it as published"
+    )
 
 
 def register(app: typer.Typer) -> None:
