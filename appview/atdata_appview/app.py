@@ -12,7 +12,7 @@ import importlib
 import logging
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import text
@@ -23,17 +23,20 @@ from .db import Store
 from .db import queries as q
 from .xrpc import CONTEXT, Context, add_routes
 
+if TYPE_CHECKING:
+    from .ingest import IngestService
+
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
-INGEST = web.AppKey("ingest", object)
+INGEST: web.AppKey[IngestService | None] = web.AppKey("ingest")
 FRAME_RATE = web.AppKey("frame_rate", metrics.FrameRate)
 COUNTS = web.AppKey("counts_cache", dict)
 COUNTS_TTL = 5.0
 
 
 def create_app(
-    store: Store, ingest: Any | None = None, *, run_ingest: bool = False
+    store: Store, ingest: IngestService | None = None, *, run_ingest: bool = False
 ) -> web.Application:
     """An app serving ``store``. With ``run_ingest`` the app starts ``ingest.run()`` on
     startup and stops it on cleanup (otherwise the caller owns the ingest lifecycle)."""
@@ -65,6 +68,7 @@ def _add_web_page(app: web.Application) -> None:
 
 async def _ingest_lifecycle(app: web.Application) -> Any:
     ingest = app[INGEST]
+    assert ingest is not None  # this context runs only with an ingest
     task = asyncio.get_running_loop().create_task(ingest.run(), name="appview-ingest")
 
     def done(t: asyncio.Task[Any]) -> None:

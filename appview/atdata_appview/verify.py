@@ -179,9 +179,9 @@ def check_commit(event: CommitEvent) -> CheckedCommit:
             continue
         if found is None:
             raise VerifyError(f"{op.path}: not in the commit's MST")
+        assert op.cid is not None  # frames refuse a create/update without one
         if found != op.cid:
             raise VerifyError(f"{op.path}: MST holds {cid_str(found)}, op says {cid_str(op.cid)}")
-        assert op.cid is not None
         record = _record_block(car, op.cid, op.path)
         ops.append(VerifiedOp(op.action, op.collection, op.rkey, cid_str(op.cid), to_json(record)))
     return CheckedCommit(event, unsigned, sig, ops)

@@ -424,7 +424,7 @@ class TarReader:
 
     def _next_chunk(self) -> tuple[memoryview, int, bool]:
         """Read the next chunk: ``(view, bytes filled, reached EOF)``."""
-        mv = memoryview(_take_chunk(self.chunk))
+        mv = _take_chunk(self.chunk).data
         n = _readinto_full(self.stream, mv)
         return mv, n, n < self.chunk
 
@@ -494,7 +494,7 @@ class TarReader:
         if size <= chunk_size:
             # Start the next chunk at the member's data, carrying over what was read, so that
             # the data stays in one aligned buffer.
-            fresh = memoryview(_take_chunk(chunk_size))
+            fresh = _take_chunk(chunk_size).data
             fresh[:have] = mv[start:n]
             filled = have + _readinto_full(stream, fresh[have:])
             if filled < size:
@@ -502,7 +502,7 @@ class TarReader:
             return fresh, filled, filled < chunk_size, fresh[0:size], padded
         # Larger than a chunk: the member gets an aligned buffer of its own.
         try:
-            own = memoryview(aligned_empty(size))
+            own = aligned_empty(size).data
         except (MemoryError, ValueError):
             raise self._error(f"tar member claims {size} bytes (corrupt?)", name) from None
         own[:have] = mv[start:n]

@@ -232,7 +232,7 @@ def _newest_matches(
         f"SELECT {columns} FROM {source} WHERE {' AND '.join(qb.where)}"
         f" ORDER BY {order} DESC LIMIT {WINDOW}"
     )
-    return conn.execute(text(sql), qb.params).all()
+    return list(conn.execute(text(sql), qb.params).all())
 
 
 def _pg_estimate(conn: Connection, tsquery: str) -> float:
@@ -244,7 +244,7 @@ def _pg_estimate(conn: Connection, tsquery: str) -> float:
             " WHERE d.search @@ to_tsquery('english', :q)"
         ),
         {"q": tsquery},
-    ).scalar()
+    ).scalar_one()
     if isinstance(plan, str):
         plan = json.loads(plan)
     return float(plan[0]["Plan"]["Plan Rows"])
@@ -407,7 +407,7 @@ def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[Any]:
         f"SELECT d.id AS id, d.tags AS tags, d.license AS license FROM {source}"
         f" WHERE {' AND '.join(qb.where)} ORDER BY {order} DESC LIMIT {WINDOW}"
     )
-    return conn.execute(text(sql), qb.params).all()
+    return list(conn.execute(text(sql), qb.params).all())
 
 
 def _sorted_page(

@@ -373,7 +373,7 @@ class _Statements:
             stmt: Any = self._ins(table).values({k: bindparam(k) for k in keys})
             if on is not None:
                 if update:
-                    cols = keys if update is True else update
+                    cols = update if isinstance(update, tuple) else keys
                     stmt = stmt.on_conflict_do_update(
                         index_elements=[table.c[on]],
                         set_={k: stmt.excluded[k] for k in cols if k != on},

@@ -198,7 +198,12 @@ async def index(request: web.Request) -> web.Response:
         return _page("Bad search", body, nonce, status=400)
 
     def url(**changes: Any) -> Markup:
-        state = {"q": q, "tag": tags, "license": license, "sort": params.get("sort")}
+        state: dict[str, Any] = {
+            "q": q,
+            "tag": tags,
+            "license": license,
+            "sort": params.get("sort"),
+        }
         state.update(changes)
         pairs = [(k, v) for k, v in state.items() if not isinstance(v, list)]
         pairs += [("tag", t) for t in state["tag"]]
@@ -263,7 +268,9 @@ def _schema_table(dataset: Mapping[str, Any]) -> Markup:
     for f in record.get("fields") or []:
         if not isinstance(f, Mapping):
             continue
-        t = f.get("type") if isinstance(f.get("type"), Mapping) else {}
+        t = f.get("type")
+        if not isinstance(t, Mapping):
+            t = {}
         seen = observed.get(f.get("name"), {})
         dtype, shape = dtype_text(t.get("dtype")), shape_text(t.get("shape"))
         if t.get("kind") == "ndarray" and not dtype and seen.get("dtype"):

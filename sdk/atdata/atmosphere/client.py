@@ -19,12 +19,12 @@ from typing import Any
 
 import httpx
 
-from .. import packable as packable_mod
 from .. import schema as schema_mod
 from .._sources import s3_client
 from ..dataset import Dataset
 from ..errors import AtdataError, DecodeError, LensError, LexiconError, ResolutionError
 from ..lexicon import Lexicons, default_lexicons
+from ..packable import as_packable, is_packable
 from ..records import DATASET, LENS, SCHEMA, Record, RecordRef
 from ..writer import ShardInfo, observe_arrays
 from .identity import parse_at_uri
@@ -260,7 +260,7 @@ class Client:
             if rec.value.get("$type") != SCHEMA:
                 raise PublishError(f"{schema} is not an {SCHEMA} record")
             schema = schema_mod.type_from_schema(rec.value)
-        if not (isinstance(schema, type) and packable_mod.is_packable(schema)):
+        if not (isinstance(schema, type) and is_packable(schema)):
             return  # `_schema_ref` reports what is wrong with it
         first = next((f for f in facts if f.samples), None)
         if first is None:
@@ -272,7 +272,8 @@ class Client:
                     f.arrays.update(observe_arrays(Dataset(f.path, sample_type=schema).ordered()))
         except DecodeError as e:
             raise PublishError(
-                f"shard {e.shard or first.path} does not hold {schema.__atdata_name__} samples "  # type: ignore[attr-defined]
+                f"shard {e.shard or first.path} does not hold "
+                f"{as_packable(schema).__atdata_name__} samples "
                 f"({e.reason}{f', field {e.field!r}' if e.field else ''}): "
                 "pass the schema the shards were written with"
             ) from None
@@ -293,6 +294,7 @@ class Client:
         self, path: str | Path | bytes, mime: str = TAR_MIME, *, progress: Any = None
     ) -> dict[str, Any]:
         """Upload a file (streamed) or bytes as a blob; returns the blob ref (JSON form)."""
+        body: bytes | Iterator[bytes]
         if isinstance(path, bytes):
             size, body = len(path), path
         else:
@@ -350,7 +352,7 @@ class Client:
         tmp = tempfile.TemporaryDirectory(prefix="atdata-publish-")
         try:
             kind, plan, mapping = self._plan(facts, storage, cut_oversize, tmp.name)
-            base = {
+            base: dict[str, Any] = {
                 "name": name,
                 "schema": {
                     "uri": "at://did:plc:placeholder/io.atdata.schema/placeholder",
@@ -483,7 +485,9 @@ class Client:
         s3_kwargs: Mapping[str, Any] | None,
         progress: bool | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        entries = [{"samples": s.samples, "bytes": s.bytes, "sha256": s.sha256} for s in plan]
+        entries: list[dict[str, Any]] = [
+            {"samples": s.samples, "bytes": s.bytes, "sha256": s.sha256} for s in plan
+        ]
         if kind == "http":
             for e, url in zip(entries, storage, strict=True):
                 e["url"] = url

@@ -28,7 +28,7 @@ def _record_columns() -> list[sa.Column]:
 
 
 def _tail_columns(*, record: bool = True) -> list[sa.Column]:
-    cols = [
+    cols: list[sa.Column] = [
         sa.Column("created_at", sa.String(40)),
         sa.Column("indexed_at", sa.String(40)),
         sa.Column("hidden", sa.Boolean, nullable=False, server_default=sa.false()),
