@@ -60,6 +60,11 @@ def _ids(batches) -> list[int]:
     return [int(i) for b in batches for i in b["idx"]]
 
 
+def _workers() -> list[mp.process.BaseProcess]:
+    """This process's live loader workers (other tests' DataLoader workers are not counted)."""
+    return [p for p in mp.active_children() if p.name.startswith("atdata-loader-")]
+
+
 def _shm() -> set[str]:
     return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
@@ -281,12 +286,14 @@ def test_bad_shard_ends_the_loop_with_its_cause(tmp_path) -> None:
     counts = ds.shard_counts()  # counted while intact
     bad.write_bytes(b"\x01" * 2048)
     ds.__dict__["_shard_counts"] = counts
-    before = _shm()
     loader = ds.loader(batch_size=2, workers=2, shuffle=False)
+    it = iter(loader)
+    next(it)
+    name = loader._pool.name
     with pytest.raises(atdata.DecodeError, match="s-001"):
-        list(loader)
-    assert not mp.active_children()
-    assert _shm() <= before
+        list(it)
+    assert not _workers()
+    assert name.lstrip("/") not in _shm()
 
 
 def test_on_error_skip_is_honoured(tmp_path) -> None:
@@ -302,21 +309,22 @@ def test_on_error_skip_is_honoured(tmp_path) -> None:
 
 def test_killed_worker_is_a_clear_error_and_leaks_nothing(tmp_path) -> None:
     ds = _write(tmp_path / "d", [20, 20, 20])
-    before = _shm()
     loader = ds.loader(batch_size=2, workers=2)
     it = iter(loader)
     next(it)
-    victim = mp.active_children()[0]
+    name = loader._pool.name
+    assert name.lstrip("/") not in _shm()  # unlinked as soon as the workers attached
+    victim = _workers()[0]
     os.kill(victim.pid, signal.SIGKILL)
     with pytest.raises(atdata.LoaderError, match="SIGKILL"):
         for _ in it:
             pass
-    assert not mp.active_children()
-    assert _shm() <= before
+    assert not _workers()
+    assert name.lstrip("/") not in _shm()
     # and the loader can be used again afterwards
     assert sorted(_ids(loader)) == list(range(60))
     loader.close()
-    assert not mp.active_children()
+    assert not _workers()
 
 
 def test_import_atdata_does_not_import_torch() -> None:
@@ -335,3 +343,49 @@ def test_bad_options_are_refused(ds) -> None:
         ds.loader(batch_size=0)
     with pytest.raises(ValueError, match="rank"):
         ds.loader(rank=3, world_size=2)
+
+
+def test_ctrl_c_stops_the_workers(tmp_path) -> None:
+    """Ctrl-C in the training loop: KeyboardInterrupt, and no worker outlives the process."""
+    import subprocess
+    import sys
+    import time
+
+    _write(tmp_path / "d", [30, 30])
+    script = f"""
+import os, signal, atdata, multiprocessing as mp
+from tests_loader_item import Item
+ds = atdata.Dataset[Item]({str(tmp_path / "d" / "*.tar")!r})
+loader = ds.loader(batch_size=2, workers=2)
+for k, batch in enumerate(loader):
+    if k == 2:
+        print(" ".join(str(p.pid) for p in mp.active_children()), flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+"""
+    (tmp_path / "tests_loader_item.py").write_text(
+        "import atdata, numpy as np\nfrom numpy.typing import NDArray\n"
+        "@atdata.packable\nclass Item:\n    x: NDArray[np.float32]\n    idx: int\n"
+        "    w: float\n    ok: bool\n    tag: str\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode != 0 and "KeyboardInterrupt" in out.stderr
+    pids = [int(p) for p in out.stdout.split()]
+    assert pids
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not a running process
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False

@@ -549,6 +549,8 @@ class _WorkerPool:
         self.shm: shared_memory.SharedMemory | None = shared_memory.SharedMemory(
             create=True, size=size
         )
+        #: The segment's name in /dev/shm while the workers start (gone once they attached).
+        self.name = self.shm.name
         self.procs: list[Any] = []
         self.conns: list[connection.Connection] = []
         ctx = mp.get_context()
