@@ -602,3 +602,85 @@ def test_host_that_never_answers_the_handshake_times_out_and_backs_off(caplog):
     assert "handshake within 0.3s" in (conn.last_error or "")
     logged = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
     assert logged and "handshake" in logged[0]
+
+
+def test_future_cursor_error_frame_makes_ingest_follow_the_host_live(tmp_path, caplog):
+    """A host that does not know our cursor (it was reset) says FutureCursor and closes:
+    the error is logged and counted, and the next connection asks for no cursor."""
+
+    async def go() -> tuple[list[str | None], dict[str, Any]]:
+        fake = FakeFirehose()
+        host = await fake.start()
+        # an error frame carries no seq; this one rides on a seq above ours so the fake sends it
+        fake.add(encode_frame({"op": -1}, {"error": "FutureCursor", "seq": 10**9}))
+        store = Store(f"sqlite:///{tmp_path / 'i.sqlite'}")
+        async with store.transaction() as tx:
+            tx.save_cursor(host, 500)
+        svc = IngestService(store, [host], "http://127.0.0.1:9", backfill=False)
+        task = asyncio.create_task(svc.run())
+        try:
+            await wait_for(lambda: len(fake.cursors) >= 2, 15)
+            return list(fake.cursors), svc.metrics()
+        finally:
+            await finish(svc, task)
+            store.close()
+            await fake.stop()
+
+    cursors, m = asyncio.run(go())
+    assert cursors[:2] == ["500", None]
+    assert m["error_frames"] >= 1 and m["garbage_frames"] == 0
+    assert any("FutureCursor" in r.getMessage() for r in caplog.records)
+
+
+def test_sync_and_account_events_route_to_their_handlers(tmp_path):
+    """#sync of a repo we index marks it for a whole fetch (unless not newer than ours);
+    #account hides, shows and purges; events of repos we do not index change nothing."""
+    did, other = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"
+
+    def sync(seq: int, repo: str, rev: str) -> bytes:
+        return encode_frame({"op": 1, "t": "#sync"}, {"seq": seq, "did": repo, "rev": rev})
+
+    def account(seq: int, repo: str, active: bool, status: str | None = None) -> bytes:
+        body: dict[str, Any] = {"seq": seq, "did": repo, "active": active}
+        if status:
+            body["status"] = status
+        return encode_frame({"op": 1, "t": "#account"}, body)
+
+    async def go() -> list[Any]:
+        store = Store(f"sqlite:///{tmp_path / 'i.sqlite'}")
+        async with store.transaction() as tx:
+            tx.upsert_record(did, DS, "d1", "c1", dataset_record("held"), "3kaaa")
+        svc = IngestService(store, [], "http://127.0.0.1:9", backfill=False)
+        await svc.start()
+        seen = []
+        try:
+            frames = [
+                sync(1, did, "3kaaa"),  # not newer than ours: nothing
+                sync(2, other, "3kzzz"),  # not a repo we index: nothing
+                account(3, did, False, "takendown"),
+                account(4, other, False, "takendown"),
+                sync(5, did, "3kbbb"),
+                account(6, did, True),
+                account(7, did, False, "deleted"),
+            ]
+            for frame in frames:
+                await svc.handle_frame("ws://h", frame)
+                await svc.drain()
+                seen.append(await repo_row(store, did))
+            assert await repo_row(store, other) is None
+        finally:
+            await svc.stop()
+            await svc.run()
+            store.close()
+        return seen
+
+    seen = asyncio.run(go())
+    assert [(r.status, bool(r.resync)) for r in seen[:6]] == [
+        ("active", False),
+        ("active", False),
+        ("takendown", False),
+        ("takendown", False),
+        ("takendown", True),
+        ("active", True),
+    ]
+    assert seen[6] is None  # deleted: purged
