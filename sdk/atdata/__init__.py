@@ -17,10 +17,12 @@ from .errors import (
     LensError,
     LexiconError,
     LoaderError,
+    MissingExtraError,
     ResolutionError,
     SampleValueError,
     SchemaError,
     ShardIntegrityError,
+    ShardTaskError,
     SourceError,
     UnsafeURLError,
 )
@@ -44,10 +46,12 @@ __all__ = [
     "LensError",
     "LexiconError",
     "LoaderError",
+    "MissingExtraError",
     "ResolutionError",
     "SampleValueError",
     "SchemaError",
     "ShardIntegrityError",
+    "ShardTaskError",
     "UnsafeURLError",
     "__version__",
     # samples
@@ -72,6 +76,10 @@ __all__ = [
     "write_samples",
     # federation (lazy: the atmosphere extra is optional)
     "load_dataset",
+    # cluster engines (lazy: the ray and dask extras are optional)
+    "dask",
+    "map_shards",
+    "ray",
 ]
 
 
@@ -81,4 +89,12 @@ def __getattr__(name: str) -> object:
         from .atmosphere.resolve import load_dataset
 
         return load_dataset
+    if name in ("ray", "dask"):  # atdata.ray / atdata.dask: Ray Data and Dask collections
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    if name == "map_shards":
+        from .derive import map_shards
+
+        return map_shards
     raise AttributeError(f"module 'atdata' has no attribute {name!r}")

@@ -482,6 +482,56 @@ class Dataset(Generic[T]):
             pad=pad,
         )
 
+    # -- cluster engines (Ray Data, Dask): optional extras, imported on use --------------------
+
+    def to_ray(
+        self,
+        *,
+        shards_per_task: int | None = None,
+        rows_per_block: int | None = None,
+        override_num_blocks: int | None = None,
+        ray_remote_args: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """This dataset as a ``ray.data.Dataset`` of Arrow blocks (see :mod:`atdata.ray`)."""
+        from .ray import read_dataset
+
+        return read_dataset(
+            self,
+            shards_per_task=shards_per_task,
+            rows_per_block=rows_per_block,
+            override_num_blocks=override_num_blocks,
+            ray_remote_args=ray_remote_args,
+        )
+
+    def to_dask(self) -> Any:
+        """This dataset as a Dask DataFrame, one partition per shard (see :mod:`atdata.dask`)."""
+        from .dask import to_dask
+
+        return to_dask(self)
+
+    def to_dask_bag(self) -> Any:
+        """This dataset as a Dask Bag of samples, one partition per shard."""
+        from .dask import to_dask_bag
+
+        return to_dask_bag(self)
+
+    def map_shards(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        out: str | os.PathLike[str],
+        sample_type: type | None = None,
+        engine: str = "processes",
+        batched: bool = False,
+        **options: Any,
+    ) -> list[Any]:
+        """``fn`` over every shard in parallel, one output shard each (see :mod:`atdata.derive`)."""
+        from .derive import map_shards
+
+        return map_shards(
+            self, fn, out=out, sample_type=sample_type, engine=engine, batched=batched, **options
+        )
+
 
 class _FromDict:
     """``DictSample -> view``: the view's fields taken from the sample (others ignored).

@@ -77,3 +77,28 @@ class AppViewError(AtdataError):
 
 class LoaderError(AtdataError):
     """The training loader cannot go on: a worker died or failed, or a resume state does not fit."""
+
+
+class MissingExtraError(AtdataError, ImportError):
+    """An optional feature was used without its extra installed (the message says which)."""
+
+
+def require_extra(module: str, extra: str, feature: str) -> None:
+    """Raise :class:`MissingExtraError` naming ``pip install 'atdata[extra]'`` unless importable."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(
+            f"{feature} needs {module!r}, which is not installed: pip install 'atdata[{extra}]'"
+        )
+
+
+class ShardTaskError(AtdataError):
+    """A task over a shard (``map_shards``, a parallel write) failed: names shard and sample."""
+
+    def __init__(self, message: str, shard: str | None = None, key: str | None = None) -> None:
+        self.shard, self.key = shard, key
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:  # keeps shard/key across process boundaries
+        return (type(self), (str(self), self.shard, self.key))

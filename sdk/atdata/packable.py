@@ -183,10 +183,29 @@ def _make_packable(cls: T, name: str | None, version: str, localns: dict[str, An
         cls,
         from_bytes=classmethod(from_bytes),
         from_data=classmethod(from_data),
+        from_arrow=classmethod(_from_arrow),
+        from_pandas=classmethod(_from_pandas),
         packed=property(packed),
         as_wds=property(as_wds),
     )
     return cls
+
+
+def _from_arrow(cls: type, table: Any) -> list[Any]:
+    """Samples from a ``pyarrow.Table`` or ``RecordBatch`` (e.g. a Ray Data batch), one per row.
+
+    The inverse of the column mapping of ``Dataset.to_ray()`` (see :mod:`atdata._columns`).
+    """
+    from ._columns import table_to_samples
+
+    return table_to_samples(table, cls)
+
+
+def _from_pandas(cls: type, df: Any) -> list[Any]:
+    """Samples from a pandas DataFrame (e.g. a ``to_dask()`` partition), one per row."""
+    from ._columns import frame_to_samples
+
+    return frame_to_samples(df, cls)
 
 
 def _user_post_init(cls: type) -> Callable[[Any], None] | None:

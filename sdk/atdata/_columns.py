@@ -1,0 +1,385 @@
+"""Samples as Arrow columns and pandas rows: the one mapping Ray Data and Dask share.
+
+Per field kind (see :class:`~atdata._fields.FieldKind`):
+
+- ``NDArray``: a Ray Arrow tensor column, fixed-shape when the schema declares the dtype and
+  every dimension, variable-shaped otherwise (its dtype and rank from the schema, or from the
+  data when undeclared); in pandas, an object column of arrays;
+- ``int``/``float``/``bool``/``str``/``bytes``: ``int64``/``float64``/``bool``/``string``/
+  ``binary`` columns (nullable when optional);
+- a nested sample: a struct column of its fields; ``list[X]``: a list column of ``X``;
+  ``dict[str, X]``: a map column;
+- ``Any``, untyped ``list``/``dict``: a binary column holding each value's msgpack.
+
+The inverse (:func:`table_to_samples`, :func:`frame_to_samples`) backs ``T.from_arrow`` and
+``T.from_pandas``. Arrow is imported only when a column is built; tensor columns need Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._codec import pack, unpack
+from ._fields import FieldKind, FieldSpec
+from .errors import SampleValueError, require_extra
+
+__all__ = [
+    "frame_to_samples",
+    "samples_to_frame",
+    "samples_to_table",
+    "table_to_samples",
+]
+
+_SCALAR_TYPES = {
+    FieldKind.STR: "string",
+    FieldKind.BYTES: "binary",
+    FieldKind.INT: "int64",
+    FieldKind.FLOAT: "float64",
+    FieldKind.BOOL: "bool_",
+}
+
+
+def _pyarrow() -> Any:
+    require_extra("pyarrow", "ray", "Arrow columns")
+    import pyarrow as pa
+
+    return pa
+
+
+def _fields_of(cls: type) -> tuple[FieldSpec, ...]:
+    from .packable import sample_fields
+
+    return sample_fields(cls)
+
+
+def _is_msgpack_kind(spec: FieldSpec) -> bool:
+    return spec.kind is FieldKind.ANY or (
+        spec.kind in (FieldKind.LIST, FieldKind.DICT) and spec.item is None
+    )
+
+
+# --- samples -> Arrow -----------------------------------------------------------------------
+
+
+def samples_to_table(samples: Sequence[Any], cls: type) -> Any:
+    """A ``pyarrow.Table`` with one column per field of ``cls`` and one row per sample."""
+    pa = _pyarrow()
+    specs = _fields_of(cls)
+    columns = [to_arrow([getattr(s, spec.name) for s in samples], spec) for spec in specs]
+    return pa.Table.from_arrays(columns, names=[spec.name for spec in specs])
+
+
+def dicts_to_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """Schema-free samples (``DictSample``) as a table: columns inferred from the values."""
+    pa = _pyarrow()
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    columns = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        if any(isinstance(v, np.ndarray) for v in values):
+            from ray.data.extensions import ArrowTensorArray
+
+            cells = np.empty(len(values), dtype=object)
+            for i, v in enumerate(values):
+                cells[i] = v
+            columns.append(ArrowTensorArray.from_numpy(cells, column_name=name))
+            continue
+        try:
+            columns.append(pa.array(values))
+        except (pa.ArrowException, TypeError, ValueError):
+            columns.append(pa.array([None if v is None else pack(v) for v in values], pa.binary()))
+    return pa.Table.from_arrays(columns, names=list(names))
+
+
+def to_arrow(values: list[Any], spec: FieldSpec) -> Any:
+    """One Arrow array for ``values`` of a field (None anywhere is a null)."""
+    pa = _pyarrow()
+    kind = spec.kind
+    if kind in _SCALAR_TYPES:
+        return pa.array(values, getattr(pa, _SCALAR_TYPES[kind])())
+    if kind is FieldKind.ARRAY:
+        return _tensor_column(values, spec)
+    if _is_msgpack_kind(spec):
+        return pa.array([None if v is None else pack(v) for v in values], pa.binary())
+    nulls = [v is None for v in values]
+    mask = pa.array(nulls, pa.bool_()) if any(nulls) else None
+    if kind is FieldKind.SAMPLE:
+        assert spec.sample_type is not None
+        specs = _fields_of(spec.sample_type)
+        children = [
+            to_arrow([None if v is None else getattr(v, f.name) for v in values], f) for f in specs
+        ]
+        if not specs:
+            return pa.nulls(len(values), pa.struct([]))
+        return pa.StructArray.from_arrays(children, names=[f.name for f in specs], mask=mask)
+    assert spec.item is not None
+    offsets = [0]
+    flat: list[Any] = []
+    keys: list[str] = []
+    for v in values:
+        if v is not None:
+            if kind is FieldKind.DICT:
+                keys.extend(v.keys())
+                flat.extend(v.values())
+            else:
+                flat.extend(v)
+        offsets.append(len(flat))
+    items = to_arrow(flat, spec.item)
+    if kind is FieldKind.DICT:
+        # MapArray takes nulls from null offsets: row i is null when offsets[i] is
+        offs = pa.array(
+            [None if i < len(nulls) and nulls[i] else o for i, o in enumerate(offsets)],
+            pa.int32(),
+        )
+        return pa.MapArray.from_arrays(offs, pa.array(keys, pa.string()), items)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items, mask=mask)
+
+
+def _native(dtype: np.dtype) -> np.dtype:
+    return dtype.newbyteorder("=") if dtype.byteorder not in "=|" else dtype
+
+
+def _tensor_column(values: list[Any], spec: FieldSpec) -> Any:
+    """Ray's fixed-shape tensor column when the schema fixes dtype and shape, else ragged."""
+    require_extra("ray", "ray", "NDArray fields as Arrow tensor columns")
+    pa = _pyarrow()
+    from ray.data.extensions import (
+        ArrowTensorArray,
+        ArrowVariableShapedTensorArray,
+        ArrowVariableShapedTensorType,
+    )
+
+    present = [v for v in values if v is not None]
+    dtype = _native(spec.dtype if spec.dtype is not None else _first_dtype(present, spec))
+    nulls = len(present) < len(values)
+    shape = spec.shape
+    if spec.dtype is not None and shape is not None and None not in shape:
+        dims = tuple(d for d in shape if d is not None)
+        if nulls:
+            stacked = np.zeros((len(values), *dims), dtype)
+            for i, v in enumerate(values):
+                if v is not None:
+                    stacked[i] = v
+        else:
+            stacked = (
+                np.stack(values).astype(dtype, copy=False)
+                if values
+                else np.empty((0, *dims), dtype)
+            )
+        column = ArrowTensorArray.from_numpy(stacked)
+    else:
+        ndim = len(shape) if shape is not None else (present[0].ndim if present else 1)
+        if not values:
+            kind = ArrowVariableShapedTensorType(pa.from_numpy_dtype(dtype), ndim)
+            return pa.ExtensionArray.from_storage(kind, pa.array([], kind.storage_type))
+        filler = np.zeros((0,) * ndim, dtype)
+        ragged = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values):
+            if v is not None and v.ndim != ndim:
+                raise SampleValueError(
+                    f"field {spec.name!r}: arrays of rank {ndim} and {v.ndim} in one column; "
+                    "an Arrow tensor column holds one rank (declare a Shape)"
+                )
+            ragged[i] = filler if v is None else np.ascontiguousarray(v, dtype)
+        column = ArrowVariableShapedTensorArray.from_numpy(ragged)
+    if nulls:
+        import pyarrow.compute as pc
+
+        storage = column.storage
+        mask = pa.array([v is None for v in values], pa.bool_())
+        storage = pc.if_else(mask, pa.nulls(len(values), storage.type), storage)
+        column = pa.ExtensionArray.from_storage(column.type, storage)
+    return column
+
+
+def _first_dtype(present: list[np.ndarray], spec: FieldSpec) -> np.dtype:
+    dtypes = {v.dtype for v in present}
+    if len(dtypes) > 1:
+        raise SampleValueError(
+            f"field {spec.name!r}: arrays of dtypes {sorted(map(str, dtypes))} in one column; "
+            "declare the dtype (NDArray[np.float32]) to store them as one tensor column"
+        )
+    return dtypes.pop() if dtypes else np.dtype(np.float64)
+
+
+# --- Arrow -> samples -----------------------------------------------------------------------
+
+
+def _chunks(column: Any) -> list[Any]:
+    return list(column.chunks) if hasattr(column, "chunks") else [column]
+
+
+def table_to_samples(table: Any, cls: type) -> list[Any]:
+    """Samples of ``cls`` from a ``pyarrow.Table``/``RecordBatch`` (extra columns ignored)."""
+    specs = _fields_of(cls)
+    names = table.schema.names
+    n = table.num_rows
+    columns: list[list[Any]] = []
+    for spec in specs:
+        if spec.name not in names:
+            if spec.optional or spec.kind is FieldKind.ANY:
+                columns.append([None] * n)
+                continue
+            raise SampleValueError(
+                f"{cls.__name__}.from_arrow: no column for field {spec.name!r} "
+                f"(columns: {', '.join(names)})"
+            )
+        values: list[Any] = []
+        for chunk in _chunks(table.column(spec.name)):
+            values.extend(from_arrow(chunk, spec))
+        columns.append(values)
+    keys = [spec.name for spec in specs]
+    return [cls(**dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]
+
+
+def from_arrow(arr: Any, spec: FieldSpec) -> list[Any]:
+    """The Python values (arrays as ndarrays, nested samples built) of one Arrow array."""
+    kind = spec.kind
+    if kind is FieldKind.ARRAY:
+        return _tensor_values(arr, spec)
+    if kind in _SCALAR_TYPES:
+        return arr.to_pylist()
+    if _is_msgpack_kind(spec):
+        return [None if v is None else unpack(v) for v in arr.to_pylist()]
+    valid = arr.is_valid().to_pylist() if arr.null_count else None
+    if kind is FieldKind.SAMPLE:
+        st = spec.sample_type
+        assert st is not None
+        specs = _fields_of(st)
+        children = []
+        for i, f in enumerate(specs):
+            child = arr.field(i)
+            if len(child) != len(arr):  # older pyarrow: the unsliced child
+                child = child.slice(arr.offset, len(arr))
+            children.append(from_arrow(child, f))
+        names = [f.name for f in specs]
+        built: list[Any] = []
+        for i, row in enumerate(zip(*children, strict=True)):
+            null = valid is not None and not valid[i]
+            built.append(None if null else st(**dict(zip(names, row, strict=True))))
+        return built
+    assert spec.item is not None
+    offsets = np.asarray(arr.offsets)
+    start, stop = int(offsets[0]), int(offsets[-1])
+    if kind is FieldKind.DICT:
+        keys = arr.keys.slice(start, stop - start).to_pylist()
+        items = from_arrow(arr.items.slice(start, stop - start), spec.item)
+    else:
+        items = from_arrow(arr.values.slice(start, stop - start), spec.item)
+    rows: list[Any] = []
+    for i in range(len(arr)):
+        if valid is not None and not valid[i]:
+            rows.append(None)
+            continue
+        a, b = int(offsets[i]) - start, int(offsets[i + 1]) - start
+        if kind is FieldKind.DICT:
+            rows.append(dict(zip(keys[a:b], items[a:b], strict=True)))
+        else:
+            rows.append(items[a:b])
+    return rows
+
+
+def _tensor_values(arr: Any, spec: FieldSpec) -> list[Any]:
+    """Rows of a tensor column (Ray's, Arrow's canonical one, or nested lists) as ndarrays."""
+    pa = _pyarrow()
+    n = len(arr)
+    if not isinstance(arr, pa.ExtensionArray):  # plain nested lists
+        return [None if v is None else np.asarray(v, dtype=spec.dtype) for v in arr.to_pylist()]
+    if arr.null_count:
+        valid = np.flatnonzero(np.asarray(arr.is_valid()))
+        dense = _tensor_values(arr.take(pa.array(valid)), spec) if len(valid) else []
+        out: list[Any] = [None] * n
+        for i, v in zip(valid, dense, strict=True):
+            out[int(i)] = v
+        return out
+    if n == 0:
+        return []
+    if hasattr(arr, "to_numpy_ndarray"):  # Arrow's canonical fixed_shape_tensor
+        return list(arr.to_numpy_ndarray())
+    rows = arr.to_numpy(zero_copy_only=False)
+    return list(rows)
+
+
+# --- pandas ---------------------------------------------------------------------------------
+
+_PANDAS_DTYPES = {FieldKind.INT: "int64", FieldKind.FLOAT: "float64", FieldKind.BOOL: "bool"}
+
+
+def pandas_dtype(spec: FieldSpec) -> str:
+    """The column dtype of a field in a frame: numeric when required, object otherwise."""
+    if not spec.optional and spec.kind in _PANDAS_DTYPES:
+        return _PANDAS_DTYPES[spec.kind]
+    return "object"
+
+
+def samples_to_frame(samples: Iterable[Any], cls: type) -> Any:
+    """A pandas DataFrame, one row per sample; arrays, lists, dicts and samples as objects."""
+    require_extra("pandas", "dask", "samples as a pandas DataFrame")
+    import pandas as pd
+
+    specs = _fields_of(cls)
+    rows = list(samples)
+    data = {}
+    for spec in specs:
+        values = np.empty(len(rows), dtype=object)
+        for i, s in enumerate(rows):
+            values[i] = getattr(s, spec.name)
+        data[spec.name] = pd.Series(values, dtype=pandas_dtype(spec))
+    return pd.DataFrame(data)
+
+
+def dicts_to_frame(rows: Sequence[dict[str, Any]]) -> Any:
+    """Schema-free samples as a frame (one object column per key seen)."""
+    import pandas as pd
+
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    data = {}
+    for name in names:
+        values = np.empty(len(rows), dtype=object)
+        for i, row in enumerate(rows):
+            values[i] = row.get(name)
+        data[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data)
+
+
+def _plain(v: Any, spec: FieldSpec) -> Any:
+    """A frame cell as a field value: NA as None, numpy scalars and tensor cells unwrapped."""
+    import pandas as pd
+
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if spec.kind is FieldKind.ARRAY:
+        return np.asarray(v, dtype=spec.dtype)
+    if isinstance(v, float) and v != v and spec.kind is not FieldKind.FLOAT:
+        return None  # pandas' missing-value float in an object or upcast column
+    if isinstance(v, np.generic):
+        return v.item()
+    if spec.kind is FieldKind.LIST and isinstance(v, np.ndarray):
+        return list(v)
+    return v
+
+
+def frame_to_samples(df: Any, cls: type) -> list[Any]:
+    """Samples of ``cls`` from a pandas DataFrame (extra columns ignored)."""
+    specs = _fields_of(cls)
+    n = len(df)
+    columns = []
+    for spec in specs:
+        if spec.name not in df.columns:
+            if spec.optional or spec.kind is FieldKind.ANY:
+                columns.append([None] * n)
+                continue
+            raise SampleValueError(
+                f"{cls.__name__}.from_pandas: no column for field {spec.name!r} "
+                f"(columns: {', '.join(map(str, df.columns))})"
+            )
+        columns.append([_plain(v, spec) for v in df[spec.name].tolist()])
+    keys = [spec.name for spec in specs]
+    return [cls(**dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]

@@ -1,0 +1,273 @@
+"""Datasets as Ray Data datasets, and Ray datasets written back as shards.
+
+``Dataset.to_ray()`` reads through :class:`AtdataDatasource`: one read task per shard (or per
+group of consecutive shards), each streaming its shards through atdata's own reader, with the
+sha256 checks, network guard and retries of the shard sources, and yielding Arrow blocks of
+many samples (columns as described in :mod:`atdata._columns`). :func:`write_dataset` writes a
+Ray dataset as shards in parallel; its result goes to ``publish_dataset`` as it is.
+
+Ray is imported only when one of these is called (``pip install 'atdata[ray]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ._columns import dicts_to_table, samples_to_table, table_to_samples
+from ._parts import parts
+from ._targets import ShardTarget
+from .errors import ShardTaskError, require_extra
+from .packable import is_packable
+from .writer import ShardInfo
+
+__all__ = ["read_dataset", "write_dataset"]  # and AtdataDatasource, built on first use
+
+log = logging.getLogger(__name__)
+
+#: Arrow blocks aim at about this many bytes of sample data (and hold at most _MAX_ROWS).
+_BLOCK_BYTES = 64 << 20
+_MAX_ROWS = 4096
+
+
+def _ray() -> Any:
+    require_extra("ray", "ray", "Ray Data support (atdata.ray, Dataset.to_ray, engine='ray')")
+    import ray
+    import ray.data
+
+    return ray
+
+
+def _sample_bytes(sample: Any) -> int:
+    """A rough in-memory size of one sample, to size blocks."""
+    import numpy as np
+
+    values = sample.to_dict().values() if hasattr(sample, "to_dict") else vars(sample).values()
+    total = 64
+    for v in values:
+        total += (
+            v.nbytes if isinstance(v, np.ndarray) else len(v) if isinstance(v, str | bytes) else 16
+        )
+    return total
+
+
+def _read_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
+    """The Arrow blocks of one part (its shards in order)."""
+    view = part.sample_type
+    to_table = (
+        (lambda rows: samples_to_table(rows, view))
+        if is_packable(view)
+        else (lambda rows: dicts_to_table([r.to_dict() for r in rows]))
+    )
+    rows: list[Any] = []
+    limit = rows_per_block
+    for sample in part:
+        rows.append(sample)
+        if limit is None:
+            limit = max(1, min(_MAX_ROWS, _BLOCK_BYTES // _sample_bytes(sample)))
+        if len(rows) >= limit:
+            yield to_table(rows)
+            rows = []
+    if rows:
+        yield to_table(rows)
+
+
+def _known_size(shards: list[Any]) -> int | None:
+    """The shards' total bytes when every one says its size (records do), else None."""
+    sizes = [getattr(s, "size", None) for s in shards]
+    known = [int(s) for s in sizes if s is not None]
+    return sum(known) if known and len(known) == len(sizes) else None
+
+
+def _make_datasource_class() -> type:
+    ray = _ray()
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
+
+    class AtdataDatasource(Datasource):
+        """A Ray ``Datasource`` over an atdata ``Dataset``: one read task per shard group."""
+
+        def __init__(
+            self,
+            dataset: Any,
+            *,
+            shards_per_task: int | None = None,
+            rows_per_block: int | None = None,
+        ) -> None:
+            super().__init__()
+            self._dataset = dataset
+            self._shards_per_task = shards_per_task
+            self._rows_per_block = rows_per_block
+
+        def get_name(self) -> str:
+            return "Atdata"
+
+        def estimate_inmemory_data_size(self) -> int | None:
+            return _known_size(self._dataset.shards)
+
+        def get_read_tasks(
+            self,
+            parallelism: int,
+            per_task_row_limit: int | None = None,
+            data_context: Any = None,
+        ) -> list[ReadTask]:
+            n = len(self._dataset.shards)
+            per = self._shards_per_task or max(1, -(-n // max(1, parallelism)))
+            tasks = []
+            rows_per_block = self._rows_per_block
+            for part in parts(self._dataset, per):
+                meta = BlockMetadata(
+                    num_rows=None,
+                    size_bytes=_known_size(part.shards),
+                    input_files=tuple(s.name for s in part.shards),
+                    exec_stats=None,
+                )
+
+                def read(part: Any = part) -> Iterator[Any]:
+                    return _read_blocks(part, rows_per_block)
+
+                tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
+            return tasks
+
+    del ray
+    return AtdataDatasource
+
+
+_DATASOURCE: type | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # The Datasource subclass needs Ray at class creation: build it on first use.
+    global _DATASOURCE
+    if name == "AtdataDatasource":
+        if _DATASOURCE is None:
+            _DATASOURCE = _make_datasource_class()
+        return _DATASOURCE
+    raise AttributeError(f"module 'atdata.ray' has no attribute {name!r}")
+
+
+def read_dataset(
+    dataset: Any,
+    *,
+    shards_per_task: int | None = None,
+    rows_per_block: int | None = None,
+    override_num_blocks: int | None = None,
+    ray_remote_args: Mapping[str, Any] | None = None,
+) -> Any:
+    """``dataset`` as a ``ray.data.Dataset`` (what ``Dataset.to_ray`` returns).
+
+    One read task per ``shards_per_task`` consecutive shards (default: as many tasks as Ray's
+    parallelism allows, at most one per shard); blocks of ``rows_per_block`` samples (default:
+    about 64 MB each). Rows come in storage order when Ray's
+    ``DataContext.execution_options.preserve_order`` is set.
+    """
+    ray = _ray()
+    source_cls = __getattr__("AtdataDatasource")
+    source = source_cls(dataset, shards_per_task=shards_per_task, rows_per_block=rows_per_block)
+    return ray.data.read_datasource(
+        source,
+        override_num_blocks=override_num_blocks,
+        ray_remote_args=dict(ray_remote_args or {}),
+    )
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _make_datasink_class() -> type:
+    _ray()
+    from ray.data.block import BlockAccessor
+    from ray.data.datasource import Datasink
+
+    class ShardDatasink(Datasink):
+        """Each write task stages its shards; the driver names them in dataset order."""
+
+        def __init__(self, sample_type: type, target: ShardTarget, maxcount: int, maxsize: int):
+            self.sample_type, self.target = sample_type, target
+            self.maxcount, self.maxsize = maxcount, maxsize
+            self.token = uuid.uuid4().hex[:16]
+            self.staging = target.staging(self.token)
+            self.result: list[ShardInfo] = []
+
+        def get_name(self) -> str:
+            return "AtdataShards"
+
+        @property
+        def min_rows_per_write(self) -> int:
+            # a task gets a shard's worth of rows (Ray splits read blocks for parallelism)
+            return self.maxcount
+
+        def write(self, blocks: Any, ctx: Any) -> tuple[int, list[ShardInfo]]:
+            st = self.sample_type
+
+            tag = f"{ctx.task_idx:06d}"
+
+            def samples() -> Iterator[Any]:
+                for block in blocks:
+                    table = BlockAccessor.for_block(block).to_arrow()
+                    for start in range(0, table.num_rows, 1024):
+                        chunk = table.slice(start, 1024)
+                        try:
+                            rows = table_to_samples(chunk, st)
+                        except Exception as exc:
+                            raise ShardTaskError(
+                                f"write_dataset: task {tag}: rows {start}..{start + len(chunk)} "
+                                f"of a block do not make {st.__name__} samples: "
+                                f"{type(exc).__name__}: {exc}"
+                            ) from exc
+                        yield from rows
+
+            infos = self.target.write_staged(
+                samples(), self.staging, tag, self.maxcount, self.maxsize
+            )
+            return ctx.task_idx, infos
+
+        def on_write_complete(self, write_result: Any) -> None:
+            returns = sorted(write_result.write_returns, key=lambda r: r[0])
+            staged = [info for _, infos in returns for info in infos]
+            self.result = [self.target.promote(info, i) for i, info in enumerate(staged)]
+            self.target.remove_staging(self.staging)
+
+        def on_write_failed(self, error: Exception) -> None:
+            self.target.remove_staging(self.staging)
+
+    return ShardDatasink
+
+
+def write_dataset(
+    ray_dataset: Any,
+    sample_type: type,
+    out: str | os.PathLike[str],
+    *,
+    maxcount: int = 100_000,
+    maxsize: int = 3_000_000_000,
+    client_kwargs: Mapping[str, Any] | None = None,
+    ray_remote_args: Mapping[str, Any] | None = None,
+) -> list[ShardInfo]:
+    """Write a Ray dataset's rows as ``sample_type`` shards, in parallel; their ShardInfos.
+
+    ``out`` is a local pattern (``"out/part-%06d.tar"``) or an ``s3://bucket/prefix`` (keys
+    ``<prefix>/part-%06d.tar``; ``client_kwargs`` go to boto3). Rows are converted with
+    ``sample_type.from_arrow``; ``maxcount``/``maxsize`` cut shards as in ``write_samples``.
+    Shards are numbered in the dataset's order and appear under their final names only once
+    every task has finished; a failed or retried task leaves nothing behind.
+    """
+    _ray()
+    from ray.data.context import DataContext
+
+    if not is_packable(sample_type):
+        raise TypeError(f"write_dataset needs a @packable sample type, not {sample_type!r}")
+    if maxcount < 1 or maxsize < 1:
+        raise ValueError("maxcount and maxsize must be positive")
+    sink = _make_datasink_class()(sample_type, ShardTarget(out, client_kwargs), maxcount, maxsize)
+    ctx = DataContext.get_current()
+    before = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True  # task order = dataset order: stable names
+    try:
+        ray_dataset.write_datasink(sink, ray_remote_args=dict(ray_remote_args or {}))
+    finally:
+        ctx.execution_options.preserve_order = before
+    return list(sink.result)
