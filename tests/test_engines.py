@@ -403,6 +403,12 @@ def test_write_dataset_to_s3(
     assert sorted(keys) == [f"derived/part-{n:06d}.tar" for n in range(3)]  # no staging left
     back = atdata.Dataset[Small](f"s3://{s3_bucket}/derived/", client_kwargs=kwargs)
     assert all_same(list(back.ordered()), small)
+    assert all_same(ray_rows(back.to_ray(), Small), small)  # credentials travel in the sources
+    mapped = back.map_shards(
+        relabel, out=f"s3://{s3_bucket}/mapped", engine="ray", client_kwargs=kwargs
+    )
+    # shard 2 holds only label 6, which relabel drops: no output shard for it
+    assert [i.path.rsplit("/", 1)[1] for i in mapped] == ["part-000000.tar", "part-000001.tar"]
 
 
 def test_killed_write_task_leaves_no_partial_shard(ray_cluster: str, tmp_path: Path) -> None:

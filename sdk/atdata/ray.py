@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 #: Arrow blocks aim at about this many bytes of sample data (and hold at most _MAX_ROWS).
 _BLOCK_BYTES = 64 << 20
 _MAX_ROWS = 4096
+#: write_dataset cuts exact maxcount-row blocks up to this maxcount (bigger blocks risk memory).
+_EXACT_MAXCOUNT = 10_000
 
 
 def _ray() -> Any:
@@ -159,14 +161,19 @@ def read_dataset(
 ) -> Any:
     """``dataset`` as a ``ray.data.Dataset`` (what ``Dataset.to_ray`` returns).
 
-    One read task per ``shards_per_task`` consecutive shards (default: as many tasks as Ray's
-    parallelism allows, at most one per shard); blocks of ``rows_per_block`` samples (default:
-    about 64 MB each). Rows come in storage order when Ray's
+    One read task per ``shards_per_task`` consecutive shards (default 1; or as many tasks as
+    ``override_num_blocks``); blocks of ``rows_per_block`` samples (default: about 64 MB
+    each, at most 4096 samples). Rows come in storage order when Ray's
     ``DataContext.execution_options.preserve_order`` is set.
     """
     ray = _ray()
     source_cls = __getattr__("AtdataDatasource")
     source = source_cls(dataset, shards_per_task=shards_per_task, rows_per_block=rows_per_block)
+    if override_num_blocks is None:
+        # One read task per shard group, and no splitting of its output: Ray's default
+        # parallelism would cut each task's blocks into dozens of tiny ones (measured 10x slower
+        # on 4 shards of 2,500 small samples); blocks are sized in the task instead.
+        override_num_blocks = max(1, -(-len(dataset.shards) // (shards_per_task or 1)))
     return ray.data.read_datasource(
         source,
         override_num_blocks=override_num_blocks,
@@ -253,7 +260,9 @@ def write_dataset(
     ``<prefix>/part-%06d.tar``; ``client_kwargs`` go to boto3). Rows are converted with
     ``sample_type.from_arrow``; ``maxcount``/``maxsize`` cut shards as in ``write_samples``.
     Shards are numbered in the dataset's order and appear under their final names only once
-    every task has finished; a failed or retried task leaves nothing behind.
+    every task has finished; a failed or retried task leaves nothing behind. With
+    ``maxcount`` up to 10,000 every shard but the last holds exactly ``maxcount`` samples;
+    above that, each write task's last shard may hold fewer.
     """
     _ray()
     from ray.data.context import DataContext
@@ -266,6 +275,8 @@ def write_dataset(
     ctx = DataContext.get_current()
     before = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True  # task order = dataset order: stable names
+    if maxcount <= _EXACT_MAXCOUNT:  # blocks of exactly maxcount rows: one full shard per task
+        ray_dataset = ray_dataset.repartition(target_num_rows_per_block=maxcount, strict=True)
     try:
         ray_dataset.write_datasink(sink, ray_remote_args=dict(ray_remote_args or {}))
     finally:
