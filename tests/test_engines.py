@@ -205,6 +205,16 @@ def test_columns_follow_the_schema(every_shards: Any) -> None:
     assert all_same(samples, frame_back)
 
 
+def test_the_sdk_imports_neither_engine_until_asked() -> None:
+    code = (
+        "import sys, atdata\n"
+        "atdata.Dataset\n"
+        "print(sorted(m for m in ('ray', 'dask', 'pyarrow', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_missing_columns_and_extras() -> None:
     with pytest.raises(atdata.MissingExtraError, match=r"atdata\[nothing\]"):
         atdata.errors.require_extra("no_such_module_here", "nothing", "a feature")
@@ -259,7 +269,11 @@ MENU: list[tuple[str, Any, Any]] = [
         Inner | None,
         st.none() | st.builds(lambda x: Inner(x=x, v=np.zeros(1, np.float32)), st.integers(0, 9)),
     ),
-    ("anything", Any, st.none() | st.integers() | st.lists(st.text(max_size=2), max_size=2)),
+    (
+        "anything",
+        Any,
+        st.none() | st.integers(-(2**63), 2**63 - 1) | st.lists(st.text(max_size=2), max_size=2),
+    ),
 ]
 
 

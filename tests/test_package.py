@@ -17,10 +17,12 @@ PUBLIC = {
     "LensError",
     "LexiconError",
     "LoaderError",
+    "MissingExtraError",
     "ResolutionError",
     "SampleValueError",
     "SchemaError",
     "ShardIntegrityError",
+    "ShardTaskError",
     "SourceError",
     "UnsafeURLError",
     # samples
@@ -46,6 +48,10 @@ PUBLIC = {
     "AppViewClient",
     "load_dataset",
     "__version__",
+    # cluster engines (modules imported on first use: the ray and dask extras)
+    "dask",
+    "map_shards",
+    "ray",
 }
 
 
