@@ -166,6 +166,19 @@ def test_schema_conflict_pin_and_delete(alice: Client, tmp_path: Path) -> None:
         load_dataset(str(ref))
 
 
+def test_a_dataset_deleted_after_loading_says_so_when_read(alice: Client, tmp_path: Path) -> None:
+    """Blobs go with the record: reading a Dataset obtained before the deletion names it."""
+    infos = atdata.write_samples(digits(6), str(tmp_path / "gone-%04d.tar"), maxcount=3)
+    ref = alice.publish_dataset(infos, name="soon-gone", schema=Digit, progress=False)
+    ds = load_dataset(str(ref), sample_type=Digit)
+    assert len(list(ds)) == 6
+    alice.delete(str(ref))
+    with pytest.raises(atdata.AtdataError) as err:
+        list(ds)
+    assert "the dataset was deleted (or its blobs are gone)" in str(err.value)
+    assert str(ref) in str(err.value)
+
+
 def test_handles_resolve_through_the_pds(alice: Client, tmp_path: Path, monkeypatch: Any) -> None:
     infos = atdata.write_samples(digits(3), str(tmp_path / "h-%04d.tar"))
     ref = alice.publish_dataset(infos, name="by-handle", schema=Digit, progress=False)

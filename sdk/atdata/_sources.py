@@ -310,7 +310,14 @@ def shared_http_client(key: Hashable, factory: Callable[[], Any]) -> Any:
 class _HttpStream(_Resumable):
     """A resumable GET over a client the stream does not own (it stays open for others)."""
 
-    def __init__(self, url: str, name: str, headers: Mapping[str, str] | None, client: Any):
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        headers: Mapping[str, str] | None,
+        client: Any,
+        refused: Callable[[int, bytes], SourceError] | None = None,
+    ):
         super().__init__(name)
         import httpx
 
@@ -318,6 +325,7 @@ class _HttpStream(_Resumable):
         self._url = url
         self._headers = dict(headers or {})
         self._client = client
+        self._refused = refused
         self._response: Any = None
 
     def _transient(self, exc: BaseException) -> bool:
@@ -337,7 +345,9 @@ class _HttpStream(_Resumable):
             response.close()
             return iter(()), self._total
         if status not in (200, 206):
-            response.close()
+            body = _error_body(response)
+            if self._refused is not None:
+                raise self._refused(status, body)
             raise SourceError(f"HTTP {status} fetching {self.name_}")
         self._response = response
         length = response.headers.get("Content-Length")
@@ -361,6 +371,21 @@ class _HttpStream(_Resumable):
         if self._response is not None:
             self._response.close()
             self._response = None
+
+
+def _error_body(response: Any, limit: int = 4096) -> bytes:
+    """The start of an error response's body (never more than `limit` bytes), then closed."""
+    body = b""
+    try:
+        for chunk in response.iter_raw():
+            body += chunk
+            if len(body) >= limit:
+                break
+    except Exception:  # the status alone still says what went wrong
+        pass
+    finally:
+        response.close()
+    return body[:limit]
 
 
 def _skip(chunks: Iterable[bytes], n: int) -> Iterable[bytes]:
@@ -401,8 +426,12 @@ class HttpShard:
 
         return shared_http_client(("plain", self.timeout), build)
 
+    def refused(self, status: int, body: bytes) -> SourceError:
+        """The error for a final (not retried) HTTP status; subclasses say what it means."""
+        return SourceError(f"HTTP {status} fetching {self.name}")
+
     def open(self) -> ShardStream:
-        stream = _HttpStream(self.url, self.name, self.headers, self._client())
+        stream = _HttpStream(self.url, self.name, self.headers, self._client(), self.refused)
         return _maybe_verify(stream, self.name, self.sha256, self.size)
 
     def __repr__(self) -> str:

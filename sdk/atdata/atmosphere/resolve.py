@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from .._sources import HttpShard, S3Shard, ShardSource, shared_http_client
-from ..errors import AppViewError, LexiconError, ResolutionError
+from ..errors import AppViewError, LexiconError, ResolutionError, SourceError
 from ..lexicon import default_lexicons
 from ..records import DATASET, SCHEMA, Record
 from .cache import ShardCache
@@ -33,6 +33,7 @@ from .identity import AtUri, IdentityResolver, parse_at_uri
 from .netguard import DEFAULT_TIMEOUT, HTTPStatusError, check_url, get_json, guarded_client
 
 __all__ = [
+    "BlobShard",
     "GuardedHttpShard",
     "Resolver",
     "fetch_record",
@@ -62,6 +63,40 @@ class GuardedHttpShard(HttpShard):
         return shared_http_client(
             ("guarded", allow, timeout),
             lambda: guarded_client(allow_private=allow, timeout=timeout),
+        )
+
+
+_GONE_ERRORS = frozenset(("BlobNotFound", "RepoNotFound", "RepoDeactivated", "RepoTakendown"))
+"""XRPC errors of getBlob meaning the blob or its repository is no longer served."""
+
+
+class BlobShard(GuardedHttpShard):
+    """A shard stored as a PDS blob of the dataset record `dataset_uri`.
+
+    A PDS drops a blob with the last record that references it, so "blob not found" while
+    reading a dataset resolved earlier means the dataset was deleted: said so, naming it.
+    """
+
+    def __init__(self, url: str, *, dataset_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.dataset_uri = dataset_uri
+
+    def refused(self, status: int, body: bytes) -> SourceError:
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        error = answer.get("error") if isinstance(answer, dict) else None
+        message = answer.get("message") if isinstance(answer, dict) else None
+        said = f"{error}: {message}" if error and message else (error or message or "")
+        gone = error in _GONE_ERRORS or (
+            status in (400, 404) and "not found" in str(message or "").lower()
+        )
+        if not gone:
+            return super().refused(status, body)
+        return SourceError(
+            f"{self.dataset_uri or 'this dataset'}: the dataset was deleted (or its blobs are "
+            f"gone): its PDS answered HTTP {status} {said} for {self.url}"
         )
 
 
@@ -210,8 +245,10 @@ def shard_sources(
     trusted_endpoints: Sequence[str] = (),
     s3_client_kwargs: Mapping[str, Any] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    uri: str | None = None,
 ) -> list[ShardSource]:
-    """One verifying `ShardSource` per shard entry, per the record's storage kind.
+    """One verifying `ShardSource` per shard entry, per the record's storage kind (`uri`,
+    the dataset record's, names it in errors).
 
     S3 credentials (`s3_client_kwargs` or the AWS environment) are used only when the
     record's endpoint is absent (AWS) or trusted; other endpoints are read unsigned.
@@ -230,8 +267,9 @@ def shard_sources(
                 raise ResolutionError(f"shard {i}: blob {link} and its sha256 disagree")
             q = urlencode({"did": did, "cid": link})
             sources.append(
-                GuardedHttpShard(
+                BlobShard(
                     f"{pds}/xrpc/com.atproto.sync.getBlob?{q}",
+                    dataset_uri=uri,
                     sha256=e["sha256"],
                     size=e["bytes"],
                     allow_private=allow_private,
@@ -503,6 +541,7 @@ def load_dataset(
         trusted_endpoints=trusted_s3_endpoints,
         s3_client_kwargs=s3_client_kwargs,
         timeout=r.timeout,
+        uri=rec.uri,
     )
     if cache is not None:
         store = (
