@@ -55,7 +55,7 @@ def to_torch(value: Any) -> Any:
     return value
 
 
-class TorchIterable(IterableDataset):
+class TorchIterable(IterableDataset[Any]):
     """Batches as ``dict[str, Tensor | list]``; use ``DataLoader(it, batch_size=None)``."""
 
     def __init__(

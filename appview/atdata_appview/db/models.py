@@ -8,6 +8,8 @@ one column instead of joining ``repos`` on every match.
 
 from __future__ import annotations
 
+from typing import Any
+
 from atdata.records import DATASET, LENS, SCHEMA
 from sqlalchemy import (
     JSON,
@@ -40,7 +42,7 @@ repos = Table(
 )
 
 
-def _record_identity() -> list[Column]:
+def _record_identity() -> list[Column[Any]]:
     """The columns naming one indexed record (schemas, datasets and lenses alike)."""
     return [
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -51,7 +53,7 @@ def _record_identity() -> list[Column]:
     ]
 
 
-def _record_times() -> list[Column]:
+def _record_times() -> list[Column[Any]]:
     """When the record says it was made, when we indexed it, and whether its repo is hidden."""
     return [
         Column("created_at", String(40)),

@@ -209,7 +209,7 @@ class Resolver:
             self._types[schema.cid] = t
         return t
 
-    def manifest_shards(self, did: str, pds: str, blob: Mapping[str, Any]) -> list[dict]:
+    def manifest_shards(self, did: str, pds: str, blob: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The shard list from a dataset's manifest blob, checked against its CID and lexicon."""
         link = blob["ref"]["$link"]
         url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode({"did": did, "cid": link})

@@ -207,7 +207,7 @@ class _PublishWatch:
 
     @property
     def dataset(self) -> str | None:
-        from ..atmosphere.client import DATASET
+        from ..records import DATASET
 
         return next((uri for nsid, uri in self.records if nsid == DATASET), None)
 

@@ -155,20 +155,20 @@ class _Checker:
         getattr(self, "_" + t.replace("-", "_"), lambda d, path: None)(d, path)
 
     # -- per-type rules -------------------------------------------------------------------
-    def _min_max(self, d: dict, path: str, lo: str, hi: str) -> None:
+    def _min_max(self, d: dict[str, Any], path: str, lo: str, hi: str) -> None:
         for key in (lo, hi):
             if key in d and key != "minimum" and key != "maximum" and d[key] < 0:
                 raise self.fail(f"{path}.{key}", "must be >= 0")
         if lo in d and hi in d and d[lo] > d[hi]:
             raise self.fail(path, f"{lo} is greater than {hi}")
 
-    def _integer(self, d: dict, path: str) -> None:
+    def _integer(self, d: dict[str, Any], path: str) -> None:
         self._min_max(d, path, "minimum", "maximum")
         for key in ("enum",):
             if key in d and not all(type(v) is int for v in d[key]):
                 raise self.fail(f"{path}.{key}", "values must be integers")
 
-    def _string(self, d: dict, path: str) -> None:
+    def _string(self, d: dict[str, Any], path: str) -> None:
         self._min_max(d, path, "minLength", "maxLength")
         self._min_max(d, path, "minGraphemes", "maxGraphemes")
         fmt = d.get("format")
@@ -180,24 +180,24 @@ class _Checker:
         if self.require_max_length and "maxLength" not in d:
             raise self.fail(path, "every string in our lexicons needs a maxLength")
 
-    def _bytes(self, d: dict, path: str) -> None:
+    def _bytes(self, d: dict[str, Any], path: str) -> None:
         self._min_max(d, path, "minLength", "maxLength")
 
-    def _array(self, d: dict, path: str, in_params: bool = False) -> None:
+    def _array(self, d: dict[str, Any], path: str, in_params: bool = False) -> None:
         self._min_max(d, path, "minLength", "maxLength")
         items = d["items"]
         if in_params and items.get("type") not in PARAM_ITEM_TYPES:
             raise self.fail(f"{path}.items", "params arrays hold only boolean/integer/string")
         self.check(items, f"{path}.items")
 
-    def _blob(self, d: dict, path: str) -> None:
+    def _blob(self, d: dict[str, Any], path: str) -> None:
         for i, m in enumerate(d.get("accept", [])):
             if not isinstance(m, str) or not _MIME.fullmatch(m):
                 raise self.fail(f"{path}.accept[{i}]", "not a MIME type pattern")
         if d.get("maxSize", 0) < 0:
             raise self.fail(f"{path}.maxSize", "must be >= 0")
 
-    def _props(self, d: dict, path: str, *, params: bool) -> None:
+    def _props(self, d: dict[str, Any], path: str, *, params: bool) -> None:
         props = d["properties"]
         for name, p in props.items():
             ppath = f"{path}.properties.{name}"
@@ -214,16 +214,16 @@ class _Checker:
                 if name not in props:
                     raise self.fail(f"{path}.{key}[{i}]", f"{name!r} is not a declared property")
 
-    def _object(self, d: dict, path: str) -> None:
+    def _object(self, d: dict[str, Any], path: str) -> None:
         self._props(d, path, params=False)
 
-    def _params(self, d: dict, path: str) -> None:
+    def _params(self, d: dict[str, Any], path: str) -> None:
         self._props(d, path, params=True)
 
-    def _ref(self, d: dict, path: str) -> None:
+    def _ref(self, d: dict[str, Any], path: str) -> None:
         self._check_ref(d["ref"], f"{path}.ref")
 
-    def _union(self, d: dict, path: str) -> None:
+    def _union(self, d: dict[str, Any], path: str) -> None:
         for i, r in enumerate(d["refs"]):
             if not isinstance(r, str):
                 raise self.fail(f"{path}.refs[{i}]", "must be a string")
@@ -238,7 +238,7 @@ class _Checker:
         if not nsid and not frag:
             raise self.fail(path, "empty ref")
 
-    def _record(self, d: dict, path: str) -> None:
+    def _record(self, d: dict[str, Any], path: str) -> None:
         key = d["key"]
         if key not in ("tid", "nsid", "any") and not (
             key.startswith("literal:") and len(key) > len("literal:")
@@ -264,7 +264,7 @@ class _Checker:
                 raise self.fail(f"{path}.schema", f"schema must be one of {allowed}")
             self.check(s, f"{path}.schema")
 
-    def _xrpc(self, d: dict, path: str) -> None:
+    def _xrpc(self, d: dict[str, Any], path: str) -> None:
         if "parameters" in d:
             p = d["parameters"]
             if p.get("type") != "params":
@@ -274,17 +274,17 @@ class _Checker:
             if not isinstance(e, dict) or not isinstance(e.get("name"), str):
                 raise self.fail(f"{path}.errors[{i}]", "needs a string name")
 
-    def _query(self, d: dict, path: str) -> None:
+    def _query(self, d: dict[str, Any], path: str) -> None:
         self._xrpc(d, path)
         if "output" in d:
             self._body(d["output"], f"{path}.output")
 
-    def _procedure(self, d: dict, path: str) -> None:
+    def _procedure(self, d: dict[str, Any], path: str) -> None:
         self._query(d, path)
         if "input" in d:
             self._body(d["input"], f"{path}.input")
 
-    def _subscription(self, d: dict, path: str) -> None:
+    def _subscription(self, d: dict[str, Any], path: str) -> None:
         self._xrpc(d, path)
         if "message" in d:
             self._body(d["message"], f"{path}.message", message=True)

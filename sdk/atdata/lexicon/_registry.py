@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ class Lexicons:
     def __contains__(self, nsid: object) -> bool:
         return nsid in self.docs
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.docs)
 
     def _lookup(self, ref: str) -> tuple[str, dict[str, Any]] | None:

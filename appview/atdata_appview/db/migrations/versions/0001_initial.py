@@ -7,6 +7,8 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,7 +18,7 @@ branch_labels = None
 depends_on = None
 
 
-def _record_columns() -> list[sa.Column]:
+def _record_columns() -> list[sa.Column[Any]]:
     """Columns every record table shares (identity, content hash, visibility, raw JSON)."""
     return [
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -27,8 +29,8 @@ def _record_columns() -> list[sa.Column]:
     ]
 
 
-def _tail_columns(*, record: bool = True) -> list[sa.Column]:
-    cols: list[sa.Column] = [
+def _tail_columns(*, record: bool = True) -> list[sa.Column[Any]]:
+    cols: list[sa.Column[Any]] = [
         sa.Column("created_at", sa.String(40)),
         sa.Column("indexed_at", sa.String(40)),
         sa.Column("hidden", sa.Boolean, nullable=False, server_default=sa.false()),
