@@ -51,7 +51,7 @@ def to_dask(dataset: Any) -> Any:
 def to_dask_bag(dataset: Any) -> Any:
     """``dataset`` as a Dask Bag of samples, one partition per shard, in storage order."""
     require_extra("dask.bag", "dask", "Dataset.to_dask_bag")
-    import dask
     import dask.bag as db
+    from dask.delayed import delayed
 
-    return db.from_delayed([dask.delayed(_samples)(part) for part in parts(dataset)])
+    return db.from_delayed([delayed(_samples)(part) for part in parts(dataset)])

@@ -189,7 +189,7 @@ def _make_datasink_class() -> type:
     from ray.data.block import BlockAccessor
     from ray.data.datasource import Datasink
 
-    class ShardDatasink(Datasink):
+    class ShardDatasink(Datasink[Any]):
         """Each write task stages its shards; the driver names them in dataset order."""
 
         def __init__(self, sample_type: type, target: ShardTarget, maxcount: int, maxsize: int):
