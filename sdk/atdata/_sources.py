@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlparse
@@ -611,8 +611,14 @@ def _braces(spec: str) -> list[str]:
     return list(braceexpand.braceexpand(spec)) if "{" in spec else [spec]
 
 
+ShardSpec: TypeAlias = str | os.PathLike[str] | ShardSource
+"""One shard, or a pattern naming several: a path, brace pattern, glob, URL or source object."""
+DatasetSource: TypeAlias = ShardSpec | Sequence[ShardSpec]
+"""What a dataset reads: one :data:`ShardSpec` or a list of them."""
+
+
 def expand_sources(
-    spec: Any,
+    spec: DatasetSource,
     *,
     client_kwargs: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,

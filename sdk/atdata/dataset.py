@@ -16,7 +16,7 @@ import logging
 import os
 import random
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ._access import ShardAccess
 from ._fields import SampleType, is_sample_type
 from ._partition import epoch_order, fingerprint
 from ._skips import SkipLog
-from ._sources import ShardSource, expand_sources
+from ._sources import DatasetSource, ShardSource, expand_sources
 from ._tar import iter_samples
 from .batch import SampleBatch
 from .errors import AtdataError, DecodeError
@@ -32,7 +32,13 @@ from .lens import Lens, registry
 from .packable import is_packable, sample_fields
 
 if TYPE_CHECKING:
+    import dask.bag
+    import dask.dataframe
+    import ray.data
+
+    from ._torch import TorchIterable
     from .loader import Loader
+    from .writer import ShardInfo
 
 __all__ = ["Dataset"]
 
@@ -112,7 +118,7 @@ class Dataset(Generic[T]):
 
     def __init__(
         self,
-        source: Any,
+        source: DatasetSource,
         *,
         sample_count: int | None = None,
         on_error: str = "raise",
@@ -333,7 +339,13 @@ class Dataset(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         return self._iter_sources(self._sources)
 
-    def ordered(self, batch_size: int | None = None, drop_last: bool = False) -> Iterator[Any]:
+    @overload
+    def ordered(self, batch_size: None = None, drop_last: bool = False) -> Iterator[T]: ...
+    @overload
+    def ordered(self, batch_size: int, drop_last: bool = False) -> Iterator[SampleBatch[T]]: ...
+    def ordered(
+        self, batch_size: int | None = None, drop_last: bool = False
+    ) -> Iterator[T] | Iterator[SampleBatch[T]]:
         """Samples (or :class:`SampleBatch` es of ``batch_size``) in storage order."""
         _check_batch_size(batch_size)
         samples = self._iter_sources(self._sources)
@@ -341,13 +353,29 @@ class Dataset(Generic[T]):
             return samples
         return _batched(samples, batch_size, drop_last, self._view_type)
 
+    @overload
+    def shuffled(
+        self,
+        batch_size: None = None,
+        buffer: int = 1000,
+        seed: int | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[T]: ...
+    @overload
+    def shuffled(
+        self,
+        batch_size: int,
+        buffer: int = 1000,
+        seed: int | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[SampleBatch[T]]: ...
     def shuffled(
         self,
         batch_size: int | None = None,
         buffer: int = 1000,
         seed: int | None = None,
         drop_last: bool = False,
-    ) -> Iterator[Any]:
+    ) -> Iterator[T] | Iterator[SampleBatch[T]]:
         """Shard order shuffled, then samples shuffled through a ``buffer``-sized pool.
 
         Every sample comes exactly once per pass; the same ``seed`` gives the same order.
@@ -459,7 +487,7 @@ class Dataset(Generic[T]):
         buffer: int = 1000,
         drop_last: bool = False,
         pad: int | str | None = None,
-    ) -> Any:
+    ) -> TorchIterable:
         """A ``torch.utils.data.IterableDataset`` of batches as ``dict[str, Tensor | list]``.
 
         Batches are split across DataLoader workers and across ranks (from
@@ -491,7 +519,7 @@ class Dataset(Generic[T]):
         rows_per_block: int | None = None,
         override_num_blocks: int | None = None,
         ray_remote_args: Mapping[str, Any] | None = None,
-    ) -> Any:
+    ) -> ray.data.Dataset:
         """This dataset as a ``ray.data.Dataset`` of Arrow blocks (see :mod:`atdata.ray`)."""
         from .ray import read_dataset
 
@@ -503,13 +531,13 @@ class Dataset(Generic[T]):
             ray_remote_args=ray_remote_args,
         )
 
-    def to_dask(self) -> Any:
+    def to_dask(self) -> dask.dataframe.DataFrame:
         """This dataset as a Dask DataFrame, one partition per shard (see :mod:`atdata.dask`)."""
         from .dask import to_dask
 
         return to_dask(self)
 
-    def to_dask_bag(self) -> Any:
+    def to_dask_bag(self) -> dask.bag.Bag:
         """This dataset as a Dask Bag of samples, one partition per shard."""
         from .dask import to_dask_bag
 
@@ -524,7 +552,7 @@ class Dataset(Generic[T]):
         engine: str = "processes",
         batched: bool = False,
         **options: Any,
-    ) -> list[Any]:
+    ) -> list[ShardInfo]:
         """``fn`` over every shard in parallel, one output shard each (see :mod:`atdata.derive`)."""
         from .derive import map_shards
 

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -31,6 +31,13 @@ from .cid import check_record_cid, cid_bytes, record_cid
 from .did import check_did, parse_did_document
 from .identity import AtUri, IdentityResolver, parse_at_uri
 from .netguard import DEFAULT_TIMEOUT, HTTPStatusError, check_url, get_json, guarded_client
+
+if TYPE_CHECKING:
+    from ..appview_client import AppViewClient
+    from ..dataset import Dataset
+
+# What `appview=` takes: a URL, a client, True for $ATDATA_APPVIEW, or None (the PDS only).
+AppViewArg: TypeAlias = "str | AppViewClient | bool | None"
 
 __all__ = [
     "BlobShard",
@@ -353,7 +360,7 @@ def fetch_record(uri: str, cid: str | None = None, *, allow_private: bool | None
     return _resolver(allow_private).fetch_record(uri, cid)
 
 
-def _appview_client(appview: Any) -> Any:
+def _appview_client(appview: AppViewArg) -> AppViewClient | None:
     """An `AppViewClient` for `appview` (URL, client, or True for `$ATDATA_APPVIEW`), or None."""
     from ..appview_client import AppViewClient
 
@@ -450,7 +457,7 @@ def load_dataset(
     sample_type: type | None = None,
     split: str | None = None,
     cid: str | None = None,
-    appview: Any = None,
+    appview: AppViewArg = None,
     *,
     allow_private: bool | None = None,
     cache: ShardCache | str | os.PathLike[str] | None = None,
@@ -458,7 +465,7 @@ def load_dataset(
     trusted_s3_endpoints: Sequence[str] = (),
     s3_client_kwargs: Mapping[str, Any] | None = None,
     on_error: str = "raise",
-) -> Any:
+) -> Dataset[Any]:
     """A `Dataset` for the `io.atdata.dataset` record at `source` (`at://did/io.atdata.dataset/rkey`).
 
     `split` restricts it to one named split; `cid` pins the record version (an error if it
