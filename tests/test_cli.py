@@ -27,7 +27,8 @@ GLYPH = "_fixtures.newcomer:Glyph"
 
 
 def atdata_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+               timeout: float = 120, input: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """The CLI in a subprocess; `input` is its stdin (empty: a question gets end-of-file)."""
     return subprocess.run(
         [sys.executable, "-m", "atdata.cli", *args],
         capture_output=True,
@@ -35,6 +36,7 @@ def atdata_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None =
         env=env or subprocess_env(),
         cwd=cwd,
         timeout=timeout,
+        input=input,
     )
 
 
@@ -71,6 +73,7 @@ COMMANDS = [
     ["search"],
     ["get"],
     ["load"],
+    ["delete"],
     ["schema"],
 ]
 
@@ -394,6 +397,62 @@ def test_load_with_a_mismatching_type_fails_naming_the_field(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "label" in one_line_error(done)
     assert done.stdout == ""
+
+
+@pytest.mark.devnet
+def test_delete_own_records_asks_refuses_others_and_guards_used_schemas(
+    make_account: Any, appview: RunningAppView, shards: Any, tmp_path: Path
+) -> None:
+    from atdata.atmosphere import Client
+
+    alice, bob = make_account(0), make_account(1)
+    pattern = str(tmp_path / "g-*.tar")
+    tag = f"del{time.monotonic_ns() % 10**8}"
+
+    def publish(account: Account, name: str, schema: str) -> str:
+        done = atdata_cli("publish", pattern, "--name", name, "--schema", schema, "--tag", tag,
+                          env=creds(account))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    v1, v2 = publish(alice, "del-glyphs", GLYPH), publish(alice, "del-glyphs", GLYPH)
+    keep = publish(alice, "kept", GLYPH)
+    schema = json.loads(atdata_cli("get", keep, "--json").stdout)["value"]["schema"]["uri"]
+    theirs = publish(bob, "bobs-glyphs", schema)  # another author uses alice's schema
+    wait_search(appview, tag)
+    client = Client(alice.pds_url).login(alice.handle, alice.password)
+
+    def datasets() -> set[str]:
+        return {r.uri for r in client.list_records("io.atdata.dataset")}
+
+    others = atdata_cli("delete", theirs, "--yes", env=creds(alice))
+    assert others.returncode == 1 and "your own records" in one_line_error(others)
+    used = atdata_cli("delete", schema, v1, "--yes", env=creds(alice))
+    assert used.returncode == 1 and "--force" in one_line_error(used)
+    declined = atdata_cli("delete", v1, env=creds(alice), input="n\n")
+    assert declined.returncode == 1 and "nothing deleted" in one_line_error(declined)
+    no_answer = atdata_cli("delete", v1, env=creds(alice))
+    assert no_answer.returncode == 1 and "--yes" in one_line_error(no_answer)
+    missing = atdata_cli(
+        "delete", v1.rsplit("/", 1)[0] + "/3zzzzzzzzzzzz", "--yes", env=creds(alice)
+    )
+    assert missing.returncode == 3 and "not found" in missing.stderr
+    assert datasets() == {v1, v2, keep}
+
+    versions = atdata_cli("delete", "--all-versions", "del-glyphs", env=creds(alice), input="y\n")
+    assert versions.returncode == 0, versions.stderr
+    assert set(versions.stdout.split()) == {v1, v2}
+    assert datasets() == {keep}
+    none_left = atdata_cli("delete", "--all-versions", "del-glyphs", "--yes", env=creds(alice))
+    assert none_left.returncode == 3
+    assert client.delete_versions("kept") == [keep] and datasets() == set()
+
+    forced = atdata_cli("delete", schema, "--yes", "--force", "--appview", appview.url,
+                        env=creds(alice))  # fmt: skip
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() == schema
+    assert "1 dataset(s) of other authors" in forced.stderr
+    assert alice.password not in forced.stdout + forced.stderr
 
 
 @pytest.mark.devnet

@@ -205,6 +205,14 @@ class Client:
         except AtProtocolError as e:
             raise AtdataError(f"cannot delete {uri}: {_atp_error(e)}") from e
 
+    def delete_versions(self, name: str) -> list[str]:
+        """Delete every `io.atdata.dataset` record named `name` in one's own repository;
+        returns their URIs (empty when there was none)."""
+        uris = [r.uri for r in self.iter_records(DATASET) if r.value.get("name") == name]
+        for uri in uris:
+            self.delete(uri)
+        return uris
+
     # -- schemas -------------------------------------------------------------------------
     def publish_schema(self, sample_type: Any) -> RecordRef:
         """Publish the schema of a packable class (or a schema record dict); returns its ref.

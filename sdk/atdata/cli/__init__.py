@@ -52,6 +52,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "search",
     "get",
     "load",
+    "delete",
 )
 """Modules of `atdata.cli` that add commands (each has `register(app)`)."""
 
