@@ -236,8 +236,11 @@ def test_metrics_are_prometheus_text_and_include_ingest(
     assert all(_SAMPLE.match(line) for line in lines), [
         line for line in lines if not _SAMPLE.match(line)
     ]
-    assert 'atdata_appview_index_records{kind="datasets"} 2' in lines
-    assert 'atdata_appview_host_connected{host="ws://127.0.0.1:9"} 0' in lines
+    samples = {
+        k: float(v) for k, _, v in (line.rpartition(" ") for line in lines if line[0] != "#")
+    }
+    assert samples['atdata_appview_index_records{kind="datasets"}'] == 2
+    assert samples['atdata_appview_host_connected{host="ws://127.0.0.1:9"}'] == 0
     for name in ("frames_per_second", "records_indexed_total", "invalid_records_total",
                  "backfill_queue"):  # fmt: skip
         assert any(line.startswith(f"atdata_appview_{name} ") for line in lines), name

@@ -1,14 +1,14 @@
-"""The aiohttp application: store + ingest + XRPC + health + metrics (+ the web page).
+"""The aiohttp application: store + ingest + XRPC + health + metrics + the web page.
 
 ``create_app`` wires parts that already exist (tests pass their own store and ingest);
-``serve`` builds them from `Settings` and runs until interrupted.
+``serve`` builds them from `Settings` and runs until interrupted: in one process, or with
+``workers > 1`` as one ingesting process and N serving processes (`workers`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import socket
 import time
@@ -21,54 +21,74 @@ from . import metrics
 from .config import Settings
 from .db import Store
 from .db import queries as q
+from .ingest import IngestService
+from .server import Limits, run_app
+from .web import add_routes as add_web_routes
 from .xrpc import CONTEXT, Context, add_routes
 
 if TYPE_CHECKING:
-    from .ingest import IngestService
+    from .workers import IngestSnapshot
 
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
-INGEST: web.AppKey[IngestService | None] = web.AppKey("ingest")
-FRAME_RATE = web.AppKey("frame_rate", metrics.FrameRate)
+INGEST: web.AppKey[IngestService | IngestSnapshot | None] = web.AppKey("ingest")
+METRICS = web.AppKey("metrics", metrics.AppMetrics)
 COUNTS = web.AppKey("counts_cache", dict)
 COUNTS_TTL = 5.0
 
 
 def create_app(
-    store: Store, ingest: IngestService | None = None, *, run_ingest: bool = False
+    store: Store,
+    ingest: IngestService | IngestSnapshot | None = None,
+    *,
+    run_ingest: bool = False,
+    metrics_dir: str | None = None,
 ) -> web.Application:
     """An app serving ``store``. With ``run_ingest`` the app starts ``ingest.run()`` on
-    startup and stops it on cleanup (otherwise the caller owns the ingest lifecycle)."""
-    app = web.Application()
+    startup and stops it on cleanup (otherwise the caller owns the ingest lifecycle).
+    ``metrics_dir``: prometheus_client's multiprocess folder when several processes serve."""
+    app_metrics = metrics.AppMetrics(metrics_dir)
+    app = web.Application(middlewares=[_request_metrics(app_metrics)])
     app[STORE] = store
     app[INGEST] = ingest
     app[CONTEXT] = Context(store=store, ingest=ingest)
-    app[FRAME_RATE] = metrics.FrameRate()
+    app[METRICS] = app_metrics
     app[COUNTS] = {"stamp": -COUNTS_TTL, "value": {}}  # mutated in place (app is frozen)
     app.router.add_get("/_health", _health)
     app.router.add_get("/metrics", _metrics)
     add_routes(app)
-    _add_web_page(app)
+    add_web_routes(app)
     if run_ingest and ingest is not None:
         app.cleanup_ctx.append(_ingest_lifecycle)
     return app
 
 
-def _add_web_page(app: web.Application) -> None:
-    """Mount the server-rendered page when its module is present (it reads the same queries)."""
-    try:
-        page = importlib.import_module(f"{__package__}.web")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.web":
+def _request_metrics(app_metrics: metrics.AppMetrics) -> Any:
+    """Middleware counting each answer by route (the pattern, not the path) and status."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
             raise
-        return
-    page.add_routes(app)
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            app_metrics.observe(route, status, time.perf_counter() - started)
+
+    return count
 
 
 async def _ingest_lifecycle(app: web.Application) -> Any:
     ingest = app[INGEST]
-    assert ingest is not None  # this context runs only with an ingest
+    assert isinstance(ingest, IngestService)  # this context runs only with the service
     task = asyncio.get_running_loop().create_task(ingest.run(), name="appview-ingest")
 
     def done(t: asyncio.Task[Any]) -> None:
@@ -105,19 +125,19 @@ async def _counts(app: web.Application) -> dict[str, int]:
 
 async def _metrics(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
-    body = metrics.render(
+    # A serving process of several reads the ingesting process's store counters from its
+    # snapshot (`workers.IngestSnapshot`); a single process has them in its own store.
+    stats = getattr(ingest, "store_stats", None) or request.app[STORE].stats
+    body = request.app[METRICS].render(
         counts=await _counts(request.app),
-        store_stats=request.app[STORE].stats,
+        store_stats=stats,
         ingest=ingest.metrics() if ingest is not None and hasattr(ingest, "metrics") else None,
-        frame_rate=request.app[FRAME_RATE],
     )
-    return web.Response(body=body.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 def build(settings: Settings, *, follow: bool = True) -> web.Application:
     """Store (migrated) + ingest following ``settings.firehose`` + the app around them."""
-    from .ingest import IngestService
-
     store = Store(settings.db)
     ingest = None
     if follow:
@@ -150,12 +170,21 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does on POSIX
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(1024)
     except OSError:
         sock.close()
         raise
     sock.setblocking(False)
     return sock
+
+
+def limits(settings: Settings) -> Limits:
+    """The connection limits of one serving process (the cap is shared by the processes)."""
+    return Limits(
+        header_timeout=settings.header_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_connections=max(1, -(-settings.max_connections // settings.workers)),
+    )
 
 
 def serve(settings: Settings | None = None, *, follow: bool = True) -> None:
@@ -166,13 +195,20 @@ def serve(settings: Settings | None = None, *, follow: bool = True) -> None:
     settings = settings or Settings.load()
     sock = listen(settings.host, settings.port)
     log.info(
-        "AppView on http://%s:%d, db %s, following %s",
+        "AppView on http://%s:%d, db %s, following %s, %d serving process%s",
         settings.host,
         sock.getsockname()[1],
         settings.db or "(embedded SQLite)",
         ", ".join(settings.firehose) if follow else "nothing",
+        settings.workers,
+        "" if settings.workers == 1 else "es",
     )
     try:
-        web.run_app(build(settings, follow=follow), sock=sock, print=None)
+        if settings.workers == 1:
+            run_app(build(settings, follow=follow), sock, limits(settings))
+        else:
+            from .workers import run_workers  # (imports this module: loaded on demand)
+
+            run_workers(settings, sock, follow=follow)
     finally:
         sock.close()

@@ -13,6 +13,10 @@ DEFAULT_FIREHOSE = "wss://bsky.network"
 DEFAULT_PLC = "https://plc.directory"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_WORKERS = 1
 
 #: Environment variable for each setting (the CLI documents these too).
 ENV = {
@@ -23,6 +27,10 @@ ENV = {
     "port": "ATDATA_APPVIEW_PORT",
     "connect_timeout": "ATDATA_APPVIEW_CONNECT_TIMEOUT",
     "max_repo_bytes": "ATDATA_APPVIEW_MAX_REPO_BYTES",
+    "header_timeout": "ATDATA_APPVIEW_HEADER_TIMEOUT",
+    "keepalive_timeout": "ATDATA_APPVIEW_KEEPALIVE_TIMEOUT",
+    "max_connections": "ATDATA_APPVIEW_MAX_CONNECTIONS",
+    "workers": "ATDATA_APPVIEW_WORKERS",
 }
 
 
@@ -37,6 +45,14 @@ class Settings:
     port: int = DEFAULT_PORT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT  # firehose TCP connect + handshake
     max_repo_bytes: int = DEFAULT_MAX_REPO_BYTES  # largest repo backfill downloads
+    #: seconds a request's line and headers may take to arrive, from their first byte
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    #: seconds an idle connection (before or between requests) stays open
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    #: open connections at once (over all serving processes); more are answered 503
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: serving processes; 1: one process ingests and serves, N > 1: one ingests, N serve
+    workers: int = DEFAULT_WORKERS
 
     @classmethod
     def load(
@@ -49,6 +65,10 @@ class Settings:
         port: int | None = None,
         connect_timeout: float | None = None,
         max_repo_bytes: int | None = None,
+        header_timeout: float | None = None,
+        keepalive_timeout: float | None = None,
+        max_connections: int | None = None,
+        workers: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         env = os.environ if environ is None else environ
@@ -69,6 +89,13 @@ class Settings:
             raise ValueError(f"port {port_text!r} is not a number") from None
         timeout = _positive(connect_timeout, env.get(ENV["connect_timeout"]), float, "timeout")
         cap = _positive(max_repo_bytes, env.get(ENV["max_repo_bytes"]), int, "max repo bytes")
+
+        header = _positive(header_timeout, env.get(ENV["header_timeout"]), float, "header timeout")
+        idle = _positive(
+            keepalive_timeout, env.get(ENV["keepalive_timeout"]), float, "keepalive timeout"
+        )
+        conns = _positive(max_connections, env.get(ENV["max_connections"]), int, "max connections")
+        procs = _positive(workers, env.get(ENV["workers"]), int, "workers")
         return cls(
             db=pick(db, "db"),
             firehose=hosts or [DEFAULT_FIREHOSE],
@@ -77,6 +104,10 @@ class Settings:
             port=port_value,
             connect_timeout=DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout,
             max_repo_bytes=DEFAULT_MAX_REPO_BYTES if cap is None else int(cap),
+            header_timeout=DEFAULT_HEADER_TIMEOUT if header is None else header,
+            keepalive_timeout=DEFAULT_KEEPALIVE_TIMEOUT if idle is None else idle,
+            max_connections=DEFAULT_MAX_CONNECTIONS if conns is None else int(conns),
+            workers=DEFAULT_WORKERS if procs is None else int(procs),
         )
 
 

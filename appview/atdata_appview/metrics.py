@@ -1,68 +1,28 @@
-"""``GET /metrics`` in the Prometheus text exposition format (version 0.0.4).
+"""``GET /metrics`` in the Prometheus text format, through prometheus_client.
 
-Hand-written rather than prometheus_client: the values already live in the ingest service's
-counters and the store; rendering them on scrape keeps one source of truth.
+The index and ingest values already live in the ingest service's counters and the store, so
+they are read on each scrape by a collector (one source of truth, nothing to keep in sync).
+HTTP request counts and latencies are prometheus_client metrics of the serving process; with
+several serving processes (``--workers N``) they live in prometheus_client's multiprocess
+files, and every process's /metrics reports the sum over all of them.
 """
 
 from __future__ import annotations
 
-import math
-import re
+import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 PREFIX = "atdata_appview"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _name(raw: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_]", "_", raw)
-
-
-def _fmt(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
-    return repr(float(value)) if isinstance(value, float) else str(int(value))
-
-
-class Exposition:
-    """Collects metric families and renders them; one HELP/TYPE block per family."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._seen: set[str] = set()
-
-    def add(
-        self,
-        name: str,
-        kind: str,
-        help_: str,
-        samples: Iterable[tuple[Mapping[str, str], float]],
-    ) -> None:
-        full = f"{PREFIX}_{_name(name)}"
-        if full in self._seen:
-            return
-        self._seen.add(full)
-        self._lines.append(f"# HELP {full} {help_}")
-        self._lines.append(f"# TYPE {full} {kind}")
-        for labels, value in samples:
-            label_text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-            self._lines.append(
-                f"{full}{{{label_text}}} {_fmt(value)}" if label_text else f"{full} {_fmt(value)}"
-            )
-
-    def one(self, name: str, kind: str, help_: str, value: float) -> None:
-        self.add(name, kind, help_, [({}, value)])
-
-    def render(self) -> str:
-        return "\n".join(self._lines) + "\n"
+#: Request latency buckets (seconds): searches take a few ms; the tail is what matters.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class FrameRate:
@@ -81,97 +41,141 @@ class FrameRate:
         return self.value
 
 
-def render(
-    *,
-    counts: Mapping[str, int],
-    store_stats: Mapping[str, int],
-    ingest: Mapping[str, Any] | None,
-    frame_rate: FrameRate,
-) -> str:
-    out = Exposition()
-    out.add(
-        "index_records",
-        "gauge",
-        "Visible records in the index by kind.",
-        [({"kind": k}, v) for k, v in counts.items()],
-    )
-    out.one(
-        "store_commits_total",
-        "counter",
-        "Write transactions committed.",
-        store_stats.get("commits", 0),
-    )
-    out.one(
-        "store_records_upserted_total",
-        "counter",
-        "Records written (created or updated) since start.",
-        store_stats.get("records_upserted", 0),
-    )
-    out.one(
-        "store_records_deleted_total",
-        "counter",
-        "Records deleted since start.",
-        store_stats.get("records_deleted", 0),
-    )
-    if ingest is not None:
+def _gauge(name: str, help_: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", help_, value=value)
+
+
+def _counter(name: str, help_: str, value: float) -> CounterMetricFamily:
+    # prometheus_client appends _total to a counter's name
+    return CounterMetricFamily(f"{PREFIX}_{name}", help_, value=value)
+
+
+class _IndexValues(Collector):
+    """The values of one scrape (set by `AppMetrics.render`): counts, store, ingest."""
+
+    def __init__(self) -> None:
+        self.counts: Mapping[str, int] = {}
+        self.store_stats: Mapping[str, int] = {}
+        self.ingest: Mapping[str, Any] | None = None
+        self.frame_rate = FrameRate()
+
+    def collect(self) -> Iterator[Metric]:
+        records = GaugeMetricFamily(
+            f"{PREFIX}_index_records", "Visible records in the index by kind.", labels=["kind"]
+        )
+        for kind, n in self.counts.items():
+            records.add_metric([kind], n)
+        yield records
+        stats = self.store_stats
+        yield _counter("store_commits", "Write transactions committed.", stats.get("commits", 0))
+        yield _counter(
+            "store_records_upserted",
+            "Records written (created or updated) since start.",
+            stats.get("records_upserted", 0),
+        )
+        yield _counter(
+            "store_records_deleted", "Records deleted since start.", stats.get("records_deleted", 0)
+        )
+        if self.ingest is not None:
+            yield from self._ingest(self.ingest)
+
+    def _ingest(self, ingest: Mapping[str, Any]) -> Iterator[Metric]:
         frames = int(ingest.get("frames", 0))
-        out.one(
+        yield _gauge(
             "frames_per_second",
-            "gauge",
             "Firehose frames per second since the last scrape.",
-            frame_rate.update(frames),
+            self.frame_rate.update(frames),
         )
-        out.one("frames_total", "counter", "Firehose frames received.", frames)
-        out.one(
-            "records_indexed_total",
-            "counter",
-            "Verified records indexed.",
-            int(ingest.get("records_indexed", 0)),
+        yield _counter("frames", "Firehose frames received.", frames)
+        yield _counter(
+            "records_indexed", "Verified records indexed.", int(ingest.get("records_indexed", 0))
         )
-        out.one(
-            "invalid_records_total",
-            "counter",
+        yield _counter(
+            "invalid_records",
             "Records skipped because they failed lexicon validation.",
             int(ingest.get("invalid_records", 0)),
         )
-        out.one(
-            "backfill_queue",
-            "gauge",
-            "Repos waiting for backfill.",
-            int(ingest.get("backfill_queue", 0) or 0),
+        yield _gauge(
+            "backfill_queue", "Repos waiting for backfill.", int(ingest.get("backfill_queue") or 0)
         )
-        hosts = ingest.get("hosts") or {}
-        out.add(
-            "host_lag_seconds",
-            "gauge",
+        hosts: Mapping[str, Mapping[str, Any]] = ingest.get("hosts") or {}
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_host_lag_seconds",
             "Seconds between now and the last event processed from each host.",
-            [
-                ({"host": h}, s["lag_seconds"])
-                for h, s in hosts.items()
-                if s.get("lag_seconds") is not None
-            ],
+            labels=["host"],
         )
-        out.add(
-            "host_connected",
-            "gauge",
+        connected = GaugeMetricFamily(
+            f"{PREFIX}_host_connected",
             "1 when the firehose socket of the host is open.",
-            [({"host": h}, bool(s.get("connected"))) for h, s in hosts.items()],
+            labels=["host"],
         )
-        out.add(
-            "host_seq",
-            "gauge",
-            "Last firehose seq processed per host.",
-            [({"host": h}, s["seq"]) for h, s in hosts.items() if s.get("seq") is not None],
+        seq = GaugeMetricFamily(
+            f"{PREFIX}_host_seq", "Last firehose seq processed per host.", labels=["host"]
         )
-        reasons = ingest.get("reasons") or {}
-        out.add(
-            "skipped_total",
-            "counter",
-            "Commits refused or records skipped, by reason.",
-            [({"reason": r}, n) for r, n in reasons.items()],
+        for host, state in hosts.items():
+            if state.get("lag_seconds") is not None:
+                lag.add_metric([host], state["lag_seconds"])
+            connected.add_metric([host], 1 if state.get("connected") else 0)
+            if state.get("seq") is not None:
+                seq.add_metric([host], state["seq"])
+        yield from (lag, connected, seq)
+        skipped = CounterMetricFamily(
+            f"{PREFIX}_skipped", "Commits refused or records skipped, by reason.", labels=["reason"]
         )
+        for reason, n in (ingest.get("reasons") or {}).items():
+            skipped.add_metric([reason], n)
+        yield skipped
+        named = {"frames", "records_indexed", "invalid_records", "backfill_queue"}
         for key, value in ingest.items():
-            if isinstance(value, bool) or not isinstance(value, int):
+            if key in named or isinstance(value, bool) or not isinstance(value, int):
                 continue
-            out.one(f"ingest_{key}_total", "counter", f"Ingest counter {key}.", value)
-    return out.render()
+            yield _counter(f"ingest_{key}", f"Ingest counter {key}.", value)
+
+
+class AppMetrics:
+    """The /metrics registry of one app.
+
+    ``multiprocess_dir``: the folder of prometheus_client's multiprocess files shared by the
+    serving processes (``--workers N``); None for a single process."""
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.values = _IndexValues()
+        self.registry.register(self.values)
+        request_registry: CollectorRegistry | None = self.registry
+        if multiprocess_dir is not None:
+            # Values of metrics made from here on are memory-mapped files in the folder
+            # (this process's pid in their names); the collector sums all processes'.
+            # (prometheus_client finds the folder through this variable)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiprocess_dir
+            values.ValueClass = values.MultiProcessValue()
+            MultiProcessCollector(self.registry, path=multiprocess_dir)
+            request_registry = None
+        self.requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route and status.",
+            ["route", "status"],
+            registry=request_registry,
+        )
+        self.latency = Histogram(
+            f"{PREFIX}_http_request_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=request_registry,
+        )
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def render(
+        self,
+        *,
+        counts: Mapping[str, int],
+        store_stats: Mapping[str, int],
+        ingest: Mapping[str, Any] | None,
+    ) -> bytes:
+        self.values.counts, self.values.store_stats = counts, store_stats
+        self.values.ingest = ingest
+        return generate_latest(self.registry)

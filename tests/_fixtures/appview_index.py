@@ -110,7 +110,10 @@ def free_port() -> int:
 class ServedApp:
     """An aiohttp app served from a background thread with its own event loop."""
 
-    def __init__(self, make_app: Callable[[], Any]) -> None:
+    def __init__(self, make_app: Callable[[], Any], limits: Any = None) -> None:
+        from atdata_appview.server import Limits
+
+        self.limits = limits or Limits()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._make_app = make_app
@@ -121,11 +124,12 @@ class ServedApp:
 
     def _run(self) -> None:
         from aiohttp import web
+        from atdata_appview.server import Runner
 
         asyncio.set_event_loop(self._loop)
 
         async def start() -> web.AppRunner:
-            runner = web.AppRunner(self._make_app())
+            runner = Runner(self._make_app(), self.limits)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", self.port).start()
             return runner

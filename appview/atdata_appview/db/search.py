@@ -25,6 +25,7 @@ FACET_TAGS = 25
 MAX_LIMIT = 100
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class BadCursor(ValueError):
@@ -61,14 +62,33 @@ def encode_cursor(sort: str, key: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _is_int64(value: Any) -> bool:
+    return type(value) is int and INT64_MIN <= value <= INT64_MAX
+
+
+def _valid_key(sort: str, key: Any) -> bool:
+    """The key a cursor of ``sort`` carries: what `encode_cursor` wrote for that order."""
+    if sort == "created":  # a createdAt text (String(40) column)
+        return isinstance(key, str) and len(key) <= 64 and "\x00" not in key
+    if sort == "samples":  # COALESCE(samples, -1)
+        return _is_int64(key)
+    if sort == "relevance":  # [window start id, tier]
+        return isinstance(key, list) and len(key) == 2 and all(_is_int64(k) for k in key)
+    return False
+
+
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    """(key, id) of a cursor of ``sort``; `BadCursor` unless it has exactly the types this
+    service writes (anything else must not reach the database)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         got_sort, key, row_id = json.loads(raw)
     except (ValueError, TypeError) as exc:
         raise BadCursor("cursor is not valid") from exc
-    if got_sort != sort or not isinstance(row_id, int):
+    if got_sort != sort:
         raise BadCursor("cursor belongs to a different sort order")
+    if not _valid_key(sort, key) or not _is_int64(row_id):
+        raise BadCursor("cursor is not valid")
     return key, row_id
 
 
@@ -359,8 +379,6 @@ def _relevance_page(
     after: tuple[int, int] | None = None
     if p.cursor:
         key, last_id = decode_cursor(p.cursor, "relevance")
-        if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, int) for k in key)):
-            raise BadCursor("cursor is not valid")
         below, after = key[0], (key[1], last_id)
     first: list[Any] | None = None
     page: list[tuple[int, int, int]] = []  # (window start, tier, id)

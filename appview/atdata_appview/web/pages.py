@@ -26,6 +26,7 @@ from ._html import Markup, attr_url, join, render
 from .style import CSS, SCRIPT
 
 SEARCH_NSID = "io.atdata.searchDatasets"
+GET_DATASET_NSID = "io.atdata.getDataset"
 PAGE_SIZE = 20
 DESCRIPTION_PREVIEW = 280
 DATASET_COLLECTION = DATASET
@@ -100,16 +101,46 @@ def _author(d: Mapping[str, Any]) -> str:
     return d.get("handle") or d.get("did") or "?"
 
 
-def load_snippet(uri: str, splits: Sequence[str]) -> str:
-    """What a user pastes into a training script (literals via json.dumps: a valid Python str)."""
+def load_snippet(uri: str, splits: Sequence[str], ragged: Sequence[str] = ()) -> str:
+    """What a user pastes into a training script (literals via json.dumps: a valid Python str).
+
+    ``ragged``: NDArray fields whose shape is not fixed; they do not stack into a batch array,
+    so the snippet says how to read them instead of promising a batch dimension."""
     split = "train" if "train" in splits else (splits[0] if splits else None)
     args = json.dumps(uri) + (f", split={json.dumps(split)}" if split else "")
+    if ragged:
+        first = ragged[0]
+        note = (
+            f"    # {', '.join(ragged)}: ragged, so not stacked: read them per sample,\n"
+            f"    # e.g. [s.{first} for s in batch.samples]; fixed-shape NDArray fields have\n"
+            "    # a leading batch dimension\n"
+            "    ...\n"
+        )
+    else:
+        note = "    ...  # NDArray fields arrive stacked: batch.<field> has a leading batch dimension\n"
     return (
         "import atdata\n\n"
         f"ds = atdata.load_dataset({args})\n"
-        "for batch in ds.ordered(batch_size=32):\n"
-        "    ...  # NDArray fields arrive stacked: batch.<field> has a leading batch dimension\n"
+        "for batch in ds.ordered(batch_size=32):\n" + note
     )
+
+
+def ragged_fields(dataset: Mapping[str, Any]) -> list[str]:
+    """NDArray fields of the dataset's schema declared ragged (a ``None`` dimension, written
+    -1): their arrays differ in shape from sample to sample, so a batch cannot stack them."""
+    record = (dataset.get("schema") or {}).get("record")
+    if not isinstance(record, Mapping):
+        return []
+    out = []
+    for f in record.get("fields") or []:
+        t = f.get("type") if isinstance(f, Mapping) else None
+        if not isinstance(t, Mapping) or t.get("kind") != "ndarray":
+            continue
+        shape = t.get("shape")
+        ragged = isinstance(shape, list) and any(type(d) is not int or d < 0 for d in shape)
+        if ragged and isinstance(f.get("name"), str) and f["name"].isidentifier():
+            out.append(f["name"])
+    return out
 
 
 # -- search -----------------------------------------------------------------------------------
@@ -241,7 +272,7 @@ async def index(request: web.Request) -> web.Response:
         form=_search_form(q, tags, license),
         side=side,
         heading=heading,
-        filters=f"Filtered by {filters} · " if filters else "",
+        filters=f"Filtered by {filters}" if filters else "",
         results=results,
         more=more,
     )
@@ -360,6 +391,14 @@ async def dataset(request: web.Request) -> web.Response:
     did, rkey = request.match_info["did"], request.match_info["rkey"]
     uri = f"at://{did}/{DATASET_COLLECTION}/{rkey}"
     nonce = _nonce()
+    try:  # the same check getDataset's uri gets (an at-uri, no NUL) before the database
+        validate_params(GET_DATASET_NSID, {"uri": uri})
+    except LexiconError as exc:
+        body = Markup(
+            _search_form("", [], None)
+            + render("<p class=error>Bad dataset address: {msg}</p>", msg=str(exc))
+        )
+        return _page("Bad dataset address", body, nonce, status=400)
     found = await store.read(queries.get_dataset, uri)
     if found is None:
         body = Markup(
@@ -395,7 +434,7 @@ async def dataset(request: web.Request) -> web.Response:
         uri=uri,
         cid=found.get("cid", ""),
         splits=f" · splits: {', '.join(split_names)}" if split_names else "",
-        snippet=load_snippet(uri, split_names),
+        snippet=load_snippet(uri, split_names, ragged_fields(found)),
         schema=_schema_table(found),
         shards=_shards_table(found),
         lenses_from=_lens_list(lenses.get("from") or [], "from"),

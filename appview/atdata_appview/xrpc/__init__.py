@@ -38,7 +38,9 @@ def add_routes(app: web.Application) -> None:
 
     async def unknown(request: web.Request) -> web.Response:
         return error_response(
-            501, "MethodNotImplemented", f"{request.match_info['nsid']} is not served here"
+            501,
+            "MethodNotImplemented",
+            f"{request.match_info['nsid'] or '(no method)'} is not served here",
         )
 
-    app.router.add_route("*", "/xrpc/{nsid}", unknown)
+    app.router.add_route("*", "/xrpc/{nsid:.*}", unknown)

@@ -72,6 +72,35 @@ def serve(
         "counted [268435456 = 256 MiB].",
         show_default=False,
     ),
+    header_timeout: float = typer.Option(
+        None,
+        "--header-timeout",
+        envvar="ATDATA_APPVIEW_HEADER_TIMEOUT",
+        help="Seconds a request's line and headers may take to arrive [10].",
+        show_default=False,
+    ),
+    keepalive_timeout: float = typer.Option(
+        None,
+        "--keepalive-timeout",
+        envvar="ATDATA_APPVIEW_KEEPALIVE_TIMEOUT",
+        help="Seconds an idle connection stays open [75].",
+        show_default=False,
+    ),
+    max_connections: int = typer.Option(
+        None,
+        "--max-connections",
+        envvar="ATDATA_APPVIEW_MAX_CONNECTIONS",
+        help="Open connections at once; more are answered 503 [1024].",
+        show_default=False,
+    ),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        envvar="ATDATA_APPVIEW_WORKERS",
+        help="Serving processes [1]. With N > 1, one process ingests and N serve HTTP on the "
+        "same port and database (SQLite in WAL mode or PostgreSQL).",
+        show_default=False,
+    ),
     no_follow: bool = typer.Option(
         False, "--no-follow", help="Serve the existing index without following any firehose."
     ),
@@ -94,6 +123,10 @@ def serve(
             port=port,
             connect_timeout=connect_timeout,
             max_repo_bytes=max_repo_bytes,
+            header_timeout=header_timeout,
+            keepalive_timeout=keepalive_timeout,
+            max_connections=max_connections,
+            workers=workers,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None

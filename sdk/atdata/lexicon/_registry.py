@@ -24,6 +24,10 @@ from ._formats import check_format, grapheme_length
 __all__ = ["Lexicons", "OWN_NAMESPACE"]
 
 _INT_RE = re.compile(r"^-?(0|[1-9][0-9]*)$")
+# XRPC integers are 64-bit signed (atproto data model); a longer digit string is refused
+# before int() parses it (Python refuses 4,301+ digits with a ValueError of its own).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INT64_DIGITS = 19
 
 # Facts of the standard `com.atproto.repo.strongRef` lexicon (a uri + cid pair), which our
 # records reference; carried here so validation needs no network and no copy of atproto's tree.
@@ -43,6 +47,18 @@ STRONG_REF = {
     },
 }
 BUILTIN = (STRONG_REF,)
+
+
+def _check_param_value(p: Mapping[str, Any], value: Any, path: str) -> None:
+    """What a query parameter may not hold though a record may: integers outside 64 bits,
+    and NUL characters in strings (databases refuse them: PostgreSQL text cannot hold one)."""
+    values = value if p["type"] == "array" and isinstance(value, list) else [value]
+    for i, v in enumerate(values):
+        where = f"{path}[{i}]" if p["type"] == "array" else path
+        if isinstance(v, int) and not isinstance(v, bool) and not INT64_MIN <= v <= INT64_MAX:
+            raise _Invalid(where, "is out of the 64-bit integer range")
+        if isinstance(v, str) and "\x00" in v:
+            raise _Invalid(where, "contains a NUL character")
 
 
 class _Invalid(Exception):
@@ -197,6 +213,7 @@ class Lexicons:
                         raw = raw[0]
                     out[name] = self._coerce(p, raw, name)
                 self._value(nsid, p, out[name], name)
+                _check_param_value(p, out[name], name)
         except _Invalid as e:
             self._raise(nsid, e)
         return out
@@ -207,8 +224,11 @@ class Lexicons:
         if not isinstance(raw, str):
             return raw  # already typed (e.g. a Python caller); checked by _value
         if t == "integer":
-            if not _INT_RE.fullmatch(raw):
-                raise _Invalid(path, f"{raw!r} is not an integer")
+            if len(raw) > 64 or not _INT_RE.fullmatch(raw):
+                shown = raw if len(raw) <= 40 else raw[:40] + "..."
+                raise _Invalid(path, f"{shown!r} is not an integer")
+            if len(raw.lstrip("-")) > _INT64_DIGITS:
+                raise _Invalid(path, "is out of the 64-bit integer range")
             return int(raw)
         if t == "boolean":
             if raw not in ("true", "false"):
