@@ -22,6 +22,7 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def _serve_process(settings: Settings, sock: socket.socket, state_dir: str) -> N
 
 
 async def _ingest_process(
-    settings: Settings, follow: bool, state_dir: str, children: list[BaseProcess]
+    settings: Settings, follow: bool, state_dir: str, children: Sequence[BaseProcess]
 ) -> None:
     """The parent after forking: ingest (when following), snapshots, and watching the
     serving processes; returns on SIGINT/SIGTERM or when a serving process dies."""
