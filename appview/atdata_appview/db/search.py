@@ -14,8 +14,11 @@ import base64
 import functools
 import json
 import re
+import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
@@ -221,15 +224,10 @@ def _terms(*texts: str) -> set[str]:
     return set().union(*(_text_terms(t) for t in texts))
 
 
-def _tier(wanted: set[str], name: str | None, tags: list[str], fields: list[str]) -> int:
-    """0: every word in the name; 1: in name, tags or schema field names; 2: elsewhere."""
-    in_name = _text_terms(name or "")
-    if wanted <= in_name:
-        return 0
-    rest = wanted - in_name
-    if all(any(w in _text_terms(t) for t in (*tags, *fields)) for w in rest):
-        return 1
-    return 2
+@functools.lru_cache(maxsize=1 << 16)
+def _texts_terms(texts: tuple[str, ...]) -> frozenset[str]:
+    """The folded words of several texts (a row's tags, a schema's field names; cached)."""
+    return frozenset().union(*(_text_terms(t) for t in texts))
 
 
 def _newest_matches(
@@ -341,27 +339,95 @@ def _window(
     conn: Connection, p: SearchParams, pg: bool, below: int | None
 ) -> tuple[list[tuple[int, int]], list[Any]]:
     """(id, tier) of the WINDOW newest matches with id <= ``below``, newest first, and
-    their rows (which carry what facets count)."""
+    their rows (which carry what facets count). Tier 0: every word in the name; 1: in name,
+    tags or schema field names; 2: elsewhere."""
     columns = _WINDOW_COLUMNS if pg else _WINDOW_COLUMNS + ", d.tags AS tags"
     rows = _newest_matches(conn, p, pg, below, columns)
-    fields = _schema_fields(conn, {r.schema_uri for r in rows if r.schema_uri})
+    fields = _cached_fields(conn, {r[2] for r in rows if r[2]})
     wanted = _terms(p.q or "")
-    tiers = [
-        (r.id, _tier(wanted, r.name, _json_list(r.tags), fields.get(r.schema_uri, [])))
-        for r in rows
-    ]
+    # The hot loop of a search (~300 rows): _tier inlined, names bound locally.
+    name_terms, texts_terms, no_fields = _text_terms, _texts_terms, ()
+    tiers = []
+    for row_id, name, schema_uri, _license, tags in rows:
+        in_name = name_terms(name or "")
+        if wanted <= in_name:
+            tiers.append((row_id, 0))
+            continue
+        rest = wanted - in_name - texts_terms(_json_list(tags))
+        tiers.append((row_id, 1 if rest <= texts_terms(fields.get(schema_uri, no_fields)) else 2))
     return tiers, rows
 
 
-def _json_list(value: Any) -> list[str]:
+def _json_list(value: Any) -> tuple[str, ...]:
+    """The strings of a JSON array column (text on SQLite, decoded on PostgreSQL)."""
+    if type(value) is str:
+        return _parse_json_list(value)
+    if isinstance(value, list | tuple):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse_json_list(raw: str) -> tuple[str, ...]:
+    """Cached: a window parses ~300 tag lists per search, and tag lists recur."""
+    value = json.loads(raw)
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def _distinct_tags(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
-        value = json.loads(value)
-    return [v for v in value or [] if isinstance(v, str)]
+        return _distinct_json_list(value)
+    return tuple(dict.fromkeys(_json_list(value)))
 
 
-def _schema_fields(conn: Connection, uris: set[str]) -> dict[str, list[str]]:
-    if not uris:
-        return {}
+@functools.lru_cache(maxsize=1 << 16)
+def _distinct_json_list(raw: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_parse_json_list(raw)))
+
+
+class _FieldNames:
+    """Field names of schemas by URI, kept for a short while: relevance tiers read those of
+    ~300 rows per search, most of them the same few schemas. A schema changed under the same
+    URI (rare) re-ranks within ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 30.0, absent_ttl: float = 2.0, size: int = 20_000) -> None:
+        self.ttl, self.absent_ttl, self.size = ttl, absent_ttl, size
+        self._held: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+    def get(self, conn: Connection, uris: set[str]) -> dict[str, tuple[str, ...]]:
+        now = time.monotonic()
+        out: dict[str, tuple[str, ...]] = {}
+        missing = []
+        for uri in uris:
+            held = self._held.get(uri)
+            if held is not None and held[0] > now:
+                out[uri] = held[1]
+            else:
+                missing.append(uri)
+        if missing:
+            fetched = _schema_fields(conn, missing)
+            if len(self._held) + len(missing) > self.size:
+                self._held.clear()
+            for uri in missing:  # an absent schema (not indexed yet) is asked for again soon
+                fields = fetched.get(uri)
+                ttl = self.ttl if fields is not None else self.absent_ttl
+                self._held[uri] = (now + ttl, fields or ())
+                out[uri] = fields or ()
+        return out
+
+
+#: One cache per database (an Engine), dropped with it.
+_field_names: weakref.WeakKeyDictionary[Any, _FieldNames] = weakref.WeakKeyDictionary()
+
+
+def _cached_fields(conn: Connection, uris: set[str]) -> dict[str, tuple[str, ...]]:
+    cache = _field_names.get(conn.engine)
+    if cache is None:
+        cache = _field_names.setdefault(conn.engine, _FieldNames())
+    return cache.get(conn, uris)
+
+
+def _schema_fields(conn: Connection, uris: list[str]) -> dict[str, tuple[str, ...]]:
     if conn.dialect.name == "postgresql":  # one array parameter: no 300-literal plan
         stmt = text("SELECT uri, field_names FROM schemas WHERE uri = ANY(:uris)")
     else:
@@ -469,12 +535,8 @@ def _sorted_page(
 def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
     """Tag and license counts over the given matches (the first window), counted from the
     rows already fetched: no second pass over them."""
-    tags: Counter[str] = Counter()
-    licenses: Counter[str] = Counter()
-    for r in rows:
-        tags.update(set(_json_list(r.tags)))
-        if r.license is not None:
-            licenses[r.license] += 1
+    tags = Counter(chain.from_iterable(map(_distinct_tags, [r.tags for r in rows])))
+    licenses = Counter(r.license for r in rows if r.license is not None)
     top = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_TAGS]
     return {
         "tags": dict(top),
