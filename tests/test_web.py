@@ -28,7 +28,7 @@ from _fixtures.appview_index import dataset_record, lens_record, schema_record
 from _fixtures.newcomer import Published, RunningAppView
 from atdata_appview.db import Store
 from atdata_appview.web import dataset_path
-from atdata_appview.web.pages import load_snippet
+from atdata_appview.web.pages import load_snippet, ragged_fields
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -397,3 +397,33 @@ def test_escaping_round_trips_any_text(text: str) -> None:
     cell = render("<td title='{v}'>{v}</td>", v=text)
     assert cell.count("<") == 2 and cell.count("'") == 2
     assert h(escaped) is escaped  # already-safe markup is not escaped twice
+
+
+def test_filter_breadcrumb_ends_without_a_separator(seeded: str) -> None:
+    for params in ([("tag", "plain")], [("tag", "plain"), ("tag", "odd")]):
+        page = httpx.get(seeded + "/", params=params).text
+        crumb = re.search(r"<p class=meta>(Filtered by [^<]*)</p>", page)
+        assert crumb is not None, page[:500]
+        assert crumb.group(1) == "Filtered by " + ", ".join(f"tag {v}" for _, v in params)
+
+
+def test_load_snippet_does_not_promise_stacking_for_ragged_fields() -> None:
+    dataset = {
+        "schema": {
+            "record": {
+                "fields": [
+                    {"name": "image", "type": {"kind": "ndarray", "shape": [28, 28]}},
+                    {"name": "points", "type": {"kind": "ndarray", "shape": [-1, 3]}},
+                    {"name": "audio", "type": {"kind": "ndarray"}},
+                    {"name": "label", "type": {"kind": "primitive", "primitive": "int"}},
+                ]
+            }
+        }
+    }
+    assert ragged_fields(dataset) == ["points"]
+    code = load_snippet("at://did:plc:a/io.atdata.dataset/x", [], ragged_fields(dataset))
+    compile(code, "<snippet>", "exec")
+    assert "arrive stacked" not in code
+    assert "points" in code and "batch.samples" in code
+    fixed = load_snippet("at://did:plc:a/io.atdata.dataset/x", [], [])
+    assert "arrive stacked" in fixed
