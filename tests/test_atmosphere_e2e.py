@@ -156,9 +156,15 @@ def test_schema_conflict_pin_and_delete(alice: Client, tmp_path: Path) -> None:
     assert load_dataset(str(ref), cid=ref.cid).cid == ref.cid
     with pytest.raises(ResolutionError, match="changed"):
         load_dataset(str(ref), cid="bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm")
-    # a class whose schema does not match: the generated type is used instead
-    generated = load_dataset(str(ref), sample_type=Label)
-    assert generated.sample_type is not Label
+    # a class whose schema does not match: an error naming the fields (no lens leads there)
+    with pytest.raises(atdata.SchemaError, match="field 'caption' .* is missing"):
+        load_dataset(str(ref), sample_type=Other)
+    # ... unless a registered lens leads to it from a class that matches: read through it
+    viewed = load_dataset(str(ref), sample_type=Label)
+    assert viewed.sample_type is Label
+    assert [s.label for s in viewed.ordered()] == [d.label for d in digits(5)]
+    # without a class, the one generated from the schema
+    generated = load_dataset(str(ref))
     assert [s.caption for s in generated.ordered()] == [d.caption for d in digits(5)]
     alice.delete(str(ref))
     assert str(ref) not in [r.uri for r in alice.list_records(DATASET)]

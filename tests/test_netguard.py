@@ -15,7 +15,7 @@ import httpx
 import pytest
 from atdata import ShardIntegrityError, UnsafeURLError
 from atdata.atmosphere import check_url, guarded_client
-from atdata.atmosphere.netguard import HTTPStatusError, get_json, retry_delay
+from atdata.atmosphere.netguard import FetchError, HTTPStatusError, get_json, retry_delay
 from atdata.atmosphere.resolve import GuardedHttpShard, shard_sources
 
 
@@ -190,7 +190,7 @@ def test_get_json_size_cap_time_limit_and_errors() -> None:
         with pytest.raises(HTTPStatusError) as exc:
             get_json(f"{srv.url}/err", allow_private=True)
         assert exc.value.error == "RecordNotFound" and exc.value.status == 400
-        with pytest.raises(httpx.TimeoutException):
+        with pytest.raises(FetchError, match=f"GET {srv.url}/slow: timed out"):
             get_json(f"{srv.url}/slow", allow_private=True, timeout=0.3, retries=0)
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlparse
 
-from .errors import ShardIntegrityError, SourceError
+from ._http import ThroughputFloor, timed_chunks
+from .errors import AtdataError, ShardIntegrityError, SourceError
 from .ratelimit import RETRY_STATUS, retry_after_seconds
 
 __all__ = [
@@ -243,7 +244,11 @@ class _Resumable(io.RawIOBase):
                 return 0
             except Exception as exc:
                 if not self._transient(exc):
-                    raise
+                    if isinstance(exc, AtdataError):
+                        raise
+                    raise SourceError(
+                        f"cannot read {self.name_}: {type(exc).__name__}: {exc}"
+                    ) from exc
                 failures += 1
                 self._close_response()
                 self._chunks = None
@@ -317,6 +322,7 @@ class _HttpStream(_Resumable):
         headers: Mapping[str, str] | None,
         client: Any,
         refused: Callable[[int, bytes], SourceError] | None = None,
+        floor: ThroughputFloor | None = None,
     ):
         super().__init__(name)
         import httpx
@@ -327,6 +333,7 @@ class _HttpStream(_Resumable):
         self._client = client
         self._refused = refused
         self._response: Any = None
+        self._floor = floor  # one for the whole stream: resuming does not reset it
 
     def _transient(self, exc: BaseException) -> bool:
         return isinstance(exc, self._httpx.TransportError)
@@ -352,7 +359,7 @@ class _HttpStream(_Resumable):
         self._response = response
         length = response.headers.get("Content-Length")
         total: int | None = None
-        chunks: Iterable[bytes] = response.iter_raw()
+        chunks: Iterable[bytes] = timed_chunks(response.iter_raw(), self._floor)
         if status == 206:
             content_range = response.headers.get("Content-Range", "")
             start, _, size = content_range.removeprefix("bytes ").partition("/")
@@ -398,7 +405,12 @@ def _skip(chunks: Iterable[bytes], n: int) -> Iterable[bytes]:
 
 
 class HttpShard:
-    """A shard served over HTTP(S), streamed with resume and retries over a shared client."""
+    """A shard served over HTTP(S), streamed with resume and retries over a shared client.
+
+    `timeout` bounds each network operation; a stream that stays under the throughput floor
+    (`ATDATA_MIN_THROUGHPUT`, default 1 KiB/s over 30 s; see `atdata._http`) fails with a
+    `SourceError` naming the URL.
+    """
 
     def __init__(
         self,
@@ -431,7 +443,8 @@ class HttpShard:
         return SourceError(f"HTTP {status} fetching {self.name}")
 
     def open(self) -> ShardStream:
-        stream = _HttpStream(self.url, self.name, self.headers, self._client(), self.refused)
+        floor = ThroughputFloor.from_env(self.name)
+        stream = _HttpStream(self.url, self.name, self.headers, self._client(), self.refused, floor)
         return _maybe_verify(stream, self.name, self.sha256, self.size)
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ Results are `View` objects: read-only mappings with attribute access (``d.name``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,12 +15,14 @@ from typing import Any
 
 import httpx
 
+from ._http import Deadline, describe_http_error, read_body
 from .errors import AppViewError, ResolutionError
 
 __all__ = ["AppViewClient", "LensPath", "Page", "SearchResult", "View"]
 
 ENV_URL = "ATDATA_APPVIEW"
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 30.0  # seconds for a whole query (a deadline, not a per-read timeout)
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _CAMEL = re.compile(r"_([a-z])")
 
 
@@ -118,6 +121,7 @@ class AppViewClient:
         if not url.startswith(("http://", "https://")):
             raise AppViewError(f"AppView URL must be http(s)://, got {url!r}")
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self._own_client = client is None
         self._client = client or httpx.Client(timeout=timeout)
 
@@ -141,21 +145,41 @@ class AppViewClient:
                 continue
             values = value if isinstance(value, list | tuple) else [value]
             items.extend((key, _param(v)) for v in values)
+        url = f"{self.url}/xrpc/{nsid}"
+        deadline = Deadline(self.timeout)
         try:
-            resp = self._client.get(f"{self.url}/xrpc/{nsid}", params=tuple(items))
+            with self._client.stream(
+                "GET", url, params=tuple(items), timeout=deadline.timeout()
+            ) as resp:
+                status = resp.status_code
+                raw = read_body(
+                    resp,
+                    url,
+                    deadline=deadline,
+                    max_bytes=MAX_RESPONSE_BYTES,
+                    too_large=AppViewError,
+                    too_slow=AppViewError,
+                )
         except httpx.HTTPError as exc:
-            raise AppViewError(f"AppView {self.url} unreachable: {exc}") from exc
-        if resp.status_code == 200:
-            return resp.json()
+            raise AppViewError(
+                f"AppView {self.url} unreachable: GET {url}: {describe_http_error(exc)}"
+            ) from exc
         try:
-            body = resp.json()
-            error, message = body.get("error"), body.get("message")
+            body = json.loads(raw)
         except ValueError:
-            error, message = None, resp.text[:200]
-        text = f"{nsid}: {error or 'HTTP ' + str(resp.status_code)}: {message or ''}".rstrip(": ")
-        if resp.status_code == 404:
+            body = None
+        if status == 200:
+            if not isinstance(body, dict):
+                raise AppViewError(f"AppView {url} answered HTTP 200 without a JSON object")
+            return body
+        if isinstance(body, dict):
+            error, message = body.get("error"), body.get("message")
+        else:
+            error, message = None, raw[:200].decode(errors="replace")
+        text = f"{nsid}: {error or 'HTTP ' + str(status)}: {message or ''}".rstrip(": ")
+        if status == 404:
             raise ResolutionError(text)
-        raise AppViewError(text, status=resp.status_code, error=error)
+        raise AppViewError(text, status=status, error=error)
 
     # -- queries -----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._fields import FieldKind, FieldSpec, Shape
+from .display import type_text
 from .errors import SchemaError
 from .packable import (
     NAME,
@@ -37,7 +38,13 @@ from .packable import (
 )
 from .records import SCHEMA as SCHEMA_NSID
 
-__all__ = ["SCHEMA_NSID", "schema_matches", "schema_of", "type_from_schema"]
+__all__ = [
+    "SCHEMA_NSID",
+    "schema_differences",
+    "schema_matches",
+    "schema_of",
+    "type_from_schema",
+]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KINDS = {k.value: k for k in FieldKind}
@@ -330,6 +337,15 @@ def _structure(entry: Mapping[str, Any], nested: Mapping[str, Any]) -> Any:
     return [(f.get("name"), expand(f.get("type"), ())) for f in fields if isinstance(f, Mapping)]
 
 
+def _nested_types(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The nested sample types a schema record declares, by name (malformed entries left out)."""
+    return {
+        t["name"]: t
+        for t in record.get("types", []) or []
+        if isinstance(t, Mapping) and isinstance(t.get("name"), str)
+    }
+
+
 def schema_matches(
     sample_type: type, record: Mapping[str, Any], *, check_name: bool = False
 ) -> bool:
@@ -345,10 +361,48 @@ def schema_matches(
         ours["name"] != record.get("name") or ours["version"] != record.get("version")
     ):
         return False
-    theirs_nested = {
-        t["name"]: t
-        for t in record.get("types", []) or []
-        if isinstance(t, Mapping) and isinstance(t.get("name"), str)
-    }
+    theirs_nested = _nested_types(record)
     ours_nested = {t["name"]: t for t in ours.get("types", [])}
     return _structure(ours, ours_nested) == _structure(record, theirs_nested)
+
+
+def schema_differences(sample_type: type, record: Mapping[str, Any]) -> list[str]:
+    """What keeps `sample_type` from reading the samples `record` describes, one line per field.
+
+    Empty exactly when `schema_matches(sample_type, record)`: the lines name fields that are
+    missing, extra or of another type (nested types compared expanded), or else the order.
+    """
+    if not is_packable(sample_type):
+        return [f"{getattr(sample_type, '__name__', sample_type)!r} is not a packable class"]
+    if not isinstance(record, Mapping):
+        return ["the schema record is not an object"]
+    ours = schema_of(sample_type, created_at="-")
+    theirs_nested = _nested_types(record)
+    ours_nested = {t["name"]: t for t in ours.get("types", [])}
+    ours_s, theirs_s = _structure(ours, ours_nested), _structure(record, theirs_nested)
+    if theirs_s is None:
+        return ["the schema record lists no fields"]
+    if ours_s == theirs_s:
+        return []
+    raw_ours = {f["name"]: f.get("type") for f in ours["fields"]}
+    raw_theirs = {
+        f.get("name"): f.get("type") for f in record.get("fields", []) if isinstance(f, Mapping)
+    }
+    mine, other = dict(ours_s), dict(theirs_s)
+    lines: list[str] = []
+    for name, structure in theirs_s:
+        if name not in mine:
+            lines.append(f"field {name!r} ({type_text(raw_theirs.get(name))}) is missing")
+        elif mine[name] != structure:
+            a, b = type_text(raw_ours.get(name)), type_text(raw_theirs.get(name))
+            detail = f"{a} here, {b} in the schema" if a != b else "nested fields differ"
+            lines.append(f"field {name!r}: {detail}")
+    lines += [f"field {name!r} is not in the schema" for name, _ in ours_s if name not in other]
+    if not lines:
+        lines.append(
+            "the fields are in another order: schema "
+            + ", ".join(str(n) for n, _ in theirs_s)
+            + "; here "
+            + ", ".join(str(n) for n, _ in ours_s)
+        )
+    return lines

@@ -29,6 +29,7 @@ from ..records import DATASET, LENS, SCHEMA, Record, RecordRef
 from ..writer import ShardInfo, observe_arrays
 from .identity import parse_at_uri
 from .lens_code import import_lens, lens_code_ref
+from .netguard import get_json
 from .resolve import fetch_record
 from .shards import (
     PublishError,
@@ -290,10 +291,15 @@ class Client:
     def blob_limit(self) -> int | None:
         """The PDS's blob size limit from `describeServer` (`blobUploadLimit`), if it says."""
         if self._blob_limit is False:
-            try:
-                r = httpx.get(f"{self.pds_url}/xrpc/com.atproto.server.describeServer", timeout=30)
-                limit = r.json().get("blobUploadLimit") if r.status_code == 200 else None
-            except (httpx.HTTPError, ValueError):
+            try:  # the user's own PDS: private addresses allowed, a 30 s deadline
+                out = get_json(
+                    f"{self.pds_url}/xrpc/com.atproto.server.describeServer",
+                    allow_private=True,
+                    timeout=30,
+                    retries=0,
+                )
+                limit = out.get("blobUploadLimit") if isinstance(out, dict) else None
+            except AtdataError:
                 limit = None
             self._blob_limit = limit if type(limit) is int and limit > 0 else None
         return self._blob_limit

@@ -16,16 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from ..errors import ResolutionError, UnsafeURLError
 from ..lexicon import check_format
 from .did import check_did, did_document_url, parse_did_document
 from .netguard import (
     HTTPStatusError,
     check_url,
+    get_bytes,
     get_json,
-    guarded_client,
     private_network_allowed,
 )
 
@@ -186,15 +184,20 @@ class IdentityResolver:
     def _handle_well_known(self, handle: str, errors: list[str]) -> str | None:
         url = f"https://{handle}/.well-known/atproto-did"
         try:
-            with guarded_client(allow_private=self.allow_private, timeout=self.timeout) as c:
-                r = c.get(url)
-        except (httpx.HTTPError, UnsafeURLError) as e:
+            status, body = get_bytes(
+                url,
+                allow_private=self.allow_private,
+                timeout=self.timeout,
+                max_bytes=2048,
+                retries=0,  # the handle services are the fallback
+            )
+        except (ResolutionError, UnsafeURLError) as e:
             errors.append(f"{url}: {e}")
             return None
-        did = r.text.strip() if r.status_code == 200 and len(r.content) < 2048 else ""
+        did = body.decode(errors="replace").strip() if status == 200 else ""
         if did and not check_format("did", did):
             return did
-        errors.append(f"{url}: HTTP {r.status_code}")
+        errors.append(f"{url}: HTTP {status}")
         return None
 
     def resolve_identifier(self, ident: str) -> str:

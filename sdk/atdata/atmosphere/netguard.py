@@ -25,15 +25,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .._http import Deadline, describe_http_error, read_body
 from ..errors import ResolutionError, UnsafeURLError
 from ..ratelimit import RETRY_STATUS, retry_after_seconds
 
 __all__ = [
     "DEFAULT_MAX_JSON_BYTES",
     "DEFAULT_TIMEOUT",
+    "FetchError",
     "GuardTransport",
     "HTTPStatusError",
     "check_url",
+    "get_bytes",
     "get_json",
     "guarded_client",
     "link_local_allowed",
@@ -212,6 +215,62 @@ def guarded_client(
     )
 
 
+class FetchError(ResolutionError):
+    """A guarded GET failed in transport or ran past its deadline; names the URL."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+def get_bytes(
+    url: str,
+    *,
+    params: dict[str, Any] | None = None,
+    allow_private: bool | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    retries: int = 4,
+    client: httpx.Client | None = None,
+) -> tuple[int, bytes]:
+    """GET a small document through the guard: (status, body), within one deadline.
+
+    `timeout` bounds the whole request, retries (on 429/5xx) and their waits included;
+    transport failures and the deadline raise `FetchError` naming the URL, and a body over
+    `max_bytes` (or a URL the guard refuses) `UnsafeURLError`.
+    """
+    deadline = Deadline(timeout)
+    own = client is None
+    client = client or guarded_client(allow_private=allow_private, timeout=timeout)
+
+    try:
+        for attempt in range(retries + 1):
+            with client.stream("GET", url, params=params, timeout=deadline.timeout()) as response:
+                if response.status_code in RETRY_STATUS and attempt < retries:
+                    delay = min(retry_delay(response, attempt), 60.0)
+                    if delay < deadline.remaining():
+                        log.info(
+                            "GET %s: HTTP %s, retrying in %.1fs", url, response.status_code, delay
+                        )
+                        time.sleep(delay)
+                        continue
+                body = read_body(
+                    response,
+                    url,
+                    deadline=deadline,
+                    max_bytes=max_bytes,
+                    too_large=UnsafeURLError,
+                    too_slow=lambda message: FetchError(url, message),
+                )
+                return response.status_code, body
+        raise AssertionError("unreachable")  # pragma: no cover
+    except httpx.HTTPError as e:
+        raise FetchError(url, f"GET {url}: {describe_http_error(e)}") from e
+    finally:
+        if own:
+            client.close()
+
+
 def get_json(
     url: str,
     *,
@@ -222,36 +281,24 @@ def get_json(
     retries: int = 4,
     client: httpx.Client | None = None,
 ) -> Any:
-    """GET a JSON document through the guard: size-capped, timed, retried on 429/5xx.
+    """GET a JSON document through the guard: size-capped, retried on 429/5xx, one deadline.
 
-    Raises `HTTPStatusError` for other error statuses or a non-JSON body, and
-    `UnsafeURLError` when the URL is refused or the body exceeds `max_bytes`.
+    Raises `HTTPStatusError` for other error statuses or a non-JSON body, `FetchError` for
+    transport failures and the deadline, and `UnsafeURLError` when the URL is refused or the
+    body exceeds `max_bytes`.
     """
-    own = client is None
-    client = client or guarded_client(allow_private=allow_private, timeout=timeout)
+    status, body = get_bytes(
+        url,
+        params=params,
+        allow_private=allow_private,
+        timeout=timeout,
+        max_bytes=max_bytes,
+        retries=retries,
+        client=client,
+    )
+    if status >= 400:
+        raise HTTPStatusError(url, status, body)
     try:
-        for attempt in range(retries + 1):
-            with client.stream("GET", url, params=params) as response:
-                if response.status_code in RETRY_STATUS and attempt < retries:
-                    delay = min(retry_delay(response, attempt), 60.0)
-                    log.info("GET %s: HTTP %s, retrying in %.1fs", url, response.status_code, delay)
-                    time.sleep(delay)
-                    continue
-                length = response.headers.get("content-length")
-                if length and length.isdigit() and int(length) > max_bytes:
-                    raise UnsafeURLError(f"{url}: response of {length} bytes exceeds {max_bytes}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise UnsafeURLError(f"{url}: response exceeds {max_bytes} bytes")
-                if response.status_code >= 400:
-                    raise HTTPStatusError(url, response.status_code, bytes(body))
-                try:
-                    return json.loads(bytes(body))
-                except ValueError as e:
-                    raise HTTPStatusError(url, response.status_code, bytes(body[:200])) from e
-        raise AssertionError("unreachable")  # pragma: no cover
-    finally:
-        if own:
-            client.close()
+        return json.loads(body)
+    except ValueError as e:
+        raise HTTPStatusError(url, status, body[:200]) from e

@@ -22,15 +22,31 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from .. import schema as schema_mod
 from .._sources import HttpShard, S3Shard, ShardSource, shared_http_client
-from ..errors import AppViewError, LexiconError, ResolutionError, SourceError
+from ..errors import (
+    AppViewError,
+    LexiconError,
+    ResolutionError,
+    SchemaError,
+    SourceError,
+    UnsafeURLError,
+)
+from ..lens import registry as lens_registry
 from ..lexicon import default_lexicons
 from ..records import DATASET, SCHEMA, Record
 from .cache import ShardCache
 from .cid import check_record_cid, cid_bytes, record_cid
 from .did import check_did, parse_did_document
 from .identity import AtUri, IdentityResolver, parse_at_uri
-from .netguard import DEFAULT_TIMEOUT, HTTPStatusError, check_url, get_json, guarded_client
+from .netguard import (
+    DEFAULT_TIMEOUT,
+    HTTPStatusError,
+    check_url,
+    get_bytes,
+    get_json,
+    guarded_client,
+)
 
 if TYPE_CHECKING:
     from ..appview_client import AppViewClient
@@ -195,18 +211,37 @@ class Resolver:
                 self._records[(uri, rec.cid)] = rec
         return rec
 
-    def sample_type_for(self, schema: Record, sample_type: type | None) -> type:
-        """The user's class when its schema matches the record, else a generated one (cached)."""
-        from .. import schema as schema_mod
+    def sample_type_for(self, schema: Record, sample_type: type | None) -> tuple[type, type | None]:
+        """The type to read samples as, and the type to view them as through a lens (or None).
 
+        Without `sample_type`: a type generated from the schema (cached). With it: that class
+        when it matches the schema; else a registered class that matches the schema and has a
+        lens (or chain) to it, viewed through the lens; else a `SchemaError` naming the
+        fields that differ.
+        """
         if sample_type is not None:
             if schema_mod.schema_matches(sample_type, schema.value):
-                return sample_type
-            log.warning(
-                "%s does not match schema %s; using a type generated from the schema",
-                getattr(sample_type, "__name__", sample_type),
-                schema.uri,
+                return sample_type, None
+            for source in _lens_sources(sample_type):
+                if schema_mod.schema_matches(source, schema.value):
+                    log.info(
+                        "reading %s as %s, viewed as %s through a lens",
+                        schema.uri,
+                        source.__qualname__,
+                        sample_type.__qualname__,
+                    )
+                    return source, sample_type
+            name = getattr(sample_type, "__qualname__", repr(sample_type))
+            raise SchemaError(
+                f"{name} does not match schema {schema.uri} "
+                f"({schema.value.get('name')}@{schema.value.get('version')}): "
+                + "; ".join(schema_mod.schema_differences(sample_type, schema.value))
+                + ". Register a lens from a class matching the schema to "
+                f"{name}, or pass no sample_type to use a type generated from the schema"
             )
+        return self._generated_type(schema), None
+
+    def _generated_type(self, schema: Record) -> type:
         with self._lock:
             cached = self._types.get(schema.cid)
         if cached is not None:
@@ -221,17 +256,14 @@ class Resolver:
         link = blob["ref"]["$link"]
         url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode({"did": did, "cid": link})
         size = int(blob["size"])
-        body = bytearray()
-        with (
-            guarded_client(allow_private=self.allow_private, timeout=self.timeout) as c,
-            c.stream("GET", url) as r,
-        ):
-            if r.status_code != 200:
-                raise ResolutionError(f"cannot fetch manifest blob {link}: HTTP {r.status_code}")
-            for chunk in r.iter_bytes():
-                body += chunk
-                if len(body) > size:  # never read more than the record promised
-                    raise ResolutionError(f"manifest blob {link} is larger than its {size} bytes")
+        try:  # never read more than the record promised
+            status, body = get_bytes(
+                url, allow_private=self.allow_private, timeout=self.timeout, max_bytes=size
+            )
+        except UnsafeURLError as e:
+            raise ResolutionError(f"manifest blob {link} of {did}: {e}") from e
+        if status != 200:
+            raise ResolutionError(f"cannot fetch manifest blob {link}: HTTP {status}")
         if cid_bytes(link)[-32:] != hashlib.sha256(body).digest():
             raise ResolutionError(f"manifest blob {link} does not match its CID")
         manifest = json.loads(bytes(body))
@@ -240,6 +272,19 @@ class Resolver:
         except LexiconError as e:
             raise ResolutionError(f"manifest of the dataset is invalid: {e}") from e
         return manifest["shards"]
+
+
+def _lens_sources(view: type) -> list[type]:
+    """Registered types with a lens (or chain) to `view`, nearest first, `view` excluded."""
+    sources: dict[type, int] = {}
+    for lens_ in lens_registry:
+        source = lens_.source
+        if source is None or source is view or source in sources:
+            continue
+        path = lens_registry.find_path(source, view)
+        if path:
+            sources[source] = len(path)
+    return sorted(sources, key=lambda t: sources[t])
 
 
 def shard_sources(
@@ -469,8 +514,11 @@ def load_dataset(
     """A `Dataset` for the `io.atdata.dataset` record at `source` (`at://did/io.atdata.dataset/rkey`).
 
     `split` restricts it to one named split; `cid` pins the record version (an error if it
-    changed); the result reports `.uri` and `.cid`. `sample_type` is used when its schema
-    matches the published one, else a type generated from the schema.
+    changed; a cid that cannot be a record's is refused before any request); the result
+    reports `.uri` and `.cid`. Without `sample_type` the samples come as a type generated from
+    the schema. With it, they come as that class: read directly when it matches the published
+    schema, or through a registered lens from a class that matches it; otherwise a
+    `SchemaError` names the fields that differ.
 
     `appview` (a URL, an `AppViewClient`, or True for `$ATDATA_APPVIEW`; None reads the
     author's PDS directly) looks the dataset up through the AppView's `io.atdata.getDataset`:
@@ -516,7 +564,7 @@ def load_dataset(
         schema_rec = r.fetch_record(schema_ref["uri"], schema_ref["cid"])
     if schema_rec.value.get("$type") != SCHEMA:
         raise ResolutionError(f"{schema_ref['uri']} is not an {SCHEMA} record")
-    stype = r.sample_type_for(schema_rec, sample_type)
+    stype, view = r.sample_type_for(schema_rec, sample_type)
 
     if "shards" in value:
         entries = list(value["shards"])
@@ -555,7 +603,7 @@ def load_dataset(
             cache if isinstance(cache, ShardCache) else ShardCache(cache, max_bytes=cache_max_bytes)
         )
         sources = [store.wrap(s) for s in sources]
-    return Dataset(
+    ds: Dataset[Any] = Dataset(
         sources,
         sample_count=sum(e["samples"] for e in chosen),
         on_error=on_error,
@@ -563,3 +611,4 @@ def load_dataset(
         cid=rec.cid,
         sample_type=stype,
     )
+    return ds.as_type(view) if view is not None else ds
