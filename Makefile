@@ -40,10 +40,10 @@ demo: system-deps venv devnet
 test: system-deps venv devnet peer-venv
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-# The fast subset, while working: no devnet, PostgreSQL, Chromium or atdata 0.7 peer (tests
-# using their fixtures carry those markers, see tests/conftest.py); on all cores when
-# pytest-xdist is installed (the `dev` extra).
-CHECK_MARKERS := not devnet and not postgres and not browser and not peer
+# The fast subset, while working: no devnet, PostgreSQL, Chromium, atdata 0.7 peer or Ray
+# cluster (tests using their fixtures carry those markers, see tests/conftest.py), nothing
+# marked slow; on all cores when pytest-xdist is installed (the `dev` extra).
+CHECK_MARKERS := not devnet and not postgres and not browser and not peer and not ray and not slow
 check: have-venv
 	$(PY) -m pytest -q -m "$(CHECK_MARKERS)" $$($(PY) -c 'import xdist; print("-n auto")' 2>/dev/null) $(PYTEST_ARGS)
 

@@ -14,6 +14,7 @@ SERVICE_MARKERS = {
     "devnet": "devnet",
     "postgres_cluster": "postgres",
     "peer_python": "peer",
+    "ray_cluster": "ray",
 }
 
 

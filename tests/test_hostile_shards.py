@@ -102,6 +102,7 @@ def _check_inspect(done: subprocess.CompletedProcess[str], what: str) -> None:
         assert what in done.stderr.strip().splitlines()[-1], done.stderr
 
 
+@pytest.mark.slow
 def test_every_hostile_shard_ends_in_time_with_samples_or_an_atdata_error(
     shard_dir: Path, http_root: str
 ) -> None:

@@ -65,7 +65,7 @@ def check_markers() -> str:
 
 def test_check_leaves_out_every_service() -> None:
     expression = check_markers()
-    for marker in ("devnet", "postgres", "browser", "peer"):
+    for marker in ("devnet", "postgres", "browser", "peer", "ray", "slow"):
         assert f"not {marker}" in expression
 
 

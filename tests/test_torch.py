@@ -90,6 +90,7 @@ def test_bad_rank_is_refused(dataset) -> None:
         dataset.torch(rank=2, world_size=2)
 
 
+@pytest.mark.slow
 def test_spawned_workers_read_a_lens_view(dataset) -> None:
     """Workers started with "spawn" (macOS/Windows default) get the dataset by pickle."""
     view = dataset.as_type(Index)
