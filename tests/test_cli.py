@@ -454,6 +454,11 @@ def test_delete_own_records_asks_refuses_others_and_guards_used_schemas(
     assert "1 dataset(s) of other authors" in forced.stderr
     assert alice.password not in forced.stdout + forced.stderr
 
+    deadline = time.monotonic() + 30  # the AppView drops what was deleted
+    while [d["uri"] for d in wait_search(appview, tag)["datasets"]] != [theirs]:
+        assert time.monotonic() < deadline, "deleted datasets still searchable after 30 s"
+        time.sleep(0.5)
+
 
 @pytest.mark.devnet
 def test_search_exit_codes(appview: RunningAppView, published: Published) -> None:
