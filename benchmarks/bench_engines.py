@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -102,6 +103,9 @@ def trivial(batch):
     return batch
 
 def one_pass():
+    if mode == "idle":  # the cluster doing nothing for 2 s: its background CPU
+        time.sleep(2.0)
+        return -1
     if mode == "ours":
         rd = atdata.Dataset[Sample](paths).to_ray()
     else:
@@ -172,6 +176,8 @@ def bench(name: str, repeats: int) -> str:
         ("to_dask()", DASK, ("ours",)),
         ("dask from_map, hand reader", DASK, ("handwritten",)),
     ]
+    idle = run(RAY, spec.kind, paths, 2, "idle")
+    idle_rate = statistics.median(idle["cpu"]) / 2.0
     results = []
     for label, body, extra in configs:
         log(f"  {name}: {label}")
@@ -187,7 +193,8 @@ def bench(name: str, repeats: int) -> str:
         f"to_ray / read_webdataset: {their_ray.median / ours_ray.median:.2f}x samples/s;  "
         f"to_ray CPU-s per sample / ordered(): "
         f"{ours_ray.cpu_median / ours_ray.samples / base_cpu:.2f}x;  "
-        f"to_dask / hand-written from_map: {their_dask.median / ours_dask.median:.2f}x"
+        f"to_dask / hand-written from_map: {their_dask.median / ours_dask.median:.2f}x;  "
+        f"idle Ray cluster: {idle_rate:.3f} CPU-s per s"
     )
     return "\n".join(out)
 

@@ -178,23 +178,64 @@ def _tensor_column(values: list[Any], spec: FieldSpec) -> Any:
             kind = ArrowVariableShapedTensorType(pa.from_numpy_dtype(dtype), ndim)
             return pa.ExtensionArray.from_storage(kind, pa.array([], kind.storage_type))
         filler = np.zeros((0,) * ndim, dtype)
-        ragged = np.empty(len(values), dtype=object)
-        for i, v in enumerate(values):
-            if v is not None and v.ndim != ndim:
+        rows = [filler if v is None else v for v in values]
+        for v in rows:
+            if v.ndim != ndim:
                 raise SampleValueError(
                     f"field {spec.name!r}: arrays of rank {ndim} and {v.ndim} in one column; "
                     "an Arrow tensor column holds one rank (declare a Shape)"
                 )
-            ragged[i] = filler if v is None else np.ascontiguousarray(v, dtype)
-        column = ArrowVariableShapedTensorArray.from_numpy(ragged)
+        if dtype.kind in "biuf":
+            column = _ragged_numeric(rows, dtype, ndim)
+        else:  # strings, complex, dates: Ray's own conversion
+            ragged = np.empty(len(rows), dtype=object)
+            for i, v in enumerate(rows):
+                ragged[i] = np.ascontiguousarray(v, dtype)
+            column = ArrowVariableShapedTensorArray.from_numpy(ragged)
     if nulls:
         import pyarrow.compute as pc
 
         storage = column.storage
         mask = pa.array([v is None for v in values], pa.bool_())
-        storage = pc.if_else(mask, pa.nulls(len(values), storage.type), storage)
+        if pa.types.is_struct(storage.type):  # ragged: null rows keep their empty shape
+            children = [storage.field(i) for i in range(storage.type.num_fields)]
+            storage = pa.StructArray.from_arrays(children, fields=list(storage.type), mask=mask)
+        else:
+            storage = pc.if_else(mask, pa.nulls(len(values), storage.type), storage)
         column = pa.ExtensionArray.from_storage(column.type, storage)
     return column
+
+
+def _ragged_numeric(rows: list[np.ndarray], dtype: np.dtype, ndim: int) -> Any:
+    """Ray's variable-shaped tensor column, built with whole-column numpy operations.
+
+    The same storage ``ArrowVariableShapedTensorArray.from_numpy`` builds (a struct of the
+    flattened values as a large list and each row's shape), without its per-row Python work.
+    """
+    pa = _pyarrow()
+    from ray.data.extensions import ArrowVariableShapedTensorType
+
+    n = len(rows)
+    sizes = np.fromiter((v.size for v in rows), np.int64, n)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    flat = np.concatenate([v.reshape(-1) for v in rows]) if n else np.empty(0, dtype)
+    flat = flat.astype(dtype, copy=False)
+    value_type = pa.from_numpy_dtype(dtype)
+    if dtype.kind == "b":  # Arrow booleans are bit-packed, least significant bit first
+        buffer = pa.py_buffer(np.packbits(flat, bitorder="little"))
+    else:
+        buffer = pa.py_buffer(np.ascontiguousarray(flat))
+    data = pa.LargeListArray.from_arrays(
+        pa.array(offsets), pa.Array.from_buffers(value_type, int(offsets[-1]), [None, buffer])
+    )
+    shape_values = np.fromiter((d for v in rows for d in v.shape), np.int64, n * ndim)
+    shapes = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * ndim), pa.array(shape_values)
+    )
+    kind = ArrowVariableShapedTensorType(value_type, ndim)
+    storage = pa.StructArray.from_arrays([data, shapes], fields=list(kind.storage_type))
+    return pa.ExtensionArray.from_storage(kind, storage)
 
 
 def _first_dtype(present: list[np.ndarray], spec: FieldSpec) -> np.dtype:
@@ -361,8 +402,12 @@ def _plain(v: Any, spec: FieldSpec) -> Any:
         return None  # pandas' missing-value float in an object or upcast column
     if isinstance(v, np.generic):
         return v.item()
+    if spec.kind in (FieldKind.LIST, FieldKind.DICT) and isinstance(v, bytes):
+        return unpack(v)  # an untyped list/dict from an Arrow (msgpack) column
     if spec.kind is FieldKind.LIST and isinstance(v, np.ndarray):
         return list(v)
+    if spec.kind is FieldKind.DICT and isinstance(v, list | np.ndarray):
+        return dict(v)  # an Arrow map column in pandas: (key, value) pairs
     return v
 
 
