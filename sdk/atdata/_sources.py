@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlparse
@@ -170,7 +170,7 @@ class _Resumable(io.RawIOBase):
         self.name_ = name
         self._pos = 0
         self._pending = memoryview(b"")
-        self._chunks: Iterable[bytes] | None = None
+        self._chunks: Iterator[bytes] | None = None
         self._total: int | None = None
         self._done = False
 
@@ -189,7 +189,8 @@ class _Resumable(io.RawIOBase):
         wait = retry_after if retry_after is not None else self.backoff * (2**attempt)
         time.sleep(min(max(wait, 0.0), self.max_wait))
 
-    def _open_at_pos(self) -> None:
+    def _open_at_pos(self) -> Iterator[bytes]:
+        """Connect at the current offset (retrying transient failures); the body's chunks."""
         attempt = 0
         while True:
             try:
@@ -213,7 +214,7 @@ class _Resumable(io.RawIOBase):
             self._chunks = iter(chunks)
             if total is not None:
                 self._total = total
-            return
+            return self._chunks
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
@@ -224,10 +225,9 @@ class _Resumable(io.RawIOBase):
         while not self._pending:
             if self._done:
                 return 0
-            if self._chunks is None:
-                self._open_at_pos()
+            chunks = self._chunks if self._chunks is not None else self._open_at_pos()
             try:
-                chunk = next(self._chunks)  # type: ignore[call-overload]
+                chunk = next(chunks)
             except StopIteration:
                 self._close_response()
                 self._chunks = None

@@ -19,7 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 from ._tar import END_BYTES, TarShardWriter, member_bytes
-from .packable import is_packable, sample_fields
+from .packable import as_packable, is_packable, sample_fields
 
 __all__ = ["ShardInfo", "ShardWriter", "observe_arrays", "write_samples"]
 
@@ -223,19 +223,19 @@ class ShardWriter:
 
 
 def _sample_shape(cls: type | None) -> tuple[str, tuple[str, ...]] | None:
-    fields = getattr(cls, "__atdata_fields__", None)
-    if fields is None:
+    if cls is None or not is_packable(cls):
         return None
-    return cls.__atdata_name__, tuple(f.name for f in fields)  # type: ignore[union-attr]
+    packable = as_packable(cls)
+    return packable.__atdata_name__, tuple(f.name for f in packable.__atdata_fields__)
 
 
 def _check_same_type(previous: type | None, sample: Any, key: str) -> None:
     """Shards hold one sample type: a packable sample of another type is a mistake."""
     before, now = _sample_shape(previous), _sample_shape(type(sample))
-    if before is not None and now is not None and before != now:
+    if previous is not None and before is not None and now is not None and before != now:
         raise TypeError(
             f"sample {key!r} is a {type(sample).__name__} ({now[0]}), but the samples "
-            f"before it are {previous.__name__} ({before[0]}): shards hold one sample type"  # type: ignore[union-attr]
+            f"before it are {previous.__name__} ({before[0]}): shards hold one sample type"
         )
 
 

@@ -125,10 +125,11 @@ def publish(
 
     use_plc(plc)
     sources = expand_sources(list(shards))
-    remote = [s.name for s in sources if not isinstance(s, LocalShard)]
-    if remote:
-        raise CliError(f"publish takes local shard files; {remote[0]} is not one")
-    paths = [str(s.path) for s in sources]  # type: ignore[attr-defined]
+    local = [s for s in sources if isinstance(s, LocalShard)]
+    if len(local) < len(sources):
+        remote = next(s for s in sources if not isinstance(s, LocalShard))
+        raise CliError(f"publish takes local shard files; {remote.name} is not one")
+    paths = [str(s.path) for s in local]
     split_map = dict(parse_split(s, len(paths)) for s in splits)
     if urls and storage != "blobs":
         raise CliError("pass either --url (hosted shards) or --storage, not both")
