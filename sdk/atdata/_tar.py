@@ -353,7 +353,11 @@ class TarReader:
                 raise self._error("corrupt tar header (bad checksum)", after=name)
             typeflag = hdr[156:157]
             if meta is None:
-                name = _ustar_name(hdr)
+                end_name = hdr.find(0, 0, 100)
+                if end_name < 0 or hdr[345]:  # a 100-byte name, or a ustar prefix
+                    name = _ustar_name(hdr)
+                else:
+                    name = hdr[:end_name].decode("utf-8", "surrogateescape")
                 try:
                     size = int(hdr[124:135], 8)  # 11 octal digits: the common spelling
                 except ValueError:
