@@ -79,10 +79,13 @@ class Spec:
     name: str
     samples: int
     per_shard: int
+    #: Who writes the shards: "ours" (write_samples) or "peer" (atdata 0.7's quickstart path,
+    #: webdataset.TarWriter + as_wds: a pax header per member, arrays not aligned).
+    writer: str = "ours"
 
     @property
     def kind(self) -> str:
-        return self.name.split("-")[0]
+        return self.name.split("-")[0].removeprefix("peer")
 
 
 SPECS = {
@@ -92,6 +95,9 @@ SPECS = {
     # uint8 32x32x3 + int label: 100k samples.
     "small": Spec("small", 100_000, 10_000),
     "small-quick": Spec("small-quick", 10_000, 2_500),
+    # seed-shaped samples in shards the peer wrote.
+    "peerseed": Spec("peerseed", 500, 100, writer="peer"),
+    "peerseed-quick": Spec("peerseed-quick", 200, 50, writer="peer"),
 }
 
 # Sample classes, as each implementation declares them (same fields, same wire format).
@@ -127,13 +133,25 @@ def gen():
 infos = atdata.write_samples(gen(), out + "/data-%06d.tar", maxcount=per, progress=False)
 print(sum(i.samples for i in infos))
 """
+_WRITE_OURS = _GENERATE[_GENERATE.index("infos = ") :]
+_WRITE_PEER = """
+import webdataset as wds
+samples = gen()
+for shard in range((n + per - 1) // per):
+    with wds.writer.TarWriter(out + "/data-%06d.tar" % shard) as sink:
+        for i in range(shard * per, min(n, (shard + 1) * per)):
+            sink.write({**next(samples).as_wds, "__key__": "sample_%08d" % i})
+print(n)
+"""
 
 
 def dataset(spec: Spec, python: str) -> list[str]:
     """The dataset's shard paths, generating them (with our writer) if needed."""
     root = CACHE / "bench-data" / spec.name
     marker = root / "done.json"
-    want = {"samples": spec.samples, "per_shard": spec.per_shard, "format": 1}
+    want: dict[str, Any] = {"samples": spec.samples, "per_shard": spec.per_shard, "format": 1}
+    if spec.writer != "ours":
+        want["writer"] = spec.writer
     if marker.exists() and json.loads(marker.read_text()) == want:
         return sorted(str(p) for p in root.glob("data-*.tar"))
     log(f"generating the {spec.name} dataset ({spec.samples} samples) in {root}")
@@ -141,15 +159,24 @@ def dataset(spec: Spec, python: str) -> list[str]:
     for old in root.glob("data-*.tar"):
         old.unlink()
     code = _GENERATE.format(sample_type=SAMPLE_TYPES[spec.kind])
+    if spec.writer == "peer":
+        python = peer_python()
+        code = code.replace(_WRITE_OURS, _WRITE_PEER)
     subprocess.run(
         [python, "-c", code, spec.kind, str(spec.samples), str(spec.per_shard), str(root)],
         check=True,
+        env=_child_env(),  # each interpreter imports its own atdata, never one on PYTHONPATH
     )
     marker.write_text(json.dumps(want))
     return sorted(str(p) for p in root.glob("data-*.tar"))
 
 
 # -- child runs ---------------------------------------------------------------------------------
+
+
+def _child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
 
 CHILD_PRELUDE = """
 import json, resource, sys, time
@@ -162,7 +189,7 @@ def report(times, n, extra=None):
 def run_child(python: str, body: str, *args: str) -> dict[str, Any]:
     """Run a measurement in a fresh interpreter; its last stdout line is the JSON result."""
     code = CHILD_PRELUDE + textwrap.dedent(body)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env = _child_env()
     env["PYTHONWARNINGS"] = "ignore"
     proc = subprocess.run(
         [python, "-c", code, *args], capture_output=True, text=True, env=env, check=False
@@ -241,7 +268,7 @@ def bench_setup(name: str, doc: str | None, datasets: str) -> Setup:
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small subsets (a smoke run)")
-    parser.add_argument("--datasets", default=datasets, help="comma list: seed, small")
+    parser.add_argument("--datasets", default=datasets, help="comma list: seed, small, peerseed")
     parser.add_argument("--repeats", type=int, default=None, help="rounds per configuration")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)

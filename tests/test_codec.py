@@ -346,3 +346,14 @@ def test_any_header_shape_decodes_to_that_shape_or_a_decode_error(shape, payload
     except DecodeError:
         return
     assert arr.shape == tuple(shape)
+
+
+def test_writable_none_keeps_unaligned_arrays_as_views() -> None:
+    arr = np.arange(12, dtype="<f4").reshape(3, 4)
+    raw = bytearray(1) + bytearray(reference_encoding(arr))  # payload now at an odd address
+    buf = memoryview(raw)[1:]
+    for _ in range(2):  # first sight of the header, then the cached fast path
+        copied, viewed = decode_array(buf), decode_array(buf, writable=None)
+        assert copied.flags.aligned and copied.flags.owndata
+        assert not viewed.flags.aligned and not viewed.flags.owndata
+        assert same_array(viewed, arr) and same_array(copied, arr)

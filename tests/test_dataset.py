@@ -352,3 +352,31 @@ def test_datasets_and_views_pickle(shards) -> None:
     assert [s.label for s in clone.ordered()] == list(range(N))
     loose = pickle.loads(pickle.dumps(atdata.Dataset(_pattern(tmp_path)).as_type(Labelled)))
     assert loose.head(1) == [Labelled(label=0, name="n0")]
+
+
+def test_batches_copy_unaligned_arrays_once_into_the_batch(tmp_path) -> None:
+    """Shards from atdata 0.7 (compact msgpack) hold arrays at unaligned offsets: a batch copies
+    them straight into its stacked array, with no aligned copy per sample first."""
+    import msgpack
+
+    @atdata.packable
+    class Img:
+        image: NDArray[np.float32]
+        label: int
+
+    arrays = [np.arange(12, dtype=np.float32).reshape(3, 4) + i for i in range(5)]
+    members = [
+        (f"s{i}.msgpack", msgpack.packb({"image": encode_array(a), "label": i}))
+        for i, a in enumerate(arrays)
+    ]
+    path = _write_raw(tmp_path / "peer.tar", members)
+    ds = atdata.Dataset[Img](path)
+    singles = list(ds.ordered())
+    assert all(s.image.flags.aligned for s in singles)  # one sample: an aligned copy
+    assert [s.image.tolist() for s in singles] == [a.tolist() for a in arrays]
+    (batch,) = list(ds.ordered(batch_size=5))
+    assert batch.image.flags.aligned and batch.image.tolist() == [a.tolist() for a in arrays]
+    assert not any(s.image.flags.aligned or s.image.flags.owndata for s in batch.samples)
+    (shuffled,) = list(ds.shuffled(batch_size=5, seed=1))
+    assert sorted(shuffled.label) == [0, 1, 2, 3, 4]
+    assert not any(s.image.flags.owndata for s in shuffled.samples)

@@ -121,11 +121,13 @@ def _decode_npy(buf: Buffer) -> np.ndarray:
     return arr
 
 
-def decode_array(buf: Buffer, writable: bool = False) -> np.ndarray:
+def decode_array(buf: Buffer, writable: bool | None = False) -> np.ndarray:
     """Decode wire bytes (or ``.npy`` bytes) into an array.
 
     The result is a read-only view over ``buf`` when the data offset suits the dtype's
-    alignment; it is a private copy when it does not, or when ``writable`` is true. A view keeps
+    alignment; it is a private copy when it does not, or when ``writable`` is true. With
+    ``writable=None`` it is a view even when unaligned: for callers that copy it anyway (batch
+    stacking), so the unaligned data is copied once, straight into its destination. A view keeps
     ``buf`` alive and shares its memory, so pass an immutable buffer (bytes) unless you copy.
     """
     # Fast path: a header seen before (datasets repeat a few dtype/shape pairs) maps straight
@@ -144,12 +146,12 @@ def decode_array(buf: Buffer, writable: bool = False) -> np.ndarray:
     arr = np.frombuffer(buf, dt, count, end)
     if shape is not None:
         arr = arr.reshape(shape)
-    if writable or (check_aligned and not arr.flags.aligned):
+    if writable or (check_aligned and not arr.flags.aligned and writable is not None):
         return arr.copy()
     return arr
 
 
-def _decode_array_checked(buf: Buffer, writable: bool) -> np.ndarray:
+def _decode_array_checked(buf: Buffer, writable: bool | None) -> np.ndarray:
     """decode_array with every check spelled out (first sight of a header, errors, empties)."""
     n = len(buf)
     if n < 2:
@@ -189,7 +191,7 @@ def _decode_array_checked(buf: Buffer, writable: bool) -> np.ndarray:
             dt.alignment > 1,
         )
     arr = np.frombuffer(buf, dt, count, end).reshape(shape)
-    if writable or not arr.flags.aligned:
+    if writable or (not arr.flags.aligned and writable is not None):
         return arr.copy()
     return arr
 

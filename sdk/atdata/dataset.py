@@ -10,6 +10,7 @@ reasons), so nothing is dropped unsaid.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -226,10 +227,16 @@ class Dataset(Generic[T]):
         """
         return self._raw_decoder()(raw, shard)
 
-    def _raw_decoder(self) -> Callable[[dict[str, Any], str], Any]:
-        """:meth:`decode_raw` as one closure, for hot loops."""
+    def _raw_decoder(self, views: bool = False) -> Callable[[dict[str, Any], str], Any]:
+        """:meth:`decode_raw` as one closure, for hot loops.
+
+        ``views``: arrays stay views of the shard even where unaligned (``writable=None``),
+        for batches, whose stacking copies them once, straight into the batch array.
+        """
         decode = _decoder(self._decode_type)
-        from_bytes = self._decode_type.from_bytes
+        from_bytes: Callable[..., Any] = self._decode_type.from_bytes
+        if views:
+            from_bytes = functools.partial(from_bytes, writable=None)
         view = self._lens.get if self._lens is not None else None
 
         def decode_raw(raw: dict[str, Any], shard: str) -> Any:
@@ -262,12 +269,13 @@ class Dataset(Generic[T]):
         source: ShardSource,
         keep: Callable[[int], bool] | None = None,
         counter: list[int] | None = None,
+        views: bool = False,
     ) -> Iterator[Any]:
         """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index."""
         name = source.name
         if counter is None:
             counter = [0]
-        decode_raw = self._raw_decoder()
+        decode_raw = self._raw_decoder(views)
         skip = self.on_error == "skip"
         try:
             stream = source.open()
@@ -330,10 +338,13 @@ class Dataset(Generic[T]):
         return n
 
     def _iter_sources(
-        self, sources: Iterable[ShardSource], keep: Callable[[int], bool] | None = None
+        self,
+        sources: Iterable[ShardSource],
+        keep: Callable[[int], bool] | None = None,
+        views: bool = False,
     ) -> Generator[Any, None, None]:
         counter = [0]
-        samples = (s for source in sources for s in self._iter_shard(source, keep, counter))
+        samples = (s for source in sources for s in self._iter_shard(source, keep, counter, views))
         return self._skip_log.watch(samples)
 
     def __iter__(self) -> Iterator[T]:
@@ -346,9 +357,13 @@ class Dataset(Generic[T]):
     def ordered(
         self, batch_size: int | None = None, drop_last: bool = False
     ) -> Iterator[T] | Iterator[SampleBatch[T]]:
-        """Samples (or :class:`SampleBatch` es of ``batch_size``) in storage order."""
+        """Samples (or :class:`SampleBatch` es of ``batch_size``) in storage order.
+
+        In a batch, stacked fields are aligned arrays of their own; a sample's arrays (in
+        ``batch.samples``) may be unaligned read-only views of the shard.
+        """
         _check_batch_size(batch_size)
-        samples = self._iter_sources(self._sources)
+        samples = self._iter_sources(self._sources, views=batch_size is not None)
         if batch_size is None:
             return samples
         return _batched(samples, batch_size, drop_last, self._view_type)
@@ -382,7 +397,7 @@ class Dataset(Generic[T]):
         """
         _check_batch_size(batch_size)
         rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(8), "big"))
-        samples = self._shuffled_samples(self._sources, rng, buffer)
+        samples = self._shuffled_samples(self._sources, rng, buffer, views=batch_size is not None)
         if batch_size is None:
             return samples
         return _batched(samples, batch_size, drop_last, self._view_type)
@@ -393,10 +408,11 @@ class Dataset(Generic[T]):
         rng: random.Random,
         buffer: int,
         keep: Callable[[int], bool] | None = None,
+        views: bool = False,
     ) -> Iterator[Any]:
         order = list(sources)
         rng.shuffle(order)
-        return shuffle_buffer(self._iter_sources(order, keep), rng, buffer)
+        return shuffle_buffer(self._iter_sources(order, keep, views), rng, buffer)
 
     def head(self, n: int = 5) -> list[T]:
         """The first ``n`` samples, in storage order."""

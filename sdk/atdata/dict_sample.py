@@ -37,7 +37,7 @@ class DictSample:
         return obj
 
     @classmethod
-    def from_bytes(cls, b: Buffer, *, writable: bool = False) -> DictSample:
+    def from_bytes(cls, b: Buffer, *, writable: bool | None = False) -> DictSample:
         """Decode a msgpack map message (``writable`` is accepted for API symmetry)."""
         d = unpack(b)
         if type(d) is not dict:

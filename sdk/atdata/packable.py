@@ -375,7 +375,8 @@ def _compile_decode(
     head = ["def from_bytes(kls, b, *, writable=False):", "    m = _unpack(b)", "    w = writable"]
     from_bytes = _compile("\n".join([*head, *body(fast, False)]) + "\n", env, "from_bytes")
     from_bytes.__doc__ = (
-        "Decode one sample message; arrays are read-only views unless ``writable``."
+        "Decode one sample message; arrays are read-only views unless ``writable`` (copies"
+        " where unaligned; ``writable=None``: views even then, for callers that copy them)."
     )
 
     fields = {f.name: f for f in dataclasses.fields(cls)}
