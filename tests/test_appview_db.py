@@ -54,7 +54,7 @@ def test_migrations_create_the_schema_and_are_idempotent(store: Store) -> None:
     assert {"repos", "schemas", "datasets", "dataset_tags", "shards", "lenses", "cursors"} <= tables
     migrate(store.engine)  # a second run at head changes nothing
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     if store.dialect == "postgresql":
         cols = {c["name"] for c in inspect(store.engine).get_columns("datasets")}
         assert "search" in cols

@@ -49,13 +49,18 @@ class Doc:
 def build_corpus(n: int = 90) -> list[Doc]:
     rng = random.Random(7)
     docs = []
+    taken: set[tuple[str, str]] = set()
     for i in range(n):
         did = list(AUTHORS)[i % 3]
+        name = " ".join(rng.sample(VOCAB, 2))
+        while (did, name) in taken:  # one version per (author, name): each is its own result
+            name = " ".join(rng.sample(VOCAB, 2))
+        taken.add((did, name))
         docs.append(
             Doc(
                 uri=f"at://{did}/{DATASET}/r{i:03d}",
                 did=did,
-                name=" ".join(rng.sample(VOCAB, 2)),
+                name=name,
                 description=" ".join(rng.sample(VOCAB, 4)),
                 tags=sorted(set(rng.sample(TAGS, rng.randint(0, 3)))),
                 license=rng.choice(LICENSES),

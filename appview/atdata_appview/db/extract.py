@@ -80,6 +80,7 @@ class ShardRow:
 @dataclass(slots=True)
 class DatasetRow:
     name: str | None
+    version: str | None
     description: str | None
     tags: list[str]
     license: str | None
@@ -173,6 +174,7 @@ def dataset_row(record: Mapping[str, Any]) -> DatasetRow:
         license_ = license_.get("id") or license_.get("spdx") or license_.get("name")
     return DatasetRow(
         name=_str(record.get("name")),
+        version=_str(record.get("version")),
         description=_str(record.get("description")),
         tags=tags,
         license=_str(license_),

@@ -80,6 +80,10 @@ datasets = Table(
     metadata,
     *_record_identity(),
     Column("name", String(512)),
+    Column("version", String(128)),
+    #: The newest version of its (did, name) (highest semver, then newest created_at), kept
+    #: at write time so search collapses versions with one column, not a GROUP BY.
+    Column("newest", Boolean, nullable=False, default=True),
     Column("description", Text),
     Column("tags", JSON),
     Column("license", String(128)),
@@ -91,6 +95,7 @@ datasets = Table(
     Index("ix_datasets_browse_created", "hidden", "created_at", "id"),
     Index("ix_datasets_browse_samples", "hidden", "samples", "id"),
     Index("ix_datasets_license", "license"),
+    Index("ix_datasets_did_name", "did", "name"),
 )
 
 #: The dataset record as published, apart from the searched columns: dataset rows stay small,

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from atdata.versions import DEFAULT_VERSION, newest_key
 from sqlalchemy import Connection, func, select
 
 from .models import cursors, dataset_records, dataset_tags, datasets, lenses, repos, schemas, shards
@@ -254,6 +255,9 @@ def get_dataset(conn: Connection, uri: str) -> dict[str, Any] | None:
             "samples": d.samples,
             "bytes": d.bytes,
             "createdAt": d.created_at,
+            "version": d.version or DEFAULT_VERSION,
+            "newest": bool(d.newest),
+            "versions": dataset_versions(conn, d.did, d.name) if d.name is not None else [],
             "record": _json(
                 conn.execute(
                     select(dataset_records.c.record).where(dataset_records.c.dataset_id == d.id)
@@ -276,6 +280,34 @@ def get_dataset(conn: Connection, uri: str) -> dict[str, Any] | None:
             "lenses": {"from": lenses_from, "to": lenses_to},
         }
     )
+
+
+def dataset_versions(conn: Connection, did: str, name: str) -> list[dict[str, Any]]:
+    """Every visible version of the author's dataset ``name``, newest first."""
+    found = conn.execute(
+        select(
+            datasets.c.uri,
+            datasets.c.cid,
+            datasets.c.version,
+            datasets.c.created_at,
+            datasets.c.samples,
+            datasets.c.newest,
+        ).where(datasets.c.did == did, datasets.c.name == name, datasets.c.hidden.is_(False))
+    ).all()
+    rows = sorted(found, key=lambda r: newest_key(r.version, r.created_at), reverse=True)
+    return [
+        _drop_none(
+            {
+                "uri": r.uri,
+                "cid": r.cid,
+                "version": r.version or DEFAULT_VERSION,
+                "createdAt": r.created_at,
+                "samples": r.samples,
+                "newest": bool(r.newest),
+            }
+        )
+        for r in rows
+    ]
 
 
 # -- service --------------------------------------------------------------------------------

@@ -17,10 +17,12 @@ import re
 import time
 import weakref
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import Any
 
+from atdata.versions import DEFAULT_VERSION
 from sqlalchemy import Connection, bindparam, text
 
 SORTS = ("relevance", "created", "samples")
@@ -47,6 +49,10 @@ class SearchParams:
     sort: str = "relevance"
     limit: int = 25
     cursor: str | None = None
+    #: Exact dataset name (with ``author``: the versions of one dataset).
+    name: str | None = None
+    #: Every version of each dataset, not just the newest of each (author, name).
+    all_versions: bool = False
 
 
 @dataclass(slots=True)
@@ -128,6 +134,10 @@ def _filters(qb: _Query, p: SearchParams, pg: bool, *, driving_tag: bool = False
     """WHERE clauses of the filters; ``driving_tag``: the first tag is already the scan's
     own condition (a redundant self-join misleads PostgreSQL's planner into hash joins)."""
     qb.where.append("d.hidden = false" if pg else "d.hidden = 0")
+    if not p.all_versions:  # one result per (author, name): its newest version
+        qb.where.append("d.newest = true" if pg else "d.newest = 1")
+    if p.name is not None:
+        qb.where.append(f"d.name = {qb.bind(p.name)}")
     for tag in p.tags[1:] if driving_tag else p.tags:
         qb.where.append(
             "EXISTS (SELECT 1 FROM dataset_tags t WHERE t.dataset_id = d.id"
@@ -547,7 +557,7 @@ def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
 _HYDRATE = (
     "SELECT d.id, d.uri, d.cid, d.did, r.handle, d.name, d.description, d.tags, d.license,"
     " d.samples, d.bytes, d.schema_uri, s.name AS schema_name, s.version AS schema_version,"
-    " d.created_at FROM datasets d LEFT JOIN repos r ON r.did = d.did"
+    " d.created_at, d.version, d.newest FROM datasets d LEFT JOIN repos r ON r.did = d.did"
     " LEFT JOIN schemas s ON s.uri = d.schema_uri WHERE d.id IN ({ids})"
 )
 
@@ -557,6 +567,7 @@ def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
         return []
     rows = conn.execute(text(_HYDRATE.format(ids=",".join(str(int(i)) for i in ids)))).all()
     by_id = {r.id: r for r in rows}
+    counts = _version_counts(conn, rows)
     out = []
     for i in ids:
         r = by_id.get(i)
@@ -582,10 +593,28 @@ def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
                         else None
                     ),
                     "createdAt": r.created_at,
+                    "version": r.version or DEFAULT_VERSION,
+                    "versions": counts.get((r.did, r.name), 1),
+                    "newest": bool(r.newest),
                 }
             )
         )
     return out
+
+
+_VERSION_COUNTS = text(
+    "SELECT did, name, count(*) AS n FROM datasets"
+    " WHERE did IN :dids AND name IN :names AND hidden = :hidden GROUP BY did, name"
+).bindparams(bindparam("dids", expanding=True), bindparam("names", expanding=True))
+
+
+def _version_counts(conn: Connection, rows: Sequence[Any]) -> dict[tuple[str, str], int]:
+    """How many versions each (author, name) of the page has (an index range per name)."""
+    names = {r.name for r in rows if r.name is not None}
+    if not names:
+        return {}
+    params = {"dids": sorted({r.did for r in rows}), "names": sorted(names), "hidden": False}
+    return {(c.did, c.name): c.n for c in conn.execute(_VERSION_COUNTS, params)}
 
 
 def _drop_none(view: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from atdata.versions import newest
 from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -344,7 +345,21 @@ class _Statements:
         self.schema_fields = sql(
             select(schemas.c.field_names).where(schemas.c.uri == bindparam("uri"))
         )
-        self.dataset_ids = sql(select(datasets.c.id).where(datasets.c.uri == bindparam("uri")))
+        self.dataset_ids = sql(
+            select(datasets.c.id, datasets.c.did, datasets.c.name).where(
+                datasets.c.uri == bindparam("uri")
+            )
+        )
+        self.versions_of = sql(
+            select(
+                datasets.c.id, datasets.c.version, datasets.c.created_at, datasets.c.newest
+            ).where(datasets.c.did == bindparam("did"), datasets.c.name == bindparam("name"))
+        )
+        self.set_newest = sql(
+            update(datasets)
+            .where(datasets.c.id == bindparam("b_id"))
+            .values(newest=bindparam("newest"))
+        )
         self.delete_by_uri = {
             t.name: sql(delete(t).where(t.c.uri == bindparam("uri"))) for t in (schemas, lenses)
         }
@@ -419,6 +434,8 @@ class _Writer:
         self._tags: list[dict[str, Any]] = []
         self._shards: list[dict[str, Any]] = []
         self._fts: list[dict[str, Any]] = []
+        #: (did, name) of every dataset written or deleted: their newest is settled at the end.
+        self._names: set[tuple[str, str]] = set()
         self.upserted = 0
         self.deleted = 0
 
@@ -488,8 +505,10 @@ class _Writer:
             )
 
     def finish(self) -> None:
-        """Write what is still collected, and the final rev of every repo whose rev moved."""
+        """Write what is still collected, the newest version of every name touched, and the
+        final rev of every repo whose rev moved."""
         self.flush()
+        self._settle_newest()
         if not self._pending_rev:
             return
         revs = [
@@ -504,6 +523,21 @@ class _Writer:
                 .values(rev=bindparam("rev"), updated_at=bindparam("updated_at")),
                 revs,
             )
+
+    def _settle_newest(self) -> None:
+        """Mark the newest version of each (did, name) written or deleted in this batch (and
+        only it): search then collapses versions by filtering one column."""
+        changes: list[dict[str, Any]] = []
+        for did, name in self._names:
+            self.cur.execute(self.sql.versions_of, {"did": did, "name": name})
+            rows = self.cur.fetchall()
+            best = newest(rows, lambda r: (r[1], r[2]))
+            changes += [
+                {"b_id": r[0], "newest": r is best} for r in rows if bool(r[3]) != (r is best)
+            ]
+        self._names.clear()
+        if changes:
+            self.cur.executemany(self.sql.set_newest, changes)
 
     def is_hidden(self, did: str) -> bool:
         if did not in self._hidden:
@@ -598,6 +632,8 @@ class _Writer:
         created = row.created_at or self.now
         common.update(
             name=row.name,
+            version=row.version,
+            newest=True,  # settled at the end of the batch (_settle_newest)
             description=row.description,
             tags=_dumps(row.tags),
             license=row.license,
@@ -612,9 +648,15 @@ class _Writer:
         new = ds_id is not None
         if not new:
             self.flush()  # collected rows may belong to this dataset
+            self.cur.execute(self.sql.dataset_ids, {"uri": common["uri"]})
+            for _, old_did, old_name in self.cur.fetchall():  # a renamed record leaves a name
+                if old_name is not None:
+                    self._names.add((old_did, old_name))
             ds_id = self._one(self.sql.insert(datasets, keys, "uri", update=True), common)
             self.cur.execute(self.sql.del_tags, {"id": ds_id})
             self.cur.execute(self.sql.del_shards, {"id": ds_id})
+        if row.name is not None:
+            self._names.add((common["did"], row.name))
         self._records.append({"dataset_id": ds_id, "record": _dumps(record)})
         hidden = common["hidden"]
         self._tags.extend(
@@ -673,7 +715,9 @@ class _Writer:
         table = COLLECTION_TABLES[collection]
         if table is datasets:
             self.cur.execute(self.sql.dataset_ids, {"uri": uri})
-            ids = [r[0] for r in self.cur.fetchall()]
+            found = self.cur.fetchall()
+            ids = [r[0] for r in found]
+            self._names.update((r[1], r[2]) for r in found if r[2] is not None)
             self._drop_datasets(ids)
             self.deleted += len(ids)
         else:

@@ -168,6 +168,14 @@ def _facet_list(
     return render("<h3>{title}</h3><ul>{items}</ul>", title=title, items=items)
 
 
+def _version_text(d: Mapping[str, Any]) -> str:
+    """`` · version 1.2.0 (3 versions)`` for a search result."""
+    if not d.get("version"):
+        return ""
+    n = d.get("versions") or 1
+    return f" · version {d['version']}" + (f" ({n} versions)" if n > 1 else "")
+
+
 def _card(d: Mapping[str, Any]) -> Markup:
     description = d.get("description") or ""
     if len(description) > DESCRIPTION_PREVIEW:
@@ -179,11 +187,12 @@ def _card(d: Mapping[str, Any]) -> Markup:
     tags = join(render("<span class=tag>{t}</span>", t=t) for t in d.get("tags") or [])
     return render(
         "<article class=card><h2><a href='{href}'>{name}</a></h2>"
-        "<div class=meta>by {author} · {samples} samples · {size}{license}{schema}</div>"
+        "<div class=meta>by {author}{version} · {samples} samples · {size}{license}{schema}</div>"
         "<p>{description}</p><div>{tags}</div><div class='meta uri'>{uri}</div></article>",
         href=dataset_path(str(d.get("uri", ""))),
         name=d.get("name") or "(unnamed)",
         author=_author(d),
+        version=_version_text(d),
         samples=_count(d.get("samples")),
         size=human_bytes(d.get("bytes")),
         license=f" · {d['license']}" if d.get("license") else "",
@@ -364,6 +373,32 @@ def _shards_table(dataset: Mapping[str, Any]) -> Markup:
     )
 
 
+def _versions_table(dataset: Mapping[str, Any]) -> Markup:
+    """Every version of this dataset's name, newest first; the one shown is marked."""
+    shown = dataset.get("uri")
+    rows = join(
+        render(
+            "<tr{cls}><td>{version}{mark}</td><td>{created}</td><td class=num>{samples}</td>"
+            "<td class=hash>{cid}</td><td class=hash><a href='{href}'>{uri}</a></td></tr>",
+            cls=Markup(" class=shown") if v.get("uri") == shown else "",
+            version=v.get("version", ""),
+            mark=" (shown)" if v.get("uri") == shown else "",
+            created=v.get("createdAt", ""),
+            samples=_count(v.get("samples")),
+            cid=v.get("cid", ""),
+            href=dataset_path(str(v.get("uri", ""))),
+            uri=v.get("uri", ""),
+        )
+        for v in dataset.get("versions") or []
+        if isinstance(v, Mapping)
+    )
+    return render(
+        "<table class=versions><thead><tr><th>version</th><th>published</th><th>samples</th>"
+        "<th>record CID</th><th>at:// URI</th></tr></thead><tbody>{rows}</tbody></table>",
+        rows=rows,
+    )
+
+
 def _lens_list(items: Sequence[Mapping[str, Any]], direction: str) -> Markup:
     if not items:
         return render("<p class=empty>No lenses {d} this schema.</p>", d=direction)
@@ -412,20 +447,23 @@ async def dataset(request: web.Request) -> web.Response:
     lenses = found.get("lenses") or {}
     body = render(
         "{form}<article class=card><h1 class=name>{name}</h1>"
-        "<div class=meta>by {author} · {samples} samples · {size} · {nshards} shards{license}"
-        " · published {created}</div><p class=description>{description}</p><div>{tags}</div>"
+        "<div class=meta>by {author} · version {version}{newest} · {samples} samples · {size}"
+        " · {nshards} shards{license} · published {created}</div><p class=description>{description}</p><div>{tags}</div>"
         "<p class='uri at-uri'>{uri}</p><p class=meta>record CID <code>{cid}</code>{splits}</p>"
         "</article>"
         "<h2>Load it</h2><div class=snippet><button type=button>copy</button>"
         "<pre id=load-snippet>{snippet}</pre></div>"
         "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code></p>"
-        "<h2>Schema</h2>{schema}<h2>Shards</h2>{shards}"
+        "<h2>Versions</h2>{versions}<h2>Schema</h2>{schema}<h2>Shards</h2>{shards}"
         "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}",
         form=_search_form("", [], None),
         name=found.get("name") or "(unnamed)",
         author=_author(found),
+        version=found.get("version", ""),
+        newest=" (newest)" if found.get("newest") else "",
         samples=_count(found.get("samples")),
         size=human_bytes(found.get("bytes")),
+        versions=_versions_table(found),
         nshards=len(found.get("shards") or []),
         license=f" · {found['license']}" if found.get("license") else "",
         created=found.get("createdAt", "?"),

@@ -22,6 +22,8 @@ async def handle(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         sort=params.get("sort", "relevance"),
         limit=params.get("limit", 25),
         cursor=params.get("cursor"),
+        name=params.get("name"),
+        all_versions=params.get("allVersions", False),
     )
     page = await ctx.store.read(search_datasets, p)
     out: dict[str, Any] = {"datasets": page.datasets, "facets": page.facets}
