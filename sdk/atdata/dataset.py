@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import dask.bag
     import dask.dataframe
     import ray.data
+    import torch
 
     from ._torch import TorchIterable
     from .loader import Loader
@@ -218,7 +219,7 @@ class Dataset(Generic[T]):
         del self.errors[:-100]
         self._skip_log.add(message, whole_shard=whole_shard)
 
-    def decode_raw(self, raw: dict[str, Any], shard: str) -> Any:
+    def decode_raw(self, raw: dict[str, Any], shard: str) -> T:
         """One raw sample (``{"__key__", ext: bytes}`` from the tar reader) as a viewed sample.
 
         A sample that does not decode raises a :class:`DecodeError` naming shard and key (the
@@ -433,7 +434,7 @@ class Dataset(Generic[T]):
         self,
         batch_size: int = 32,
         workers: int = 0,
-        device: Any = None,
+        device: str | torch.device | None = None,
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,

@@ -16,12 +16,15 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._parts import keyed_samples, parts, pickle_by_value, unpickle
 from ._targets import ShardTarget
 from .errors import AtdataError, ShardTaskError
 from .writer import ShardInfo
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 __all__ = ["map_shards"]
 
@@ -116,7 +119,7 @@ def _run_pickled(blob: bytes) -> ShardInfo | None:
 
 
 def map_shards(
-    dataset: Any,
+    dataset: Dataset[Any],
     fn: Callable[[Any], Any],
     *,
     out: str | os.PathLike[str],

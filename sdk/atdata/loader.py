@@ -38,13 +38,16 @@ import weakref
 from collections import deque
 from collections.abc import Iterator
 from multiprocessing import connection, shared_memory
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ._collate import BatchLayout, check_pad, fill_batch
 from ._partition import BatchPlan
 from .errors import LoaderError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["RING_MAX_BYTES", "RING_SLOTS_PER_WORKER", "RING_SPARE_SLOTS", "Loader"]
 
@@ -119,7 +122,7 @@ class Loader:
         *,
         batch_size: int = 32,
         workers: int = 0,
-        device: Any = None,
+        device: str | torch.device | None = None,
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,
