@@ -88,3 +88,14 @@ def test_no_library_module_imports_webdataset() -> None:
             else:
                 continue
             assert not any(n.split(".")[0] == "webdataset" for n in names), path
+
+
+def test_type_ignores_stay_rare() -> None:
+    # mypy checks sdk/ and appview/ (make lint); fix a type instead of silencing it.
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in [*(ROOT / "sdk").rglob("*.py"), *(ROOT / "appview").rglob("*.py")]
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "type: ignore" in line
+    ]
+    assert len(found) <= 5, found
