@@ -3,20 +3,22 @@
 Commit signatures are checked against the key in the repo's *current* DID
 document. Documents are cached (keys rarely rotate); a signature failure makes
 the verifier ask once for a fresh copy before refusing the commit, and an
-`#identity` event drops the cached copy.
+`#identity` event drops the cached copy. Where documents live, how an answer is
+judged and how long it is kept are the SDK's (`atdata.atmosphere.did_resolution`,
+shared with its resolver); this module is the aiohttp transport and the key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import aiohttp
 from atdata.atmosphere import did as did_doc
+from atdata.atmosphere.did_resolution import MAX_DOCUMENT_BYTES, DidResolution
 from atdata.errors import ResolutionError
 from atproto_crypto.consts import (
     P256_CURVE_ORDER,
@@ -98,9 +100,13 @@ class Identity:
 
 def parse_did_document(did: str, doc: Any) -> Identity:
     """Handle, `#atproto_pds` endpoint and `#atproto` key of a DID document (shared parser)."""
-    parsed = did_doc.parse_did_document(did, doc)
-    did_key = parsed.signing_key()
-    return Identity(did, parsed.handle, parsed.pds, VerifyKey(did_key) if did_key else None)
+    return _identity(did_doc.parse_did_document(did, doc), doc)
+
+
+def _identity(document: did_doc.DidDocument, raw: dict[str, Any]) -> Identity:
+    did_key = document.signing_key()
+    key = VerifyKey(did_key) if did_key else None
+    return Identity(document.did, document.handle, document.pds, key)
 
 
 class IdentityResolver:
@@ -119,22 +125,19 @@ class IdentityResolver:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._own_session = session is None
-        self._cache: dict[str, tuple[float, Identity]] = {}
+        self._dids: DidResolution[Identity] = DidResolution(self.plc_url, ttl=ttl, read=_identity)
         self._inflight: dict[str, asyncio.Future[Identity]] = {}
         self.resolutions = 0  # network fetches made (for metrics and tests)
 
     def preload(self, identity: Identity) -> None:
         """Seed the cache (the benchmark preloads its synthetic DID documents)."""
-        self._cache[identity.did] = (time.monotonic(), identity)
+        self._dids.keep(identity.did, identity)
 
     def invalidate(self, did: str) -> None:
-        self._cache.pop(did, None)
+        self._dids.invalidate(did)
 
     def cached(self, did: str) -> Identity | None:
-        hit = self._cache.get(did)
-        if hit and time.monotonic() - hit[0] < self.ttl:
-            return hit[1]
-        return None
+        return self._dids.cached(did)
 
     async def resolve(self, did: str, *, fresh: bool = False) -> Identity:
         """The identity of `did`; `fresh=True` bypasses the cache (once per failure)."""
@@ -148,8 +151,7 @@ class IdentityResolver:
         fut: asyncio.Future[Identity] = asyncio.get_running_loop().create_future()
         self._inflight[did] = fut
         try:
-            ident = parse_did_document(did, await self._fetch(did))
-            self._cache[did] = (time.monotonic(), ident)
+            ident = await self._fetch(did)
             fut.set_result(ident)
             return ident
         except BaseException as exc:
@@ -159,20 +161,21 @@ class IdentityResolver:
         finally:
             del self._inflight[did]
 
-    async def _fetch(self, did: str) -> Any:
-        url = did_doc.did_document_url(did, self.plc_url)
+    async def _fetch(self, did: str) -> Identity:
+        url = self._dids.document_url(did)
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self.resolutions += 1
         try:
             async with self._session.get(url, timeout=self.timeout) as resp:
-                if resp.status == 404 or resp.status == 410:
-                    raise ResolutionError(f"{did} not found ({resp.status})")
-                if resp.status != 200:
-                    raise ResolutionError(f"resolving {did}: HTTP {resp.status}")
-                return await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ResolutionError(f"resolving {did}: {exc}") from exc
+                status, body = resp.status, bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        break  # refused by accept(): no need to read the rest
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ResolutionError(f"resolving {did} via {url}: {exc!r}") from exc
+        return self._dids.accept(did, url, status, bytes(body))
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlparse
 
+import httpx
+
 from ._http import ThroughputFloor, timed_chunks
 from .errors import AtdataError, ShardIntegrityError, SourceError
 from .ratelimit import RETRY_STATUS, retry_after_seconds
@@ -325,9 +327,6 @@ class _HttpStream(_Resumable):
         floor: ThroughputFloor | None = None,
     ):
         super().__init__(name)
-        import httpx
-
-        self._httpx = httpx
         self._url = url
         self._headers = dict(headers or {})
         self._client = client
@@ -336,7 +335,7 @@ class _HttpStream(_Resumable):
         self._floor = floor  # one for the whole stream: resuming does not reset it
 
     def _transient(self, exc: BaseException) -> bool:
-        return isinstance(exc, self._httpx.TransportError)
+        return isinstance(exc, httpx.TransportError)
 
     def _connect(self, offset: int) -> tuple[Iterable[bytes], int | None]:
         headers = {"Accept-Encoding": "identity", **self._headers}
@@ -432,8 +431,6 @@ class HttpShard:
         """The process's shared client for this timeout (subclasses add a guard here)."""
 
         def build() -> Any:
-            import httpx
-
             return httpx.Client(timeout=self.timeout, follow_redirects=True)
 
         return shared_http_client(("plain", self.timeout), build)

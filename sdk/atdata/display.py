@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 __all__ = ["dtype_text", "human_bytes", "shape_text", "type_text"]
 
 
@@ -20,8 +22,6 @@ def dtype_text(dtype: Any) -> str:
     if not isinstance(dtype, str) or not dtype:
         return ""
     try:
-        import numpy as np
-
         name = np.dtype(dtype).name
     except (TypeError, ValueError):
         return dtype

@@ -4,8 +4,9 @@ did:plc is resolved through the PLC directory (`ATDATA_PLC_URL`, default the pub
 did:web through `https://<host>/.well-known/did.json`. Handles resolve through
 `https://<handle>/.well-known/atproto-did`, then `com.atproto.identity.resolveHandle` on the
 services the caller names (its PDS, an AppView). Everything a document names is fetched
-through the network guard. Results are cached for a few minutes. Documents are read by
-`atdata.atmosphere.did`, which the AppView's async resolver shares.
+through the network guard. Results are cached for a few minutes. How a document is found,
+judged, kept and fetched again is `atdata.atmosphere.did_resolution`, which the AppView's
+async resolver shares; this module is its httpx transport, plus handles.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 from ..errors import ResolutionError, UnsafeURLError
 from ..lexicon import check_format
-from .did import check_did, did_document_url, parse_did_document
+from .did import DidDocument, parse_did_document
+from .did_resolution import DidNotFound, DidResolution
 from .netguard import (
-    HTTPStatusError,
     check_url,
     get_bytes,
     get_json,
@@ -69,6 +70,10 @@ def parse_at_uri(uri: str, *, need_record: bool = True) -> AtUri:
     return at
 
 
+def _raw(document: DidDocument, raw: dict[str, Any]) -> dict[str, Any]:
+    return raw
+
+
 class _Cache:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
@@ -108,7 +113,7 @@ class IdentityResolver:
         self.handle_services = [s.rstrip("/") for s in handle_services or []]
         self.allow_private = allow_private
         self.timeout = timeout
-        self._docs = _Cache(ttl)
+        self._dids: DidResolution[dict[str, Any]] = DidResolution(self.plc_url, ttl=ttl, read=_raw)
         self._handles = _Cache(ttl)
 
     def _get(self, url: str, params: dict[str, Any] | None = None, *, trusted: bool = False) -> Any:
@@ -118,35 +123,44 @@ class IdentityResolver:
         return get_json(url, params=params, allow_private=allow, timeout=self.timeout)
 
     # -- DIDs -----------------------------------------------------------------------------
-    def resolve_did(self, did: str) -> dict[str, Any]:
-        """The DID document of `did` (did:plc or did:web)."""
-        check_did(did)
-        cached = self._docs.get(did)
-        if cached is not None:
-            return cached
-        url = did_document_url(
-            did, self.plc_url, http_for_localhost=private_network_allowed(self.allow_private)
+    def resolve_did(self, did: str, *, fresh: bool = False) -> dict[str, Any]:
+        """The DID document of `did` (did:plc or did:web); `fresh=True` skips the cache."""
+        if not fresh:
+            cached = self._dids.cached(did)
+            if cached is not None:
+                return cached
+        url = self._dids.document_url(
+            did, http_for_localhost=private_network_allowed(self.allow_private)
         )
+        # The PLC directory is the user's own configuration (it may sit on a private
+        # network); a did:web host is named by the DID itself and goes through the full guard.
+        allow = True if did.startswith("did:plc:") else self.allow_private
         try:
-            doc = self._get(url, trusted=did.startswith("did:plc:"))
-        except HTTPStatusError as e:
-            raise ResolutionError(f"cannot resolve {did}: {e}") from e
+            status, body = get_bytes(url, allow_private=allow, timeout=self.timeout)
         except UnsafeURLError:
             raise
-        except Exception as e:  # network failure
-            raise ResolutionError(f"cannot resolve {did} via {url}: {e}") from e
+        except ResolutionError as e:  # transport failure or deadline: names the URL
+            raise ResolutionError(f"cannot resolve {did}: {e}") from e
         try:
-            parse_did_document(did, doc)
-        except ResolutionError as e:
-            raise ResolutionError(f"{e} (from {url})") from None
-        return self._docs.put(did, doc)
+            return self._dids.accept(did, url, status, body)
+        except DidNotFound as e:  # callers tell "absent" apart by the cause's status
+            raise ResolutionError(str(e)) from e
 
-    def pds_endpoint(self, did: str) -> str:
+    def pds_endpoint(self, did: str, *, fresh: bool = False) -> str:
         """The `#atproto_pds` service endpoint of `did` (checked by the guard)."""
-        pds = parse_did_document(did, self.resolve_did(did)).pds
+        pds = parse_did_document(did, self.resolve_did(did, fresh=fresh)).pds
         if pds is None:
             raise ResolutionError(f"DID document of {did} names no #atproto_pds service")
         return check_url(pds, allow_private=self.allow_private)
+
+    def moved_pds(self, did: str, failed: str) -> str | None:
+        """After `failed` (a PDS endpoint of `did`) did not answer: its endpoint now, if it
+        moved. The document is fetched fresh once; None when it still names `failed`."""
+        try:
+            now = self.pds_endpoint(did, fresh=True)
+        except ResolutionError:
+            return None
+        return now if now != failed else None
 
     # -- handles --------------------------------------------------------------------------
     def resolve_handle(self, handle: str) -> str:
@@ -205,5 +219,5 @@ class IdentityResolver:
         return ident if ident.startswith("did:") else self.resolve_handle(ident)
 
     def clear(self) -> None:
-        self._docs.clear()
+        self._dids.clear()
         self._handles.clear()

@@ -17,13 +17,15 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from .. import schema as schema_mod
 from .._sources import HttpShard, S3Shard, ShardSource, shared_http_client
+from ..appview_client import AppViewClient
+from ..dataset import Dataset
 from ..errors import (
     AppViewError,
     LexiconError,
@@ -38,19 +40,17 @@ from ..records import DATASET, SCHEMA, Record
 from .cache import ShardCache
 from .cid import check_record_cid, cid_bytes, record_cid
 from .did import check_did, parse_did_document
-from .identity import AtUri, IdentityResolver, parse_at_uri
+from .identity import AtUri, IdentityResolver, default_plc_url, parse_at_uri
 from .netguard import (
     DEFAULT_TIMEOUT,
+    FetchError,
     HTTPStatusError,
     check_url,
     get_bytes,
     get_json,
     guarded_client,
+    private_network_allowed,
 )
-
-if TYPE_CHECKING:
-    from ..appview_client import AppViewClient
-    from ..dataset import Dataset
 
 # What `appview=` takes: a URL, a client, True for $ATDATA_APPVIEW, or None (the PDS only).
 AppViewArg: TypeAlias = "str | AppViewClient | bool | None"
@@ -178,13 +178,21 @@ class Resolver:
                 return hit
         did = self.identity.resolve_identifier(at.authority)
         pds = self.identity.pds_endpoint(did)
+        params = {"repo": did, "collection": at.collection, "rkey": at.rkey}
         try:
-            out = get_json(
-                f"{pds}/xrpc/com.atproto.repo.getRecord",
-                params={"repo": did, "collection": at.collection, "rkey": at.rkey},
-                allow_private=self.allow_private,
-                timeout=self.timeout,
-            )
+            try:
+                out = self._get_record(pds, params)
+            except (FetchError, HTTPStatusError) as e:
+                # A PDS that does not answer, or no longer hosts the repo, may be one the
+                # account left: the DID document is fetched fresh once, and a new PDS asked.
+                if isinstance(e, HTTPStatusError) and e.error != "RepoNotFound":
+                    raise
+                moved = self.identity.moved_pds(did, pds)
+                if moved is None:
+                    raise
+                log.info("%s moved from %s to %s; asking the new PDS", did, pds, moved)
+                pds = moved
+                out = self._get_record(pds, params)
         except HTTPStatusError as e:
             if e.error == "RecordNotFound" or e.status == 404:
                 raise ResolutionError(f"record {uri} not found on {pds}") from e
@@ -203,6 +211,14 @@ class Resolver:
             )
         canonical = f"at://{did}/{at.collection}/{at.rkey}"
         return self.remember(Record(canonical, actual, value), uri)
+
+    def _get_record(self, pds: str, params: dict[str, Any]) -> Any:
+        return get_json(
+            f"{pds}/xrpc/com.atproto.repo.getRecord",
+            params=params,
+            allow_private=self.allow_private,
+            timeout=self.timeout,
+        )
 
     def remember(self, rec: Record, *aliases: str) -> Record:
         """Cache a record whose CID has been checked, under its URI and `aliases`."""
@@ -383,9 +399,6 @@ _default_lock = threading.Lock()
 
 
 def _resolver(allow_private: bool | None, handle_services: Sequence[str] = ()) -> Resolver:
-    from .identity import default_plc_url
-    from .netguard import private_network_allowed
-
     key = (
         default_plc_url(),
         private_network_allowed(allow_private),
@@ -407,8 +420,6 @@ def fetch_record(uri: str, cid: str | None = None, *, allow_private: bool | None
 
 def _appview_client(appview: AppViewArg) -> AppViewClient | None:
     """An `AppViewClient` for `appview` (URL, client, or True for `$ATDATA_APPVIEW`), or None."""
-    from ..appview_client import AppViewClient
-
     if appview is None or appview is False:
         return None
     if appview is True:
@@ -531,8 +542,6 @@ def load_dataset(
     `cache` (a `ShardCache` or a folder) keeps verified shards on disk, capped at
     `cache_max_bytes`.
     """
-    from ..dataset import Dataset
-
     if not isinstance(source, str) or not source.startswith("at://"):
         raise ResolutionError(
             f"load_dataset needs an at:// URI of an {DATASET} record, got {source!r}"

@@ -15,7 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .._sources import LocalShard
 from .._tar import END_BYTES, iter_samples, member_bytes
+from ..dataset import Dataset
 from ..errors import AtdataError
 from ..writer import ShardInfo, ShardWriter
 
@@ -49,9 +51,6 @@ def _hash_and_count(path: str) -> tuple[int, int, str]:
 
 def gather_shards(shards: Any) -> list[ShardInfo]:
     """`ShardInfo` list, path list or a local `Dataset` -> facts about each shard."""
-    from .._sources import LocalShard
-    from ..dataset import Dataset
-
     if isinstance(shards, Dataset):
         items: list[Any] = []
         for src in shards.shards:

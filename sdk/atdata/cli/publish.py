@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from ..records import DATASET
 from . import EXIT_INTERRUPTED, CliError
 from ._common import (
     HANDLE_OPTION,
@@ -208,8 +209,6 @@ class _PublishWatch:
 
     @property
     def dataset(self) -> str | None:
-        from ..records import DATASET
-
         return next((uri for nsid, uri in self.records if nsid == DATASET), None)
 
     def interrupted(self, name: str) -> str:
