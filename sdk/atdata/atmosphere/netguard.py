@@ -128,6 +128,10 @@ def _non_public_kind(ip: IPAddress) -> str:
 
 
 def _addresses(host: str, port: int) -> Iterable[str]:
+    try:  # an address in its standard form needs no lookup (other spellings get one)
+        return {str(ipaddress.ip_address(host))}
+    except ValueError:
+        pass
     try:
         return {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except socket.gaierror as e:
