@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from atdata.versions import DEFAULT_VERSION
@@ -462,7 +463,8 @@ def _relevance_page(
         window, rows = _window(conn, p, pg, below)
         if first is None and below is None:
             first = rows
-        ranked = sorted(window, key=lambda it: (it[1], -it[0]))
+        # (tier, newest first): the window is newest first already, and the sort is stable
+        ranked = sorted(window, key=_TIER)
         if after is not None:
             ranked = [it for it in ranked if (it[1], -it[0]) > (after[0], -after[1])]
             after = None
@@ -542,11 +544,24 @@ def _sorted_page(
     return [r.id for r in page], cursor
 
 
+_TAGS, _LICENSE, _TIER = attrgetter("tags"), attrgetter("license"), itemgetter(1)
+
+
 def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
     """Tag and license counts over the given matches (the first window), counted from the
     rows already fetched: no second pass over them."""
-    tags = Counter(chain.from_iterable(map(_distinct_tags, [r.tags for r in rows])))
-    licenses = Counter(r.license for r in rows if r.license is not None)
+    raw_tags = list(map(_TAGS, rows))
+    try:  # SQLite: JSON text, the same lists often repeated: count each list once
+        per_list = Counter(raw_tags)
+    except TypeError:  # PostgreSQL: decoded lists
+        tags = Counter(chain.from_iterable(map(_distinct_tags, raw_tags)))
+    else:
+        tags = Counter()
+        for value, n in per_list.items():
+            for tag in _distinct_tags(value):
+                tags[tag] += n
+    licenses = Counter(map(_LICENSE, rows))
+    licenses.pop(None, None)
     top = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_TAGS]
     return {
         "tags": dict(top),
@@ -560,12 +575,22 @@ _HYDRATE = (
     " d.created_at, d.version, d.newest FROM datasets d LEFT JOIN repos r ON r.did = d.did"
     " LEFT JOIN schemas s ON s.uri = d.schema_uri WHERE d.id IN ({ids})"
 )
+#: Hydration binds its ids padded to one of these counts: a few fixed statements that
+#: SQLAlchemy and the database prepare once, instead of new SQL text for every page.
+_HYDRATE_SIZES = (10, 25, 50, MAX_LIMIT)
+
+
+@functools.cache
+def _hydrate_sql(size: int) -> Any:
+    return text(_HYDRATE.format(ids=",".join(f":i{k}" for k in range(size))))
 
 
 def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    rows = conn.execute(text(_HYDRATE.format(ids=",".join(str(int(i)) for i in ids)))).all()
+    size = next((n for n in _HYDRATE_SIZES if n >= len(ids)), len(ids))
+    padded = [int(i) for i in ids] + [-1] * (size - len(ids))  # -1: no dataset has it
+    rows = conn.execute(_hydrate_sql(size), {f"i{k}": v for k, v in enumerate(padded)}).all()
     by_id = {r.id: r for r in rows}
     counts = _version_counts(conn, rows)
     out = []
@@ -573,7 +598,7 @@ def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
         r = by_id.get(i)
         if r is None:
             continue
-        tags = r.tags if isinstance(r.tags, list) else json.loads(r.tags or "[]")
+        tags = list(_json_list(r.tags))
         out.append(
             _drop_none(
                 {
