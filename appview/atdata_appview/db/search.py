@@ -329,7 +329,7 @@ def _pg_newest_matches(
                 bound = f"CAST({qb.bind(block, 'lo')} AS integer)"
                 where.append(f"(d.id >> {PG_ID_BLOCK_BITS}) >= {bound}")
         sql = (
-            f"SELECT {columns}, d.tags AS tags FROM datasets d WHERE {' AND '.join(where)}"
+            f"SELECT {columns}, {_TAGS_TEXT} FROM datasets d WHERE {' AND '.join(where)}"
             f" ORDER BY d.id DESC LIMIT {need}"
         )
         rows = conn.execute(text(sql), qb.params).all()
@@ -343,6 +343,9 @@ def _pg_newest_matches(
     return found[:WINDOW]
 
 
+#: The tags column as JSON text on both databases: psycopg would decode PostgreSQL's JSON for
+#: every row, where the text of a tag list recurs and is parsed once (`_parse_json_list`).
+_TAGS_TEXT = "CAST(d.tags AS TEXT) AS tags"
 _WINDOW_COLUMNS = "d.id AS id, d.name AS name, d.schema_uri AS schema_uri, d.license AS license"
 
 
@@ -352,7 +355,7 @@ def _window(
     """(id, tier) of the WINDOW newest matches with id <= ``below``, newest first, and
     their rows (which carry what facets count). Tier 0: every word in the name; 1: in name,
     tags or schema field names; 2: elsewhere."""
-    columns = _WINDOW_COLUMNS if pg else _WINDOW_COLUMNS + ", d.tags AS tags"
+    columns = _WINDOW_COLUMNS if pg else f"{_WINDOW_COLUMNS}, {_TAGS_TEXT}"
     rows = _newest_matches(conn, p, pg, below, columns)
     fields = _cached_fields(conn, {r[2] for r in rows if r[2]})
     wanted = _terms(p.q or "")
@@ -488,7 +491,7 @@ def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[Any]:
             p,
             pg,
             None,
-            "d.id AS id, d.license AS license" + ("" if pg else ", d.tags AS tags"),
+            "d.id AS id, d.license AS license" + ("" if pg else f", {_TAGS_TEXT}"),
         )
     qb = _Query()
     if p.tags:
@@ -500,7 +503,7 @@ def _first_window(conn: Connection, p: SearchParams, pg: bool) -> list[Any]:
         source, order = "datasets d", "d.created_at DESC, d.id"
     _filters(qb, p, pg, driving_tag=bool(p.tags))
     sql = (
-        f"SELECT d.id AS id, d.tags AS tags, d.license AS license FROM {source}"
+        f"SELECT d.id AS id, {_TAGS_TEXT}, d.license AS license FROM {source}"
         f" WHERE {' AND '.join(qb.where)} ORDER BY {order} DESC LIMIT {WINDOW}"
     )
     return list(conn.execute(text(sql), qb.params).all())
@@ -570,7 +573,8 @@ def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
 
 
 _HYDRATE = (
-    "SELECT d.id, d.uri, d.cid, d.did, r.handle, d.name, d.description, d.tags, d.license,"
+    "SELECT d.id, d.uri, d.cid, d.did, r.handle, d.name, d.description,"
+    " CAST(d.tags AS TEXT) AS tags, d.license,"
     " d.samples, d.bytes, d.schema_uri, s.name AS schema_name, s.version AS schema_version,"
     " d.created_at, d.version, d.newest FROM datasets d LEFT JOIN repos r ON r.did = d.did"
     " LEFT JOIN schemas s ON s.uri = d.schema_uri WHERE d.id IN ({ids})"
