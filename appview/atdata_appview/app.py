@@ -136,18 +136,21 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
+def make_ingest(settings: Settings, store: Store) -> IngestService:
+    """The ingest service ``settings`` describe, writing to ``store`` (one per database)."""
+    return IngestService(
+        store,
+        settings.firehose,
+        settings.plc,
+        connect_timeout=settings.connect_timeout,
+        max_repo_bytes=settings.max_repo_bytes,
+    )
+
+
 def build(settings: Settings, *, follow: bool = True) -> web.Application:
     """Store (migrated) + ingest following ``settings.firehose`` + the app around them."""
     store = Store(settings.db)
-    ingest = None
-    if follow:
-        ingest = IngestService(
-            store,
-            settings.firehose,
-            settings.plc,
-            connect_timeout=settings.connect_timeout,
-            max_repo_bytes=settings.max_repo_bytes,
-        )
+    ingest = make_ingest(settings, store) if follow else None
     app = create_app(store, ingest, run_ingest=follow)
 
     async def close_store(_app: web.Application) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import create_app, limits
+from .app import create_app, limits, make_ingest
 from .config import Settings
 from .db import Store
 from .db.engine import default_db_url, make_engine, migrate
@@ -106,7 +106,7 @@ async def _ingest_process(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     store = Store(settings.db, run_migrations=False)
-    ingest = IngestService(store, settings.firehose, settings.plc) if follow else None
+    ingest = make_ingest(settings, store) if follow else None
     task = loop.create_task(ingest.run(), name="appview-ingest") if ingest else None
     snapshot = Path(state_dir) / SNAPSHOT
     try:
