@@ -173,3 +173,21 @@ def test_allow_truncated_reads_what_is_there_unless_the_size_is_known(tmp_path: 
         with pytest.raises(DecodeError) as err:
             list(atdata.Dataset(source, allow_truncated=True))
         assert err.value.shard == str(cut)
+
+
+def test_allow_truncated_reaches_counting_the_loader_and_parts(tmp_path: Path) -> None:
+    import atdata
+    from atdata._parts import keyed_samples, parts
+    from atdata.errors import DecodeError
+
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(truncated_at_member_boundary())
+    with pytest.raises(DecodeError, match="truncated"):
+        atdata.Dataset(str(cut)).shard_counts()
+    ds = atdata.Dataset(str(cut), allow_truncated=True)
+    assert ds.shard_counts() == [5]
+    with ds.loader(batch_size=1, workers=0, shuffle=False) as loader:
+        assert len(list(loader)) == 5
+    assert [key for part in parts(ds) for _, key, _ in keyed_samples(part)] == [
+        f"{i:03d}" for i in range(5)
+    ]

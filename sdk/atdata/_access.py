@@ -55,7 +55,9 @@ class ShardAccess:
         try:
             stream = source.open()
             try:
-                raws: list[dict[str, Any]] | None = list(iter_samples(stream, source.name))
+                raws: list[dict[str, Any]] | None = list(
+                    iter_samples(stream, source.name, allow_truncated=self.dataset.allow_truncated)
+                )
             finally:
                 stream.close()
         except (DecodeError, OSError, AtdataError) as exc:

@@ -56,7 +56,7 @@ def keyed_samples(part: Any) -> Iterator[tuple[str, str, Any]]:
         name = source.name
         stream = source.open()
         try:
-            for raw in iter_samples(stream, name):
+            for raw in iter_samples(stream, name, allow_truncated=part.allow_truncated):
                 key = raw["__key__"]
                 try:
                     sample = decode(raw)

@@ -103,6 +103,7 @@ class Dataset(Generic[T]):
     """
 
     _sample_type: type | None = None
+    allow_truncated: bool = False
     _specialised: dict[type, type] = {}
 
     def __class_getitem__(cls, item: Any) -> Any:
@@ -327,7 +328,7 @@ class Dataset(Generic[T]):
         try:
             stream = source.open()
             try:
-                for _ in iter_samples(stream, source.name):
+                for _ in iter_samples(stream, source.name, allow_truncated=self.allow_truncated):
                     n += 1
             finally:
                 stream.close()
