@@ -231,6 +231,12 @@ class AppViewClient:
         the AppView does not hold it)."""
         return View(self.query("io.atdata.getDataset", uri=uri))
 
+    def get_lineage(self, uri: str, depth: int = 3) -> View:
+        """A dataset's lineage across PDSes: ``ancestors`` (what it was derived from) and
+        ``descendants`` (what was derived from it), each item ``{uri, cid, name, handle,
+        version, relation, depth}``, up to ``depth`` (at most 10) steps each way."""
+        return View(self.query("io.atdata.getLineage", uri=uri, depth=depth))
+
     def list_schemas(
         self,
         name: str | None = None,

@@ -167,6 +167,11 @@ class Dataset(Generic[T]):
         return self._view_type
 
     @property
+    def lens(self) -> Lens[Any, Any] | None:
+        """The lens samples are seen through (set by ``as_type``; None: as stored)."""
+        return self._lens
+
+    @property
     def shards(self) -> list[ShardSource]:
         """The shard sources, in storage order."""
         return list(self._sources)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .errors import LensError
+from .records import RecordRef
 
 __all__ = ["Lens", "LensRegistry", "lens", "registry"]
 
@@ -94,6 +95,9 @@ class Lens(Generic[S, V]):
     __rshift__ = compose
 
     _parts: tuple[Lens[Any, Any], Lens[Any, Any]] | None = None
+    #: The lens's published io.atdata.lens record, once `Client.publish_lens` wrote it or
+    #: `Client.load_lens` loaded it (lineage records it for datasets this lens converted).
+    record: RecordRef | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle by reference (for DataLoader workers started with "spawn").

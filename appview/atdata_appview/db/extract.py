@@ -78,6 +78,17 @@ class ShardRow:
 
 
 @dataclass(slots=True)
+class LineageEdge:
+    """One ``derivedFrom`` entry: this dataset was derived from ``source_uri``."""
+
+    position: int
+    source_uri: str
+    source_cid: str | None
+    relation: str
+    lens_uri: str | None
+
+
+@dataclass(slots=True)
 class DatasetRow:
     name: str | None
     version: str | None
@@ -90,6 +101,7 @@ class DatasetRow:
     schema_cid: str | None
     created_at: str | None
     shards: list[ShardRow] = field(default_factory=list)
+    lineage: list[LineageEdge] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -148,6 +160,39 @@ def _shards(record: Mapping[str, Any]) -> list[ShardRow]:
     return out
 
 
+#: Longest URI an edge keeps (the column's width); a longer one names no dataset we index.
+MAX_EDGE_URI = 512
+MAX_RELATION = 64
+
+
+def lineage_edges(record: Mapping[str, Any]) -> list[LineageEdge]:
+    """The usable entries of a dataset record's ``derivedFrom`` (malformed ones skipped)."""
+    raw = record.get("derivedFrom")
+    out: list[LineageEdge] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(entry, Mapping):
+            continue
+        uri, cid = _ref(entry.get("dataset"))
+        if not uri or not uri.startswith("at://") or len(uri) > MAX_EDGE_URI or uri in seen:
+            continue
+        seen.add(uri)
+        relation = _str(entry.get("relation")) or "other"
+        lens_uri, _ = _ref(entry.get("lens"))
+        out.append(
+            LineageEdge(
+                position=i,
+                source_uri=uri,
+                source_cid=cid if cid is not None and len(cid) <= 128 else None,
+                relation=relation[:MAX_RELATION],
+                lens_uri=lens_uri
+                if lens_uri is not None and len(lens_uri) <= MAX_EDGE_URI
+                else None,
+            )
+        )
+    return out
+
+
 def dataset_row(record: Mapping[str, Any]) -> DatasetRow:
     shards = _shards(record)
     tags_raw = record.get("tags")
@@ -184,6 +229,7 @@ def dataset_row(record: Mapping[str, Any]) -> DatasetRow:
         schema_cid=schema_cid,
         created_at=_str(record.get("createdAt")),
         shards=shards,
+        lineage=lineage_edges(record),
     )
 
 

@@ -130,6 +130,25 @@ dataset_tags = Table(
     Index("ix_dataset_tags_samples", "tag", "hidden", "samples", "dataset_id"),
 )
 
+#: Lineage edges: one row per entry of a dataset's ``derivedFrom`` (the dataset is the child,
+#: ``source_uri`` the dataset it was derived from, which may not be indexed). Ancestors are
+#: found by ``dataset_id``, descendants by ``source_uri``.
+dataset_lineage = Table(
+    "dataset_lineage",
+    metadata,
+    Column(
+        "dataset_id",
+        Integer,
+        ForeignKey("datasets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("source_uri", String(512), nullable=False, index=True),
+    Column("source_cid", String(128)),
+    Column("relation", String(64)),
+    Column("lens_uri", String(512)),
+)
+
 shards = Table(
     "shards",
     metadata,

@@ -34,6 +34,7 @@ from .engine import default_db_url, make_engine, migrate
 from .models import (
     COLLECTION_TABLES,
     cursors,
+    dataset_lineage,
     dataset_records,
     dataset_tags,
     datasets,
@@ -341,6 +342,9 @@ class _Statements:
             delete(dataset_tags).where(dataset_tags.c.dataset_id == bindparam("id"))
         )
         self.del_shards = sql(delete(shards).where(shards.c.dataset_id == bindparam("id")))
+        self.del_lineage = sql(
+            delete(dataset_lineage).where(dataset_lineage.c.dataset_id == bindparam("id"))
+        )
         self.repo_status = sql(select(repos.c.status).where(repos.c.did == bindparam("did")))
         self.schema_fields = sql(
             select(schemas.c.field_names).where(schemas.c.uri == bindparam("uri"))
@@ -406,6 +410,7 @@ _RECORD_KEYS = ("dataset_id", "record")
 _REPO_DEFAULTS = {"status": ACTIVE, "resync": False}  # the columns' defaults for a new repo
 _TAG_KEYS = ("dataset_id", "tag", "hidden", "created_at", "samples")
 _SHARD_KEYS = ("dataset_id", "position", "url", "blob_cid", "size", "sha256", "samples", "detail")
+_LINEAGE_KEYS = ("dataset_id", "position", "source_uri", "source_cid", "relation", "lens_uri")
 
 
 class _Writer:
@@ -433,6 +438,7 @@ class _Writer:
         self._records: list[dict[str, Any]] = []
         self._tags: list[dict[str, Any]] = []
         self._shards: list[dict[str, Any]] = []
+        self._lineage: list[dict[str, Any]] = []
         self._fts: list[dict[str, Any]] = []
         #: (did, name) of every dataset written or deleted: their newest is settled at the end.
         self._names: set[tuple[str, str]] = set()
@@ -458,6 +464,9 @@ class _Writer:
         if self._shards:
             cur.executemany(self.sql.insert(shards, _SHARD_KEYS), self._shards)
             self._shards = []
+        if self._lineage:
+            cur.executemany(self.sql.insert(dataset_lineage, _LINEAGE_KEYS), self._lineage)
+            self._lineage = []
         if self._fts:
             cur.executemany(self.sql.fts_pg if self.pg else self.sql.fts_ins, self._fts)
             self._fts = []
@@ -655,6 +664,7 @@ class _Writer:
             ds_id = self._one(self.sql.insert(datasets, keys, "uri", update=True), common)
             self.cur.execute(self.sql.del_tags, {"id": ds_id})
             self.cur.execute(self.sql.del_shards, {"id": ds_id})
+            self.cur.execute(self.sql.del_lineage, {"id": ds_id})
         if row.name is not None:
             self._names.add((common["did"], row.name))
         self._records.append({"dataset_id": ds_id, "record": _dumps(record)})
@@ -681,6 +691,17 @@ class _Writer:
                 "detail": _dumps(s.detail),
             }
             for s in row.shards
+        )
+        self._lineage.extend(
+            {
+                "dataset_id": ds_id,
+                "position": e.position,
+                "source_uri": e.source_uri,
+                "source_cid": e.source_cid,
+                "relation": e.relation,
+                "lens_uri": e.lens_uri,
+            }
+            for e in row.lineage
         )
         self._index_text(
             ds_id, row.name, row.description, row.tags, self._fields_of(row.schema_uri), new=new
@@ -728,7 +749,7 @@ class _Writer:
     def _drop_datasets(self, ids: list[int]) -> None:
         if not ids:
             return
-        for table in (dataset_tags, shards, dataset_records):
+        for table in (dataset_tags, shards, dataset_lineage, dataset_records):
             self.conn.execute(delete(table).where(table.c.dataset_id.in_(ids)))
         if not self.pg:
             self.conn.execute(

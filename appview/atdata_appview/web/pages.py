@@ -16,13 +16,15 @@ from urllib.parse import quote
 
 from aiohttp import web
 from atdata.display import dtype_text, human_bytes, shape_text, type_text
-from atdata.errors import LexiconError
+from atdata.errors import AtdataError, LexiconError
 from atdata.lexicon import validate_params
 from atdata.records import DATASET
 
 from ..db import BadCursor, SearchParams, Store, queries, search_datasets
+from ..db.lineage import get_lineage
 from ..xrpc import CONTEXT
 from ._html import Markup, attr_url, join, render
+from .cards import BlobCards, render_card
 from .style import CSS, SCRIPT
 
 SEARCH_NSID = "io.atdata.searchDatasets"
@@ -30,6 +32,9 @@ GET_DATASET_NSID = "io.atdata.getDataset"
 PAGE_SIZE = 20
 DESCRIPTION_PREVIEW = 280
 DATASET_COLLECTION = DATASET
+#: Derivation steps the dataset page shows each way (getLineage serves up to 10).
+PAGE_LINEAGE_DEPTH = 3
+_BLOB_CARDS = BlobCards()
 
 
 def dataset_path(uri: str) -> str:
@@ -420,6 +425,60 @@ def _lens_list(items: Sequence[Mapping[str, Any]], direction: str) -> Markup:
     )
 
 
+async def _card_section(found: Mapping[str, Any]) -> Markup:
+    """The rendered card (inline, or the blob fetched from the author's PDS), or nothing."""
+    record = found.get("record") or {}
+    text = record.get("card")
+    if not isinstance(text, str) and record.get("cardBlob") is not None:
+        author = found.get("author") or {}
+        try:
+            text = await _BLOB_CARDS.text(record, str(found.get("did", "")), author.get("pds"))
+        except AtdataError as exc:
+            return render(
+                "<h2>Card</h2><p class=empty>The card could not be fetched from the author's "
+                "PDS: {why}</p>",
+                why=str(exc),
+            )
+    if not isinstance(text, str) or not text.strip():
+        return Markup("")
+    return render("<h2>Card</h2><article class='card dataset-card'>{html}</article>",
+                  html=render_card(text))  # fmt: skip
+
+
+def _lineage_list(items: Sequence[Mapping[str, Any]], empty: str) -> Markup:
+    if not items:
+        return render("<p class=empty>{empty}</p>", empty=empty)
+    rows = join(
+        render(
+            "<tr><td>{depth}</td><td>{relation}</td><td>{name}</td><td>{author}</td>"
+            "<td>{version}</td><td class=hash>{uri}</td><td class=hash>{lens}</td></tr>",
+            depth=x.get("depth", ""),
+            relation=x.get("relation", ""),
+            name=(
+                render(
+                    "<a href='{href}'>{name}</a>",
+                    href=dataset_path(str(x.get("uri", ""))),
+                    name=x.get("name") or "(unnamed)",
+                )
+                if x.get("indexed")
+                else "(not in this index)"
+            ),
+            author=x.get("handle") or "",
+            version=x.get("version") or "",
+            uri=x.get("uri", ""),
+            lens=x.get("lens") or "",
+        )
+        for x in items
+        if isinstance(x, Mapping)
+    )
+    return render(
+        "<table class=lineage><thead><tr><th>steps</th><th>relation</th><th>dataset</th>"
+        "<th>author</th><th>version</th><th>at:// URI</th><th>lens</th></tr></thead>"
+        "<tbody>{rows}</tbody></table>",
+        rows=rows,
+    )
+
+
 async def dataset(request: web.Request) -> web.Response:
     """One dataset: description, schema table, shards, lenses, at:// URI and a load snippet."""
     store: Store = request.app[CONTEXT].store
@@ -441,6 +500,8 @@ async def dataset(request: web.Request) -> web.Response:
             + render("<p class=error>No dataset {uri} in this index.</p>", uri=uri)
         )
         return _page("Not found", body, nonce, status=404)
+    lineage = await store.read(get_lineage, uri, PAGE_LINEAGE_DEPTH) or {}
+    card = await _card_section(found)
     record = found.get("record") or {}
     split_names = [str(s.get("name")) for s in record.get("splits") or [] if isinstance(s, Mapping)]
     tags = join(render("<span class=tag>{t}</span>", t=t) for t in found.get("tags") or [])
@@ -450,12 +511,13 @@ async def dataset(request: web.Request) -> web.Response:
         "<div class=meta>by {author} · version {version}{newest} · {samples} samples · {size}"
         " · {nshards} shards{license} · published {created}</div><p class=description>{description}</p><div>{tags}</div>"
         "<p class='uri at-uri'>{uri}</p><p class=meta>record CID <code>{cid}</code>{splits}</p>"
-        "</article>"
+        "</article>{card}"
         "<h2>Load it</h2><div class=snippet><button type=button>copy</button>"
         "<pre id=load-snippet>{snippet}</pre></div>"
         "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code></p>"
         "<h2>Versions</h2>{versions}<h2>Schema</h2>{schema}<h2>Shards</h2>{shards}"
-        "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}",
+        "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}"
+        "<h2>Derived from</h2>{ancestors}<h2>Derived from this dataset</h2>{descendants}",
         form=_search_form("", [], None),
         name=found.get("name") or "(unnamed)",
         author=_author(found),
@@ -477,5 +539,13 @@ async def dataset(request: web.Request) -> web.Response:
         shards=_shards_table(found),
         lenses_from=_lens_list(lenses.get("from") or [], "from"),
         lenses_to=_lens_list(lenses.get("to") or [], "to"),
+        card=card,
+        ancestors=_lineage_list(
+            lineage.get("ancestors") or [], "Not derived from other datasets, as far as it says."
+        ),
+        descendants=_lineage_list(
+            lineage.get("descendants") or [],
+            "No dataset in this index says it was derived from this one.",
+        ),
     )
     return _page(str(found.get("name") or "Dataset"), body, nonce)

@@ -8,6 +8,7 @@ from . import (
     describeService,
     findLensPath,
     getDataset,
+    getLineage,
     getSchema,
     listLenses,
     listSchemas,
@@ -20,6 +21,7 @@ METHODS = {
     for m in (
         searchDatasets,
         getDataset,
+        getLineage,
         listSchemas,
         getSchema,
         listLenses,

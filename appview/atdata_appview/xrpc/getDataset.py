@@ -10,16 +10,20 @@ from ._base import Context, NotFound
 NSID = "io.atdata.getDataset"
 
 
-def _lookup(conn: Any, uri: str) -> dict[str, Any] | None:
-    # A handle authority (at://alice.example.com/...) maps to the DID the index holds for it;
-    # the client checks that DID's document claims the handle.
+def did_uri(conn: Any, uri: str) -> str | None:
+    """The URI with a handle authority (at://alice.example.com/...) replaced by the DID the
+    index holds for it (None: unknown handle); the client checks that DID's document
+    claims the handle."""
     authority, sep, rest = uri[len("at://") :].partition("/")
-    if not authority.startswith("did:"):
-        did = queries.resolve_author(conn, authority)
-        if did is None:
-            return None
-        uri = f"at://{did}{sep}{rest}"
-    return queries.get_dataset(conn, uri)
+    if authority.startswith("did:"):
+        return uri
+    did = queries.resolve_author(conn, authority)
+    return None if did is None else f"at://{did}{sep}{rest}"
+
+
+def _lookup(conn: Any, uri: str) -> dict[str, Any] | None:
+    resolved = did_uri(conn, uri)
+    return None if resolved is None else queries.get_dataset(conn, resolved)
 
 
 async def handle(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:

@@ -23,12 +23,15 @@ from .. import schema as schema_mod
 from .._sources import s3_client
 from ..dataset import Dataset
 from ..errors import AtdataError, DecodeError, LensError, LexiconError, ResolutionError
+from ..lens import Lens
 from ..lexicon import Lexicons, default_lexicons
 from ..packable import as_packable, is_packable
 from ..records import DATASET, LENS, SCHEMA, Record, RecordRef
-from ..writer import ShardInfo, observe_arrays
+from ..writer import ShardInfo, observe_arrays, write_samples
+from .cards import CARD_INLINE_MAX, CARD_MIME, read_card
 from .identity import parse_at_uri
 from .lens_code import import_lens, lens_code_ref
+from .lineage import derivation_entries
 from .netguard import get_json
 from .resolve import fetch_record
 from .shards import (
@@ -346,6 +349,8 @@ class Client:
         cut_oversize: bool = True,
         s3_client_kwargs: Mapping[str, Any] | None = None,
         progress: bool | None = None,
+        card: str | os.PathLike[str] | None = None,
+        derived_from: Any = None,
     ) -> RecordRef:
         """Publish shards as an `io.atdata.dataset` record; returns its ref.
 
@@ -355,16 +360,35 @@ class Client:
         per shard (already hosted). Shards over the PDS blob limit are cut between samples
         (`cut_oversize=True`) or refused, before anything is uploaded. `splits` maps a name
         to indices into `shards`.
+
+        `card`: the dataset card, Markdown text or a file (a `Path`, or a string naming an
+        existing file); up to 32 KiB goes in the record, longer (up to 1 MiB) as a blob.
+        `derived_from`: the datasets this one was made from (lineage): `Dataset`s loaded by
+        URI, at:// URIs, or `(dataset or URI, relation)` pairs with a relation among
+        `lineage.RELATIONS`. A `Dataset` seen through a lens (`as_type`) given as `shards` is
+        written out as its view type and records its source as `converted`, with the lens's
+        record when the lens was published.
         """
         if license is not None:
             try:
                 check_license(license)
             except ValueError as e:
                 raise PublishError(str(e)) from None
-        facts = gather_shards(shards)
-        self._check_samples_fit(schema, shards, facts)
+        card_text = read_card(card) if card is not None else None
         tmp = tempfile.TemporaryDirectory(prefix="atdata-publish-")
         try:
+            sources = list(_sources_of(derived_from))
+            if isinstance(shards, Dataset) and shards.lens is not None:
+                if shards.uri and not any(_names(s, shards.uri) for s in sources):
+                    sources.append(shards)
+                if schema is None:
+                    schema = shards.sample_type
+                shards = _materialise(shards, tmp.name)
+            lineage = derivation_entries(
+                sources, lambda uri: _fetch_any(self, uri), lambda: self.iter_records(LENS)
+            )
+            facts = gather_shards(shards)
+            self._check_samples_fit(schema, shards, facts)
             kind, plan, mapping = self._plan(facts, storage, cut_oversize, tmp.name)
             base: dict[str, Any] = {
                 "name": name,
@@ -385,6 +409,18 @@ class Client:
                 base["tags"] = list(tags)
             if license is not None:
                 base["license"] = license
+            card_blob = card_text is not None and len(card_text.encode()) > CARD_INLINE_MAX
+            if card_text is not None and not card_blob:
+                base["card"] = card_text
+            elif card_blob:
+                base["cardBlob"] = {
+                    "$type": "blob",
+                    "ref": {"$link": _PLACEHOLDER_CID},
+                    "mimeType": CARD_MIME,
+                    "size": len(card_text.encode()) if card_text else 0,
+                }
+            if lineage:
+                base["derivedFrom"] = lineage
             arrays = merge_arrays(facts)
             if arrays:
                 base["arrays"] = arrays
@@ -399,6 +435,8 @@ class Client:
             self._validate(DATASET, {"$type": DATASET, **draft})
             # Only now, with the plan and the draft record checked, is anything written.
             base["schema"] = self._schema_ref(schema, shards).strong_ref()
+            if card_blob and card_text is not None:
+                base["cardBlob"] = self.upload_blob(card_text.encode(), CARD_MIME)
             entries, storage_obj = self._locations(
                 kind, storage, plan, dry=False, s3_kwargs=s3_client_kwargs, progress=progress
             )
@@ -635,7 +673,10 @@ class Client:
         )
         if doc:
             record["description"] = doc[:3000]
-        return self.create_record(LENS, record)
+        ref = self.create_record(LENS, record)
+        if isinstance(lens, Lens):
+            lens.record = ref  # lineage names it for datasets this lens converts
+        return ref
 
     def load_lens(self, uri: str, trust: bool = False) -> Any:
         """Import the lens a record names, only with `trust=True` and a matching sha256.
@@ -646,7 +687,10 @@ class Client:
         rec = fetch_record(uri, allow_private=self.allow_private)
         if rec.value.get("$type") != LENS:
             raise LensError(f"{uri} is not an {LENS} record")
-        return import_lens(rec.value["code"], trust=trust, uri=uri)
+        loaded = import_lens(rec.value["code"], trust=trust, uri=uri)
+        if isinstance(loaded, Lens):
+            loaded.record = rec.ref
+        return loaded
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -713,6 +757,37 @@ def _atp_error(e: Exception) -> str:
             return f"{type(e).__name__} ({type(cause).__name__}: {str(cause).strip()})"
         cause = cause.__cause__ or cause.__context__
     return type(e).__name__
+
+
+def _sources_of(derived_from: Any) -> list[Any]:
+    if derived_from is None:
+        return []
+    if isinstance(derived_from, str | Dataset | tuple):
+        return [derived_from]
+    return list(derived_from)
+
+
+def _names(source: Any, uri: str) -> bool:
+    """Whether a `derived_from` item (or pair) names the dataset `uri`."""
+    item = source[0] if isinstance(source, tuple) and source else source
+    return (getattr(item, "uri", None) if isinstance(item, Dataset) else item) == uri
+
+
+def _materialise(ds: Dataset[Any], folder: str) -> list[ShardInfo]:
+    """Write a lens-viewed dataset's samples as its view type: one output shard per source
+    shard (so split indices keep their meaning), into `folder`."""
+    out: list[ShardInfo] = []
+    for i in range(len(ds.shards)):
+        infos = write_samples(
+            ds.iter_shard(i), os.path.join(folder, f"view-{i:06d}-%03d.tar"), progress=False
+        )
+        if len(infos) != 1:
+            raise PublishError(
+                f"shard {i} of {ds!r} turned into {len(infos)} shards: publish the written "
+                "shards yourself (atdata.write_samples) with derived_from="
+            )
+        out.extend(infos)
+    return out
 
 
 def _fetch_any(client: Client, uri: str) -> Record:

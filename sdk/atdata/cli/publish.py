@@ -8,6 +8,7 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -69,12 +70,35 @@ _SPLITS = typer.Option(
     show_default=False,
 )
 
+_DERIVED = typer.Option(
+    [],
+    "--derived-from",
+    help="A dataset this one was made from: at:// URI, or URI=relation with relation one of "
+    "subset, augmented, relabelled, converted, merged, other (repeat for several).",
+    show_default=False,
+)
+
+_CARD = typer.Option(
+    None,
+    "--card",
+    help="The dataset card: a Markdown file (up to 1 MiB), shown on the AppView's page.",
+    show_default=False,
+)
+
 _URLS = typer.Option(
     [],
     "--url",
     help="Shards already hosted over http(s): one URL per shard, in order (instead of --storage).",
     show_default=False,
 )
+
+
+def _derivation(text: str) -> str | tuple[str, str]:
+    """`URI` or `URI=relation` (at:// URIs hold no `=`)."""
+    uri, sep, relation = text.partition("=")
+    if not is_at_uri(uri):
+        raise CliError(f"--derived-from takes an at:// URI (optionally =relation), got {text!r}")
+    return (uri, relation) if sep else uri
 
 
 def publish(
@@ -100,6 +124,8 @@ def publish(
         "configuration).",
     ),
     urls: list[str] = _URLS,
+    card: Path = _CARD,
+    derived_from: list[str] = _DERIVED,
     no_cut: bool = typer.Option(
         False, "--no-cut", help="Refuse shards over the PDS blob limit instead of cutting them."
     ),
@@ -153,6 +179,8 @@ def publish(
             license=license,
             splits=split_map or None,
             cut_oversize=not no_cut,
+            card=card,
+            derived_from=[_derivation(d) for d in derived_from],
         )
     except KeyboardInterrupt:
         note(watch.interrupted(name))
