@@ -9,6 +9,9 @@ conversion through `Dataset.as_type`) come back from the live AppView's getLinea
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 import pytest
 from _fixtures.appview_index import DATASET, LENS, ServedApp, dataset_record, run
@@ -225,3 +228,139 @@ def test_malformed_derived_from_indexes_without_edges(store: Store) -> None:
     run(go())
     (edge,) = store.read_sync(get_lineage, uri(A, "odd"))["ancestors"]
     assert edge["uri"] == RAW and edge["cid"] == "bafyraw" and edge["relation"] == "r" * 64
+
+
+# -- published on the devnet, indexed live -----------------------------------------------------
+
+
+def _login(account: Any) -> Any:
+    from atdata.atmosphere import Client
+
+    return Client(account.pds_url).login(account.handle, account.password)
+
+
+@pytest.mark.devnet
+def test_lineage_across_two_pdses(devnet: Any, make_account: Any, index_url: str, tmp_path: Any):
+    """A publishes a dataset on PDS 1; B (PDS 2) publishes a subset of it, then a conversion
+    of that through a published lens (`as_type`); A merges things. The AppView following both
+    PDSes answers getLineage across them, through `AppViewClient.get_lineage`."""
+    import atdata
+    from _fixtures.ingest import wait_for, ws_url
+    from _fixtures.newcomer import Glyph, GlyphLabel, glyph_label, glyphs
+    from atdata import AppViewClient
+    from atdata.atmosphere import load_dataset
+    from atdata_appview.ingest import IngestService
+
+    a, b = make_account(0), make_account(1)
+    ca, cb = _login(a), _login(b)
+    infos = atdata.write_samples(glyphs(12), str(tmp_path / "g-%06d.tar"), maxcount=4)
+    base = ca.publish_dataset(infos, name="lin-base", schema=Glyph, progress=False)
+    loaded = load_dataset(str(base), sample_type=Glyph)
+    assert (loaded.uri, loaded.cid) == (str(base), base.cid)
+    subset = cb.publish_dataset(
+        infos[:2], name="lin-subset", schema=Glyph, derived_from=[(loaded, "subset")],
+        progress=False,
+    )  # fmt: skip
+    lens_ref = cb.publish_lens(glyph_label, repo_url="https://example.com/atdata-tests.git")
+    glyph_label.record = None  # as in a new process: found again in B's own repo
+    view = load_dataset(str(subset), sample_type=Glyph).as_type(GlyphLabel)
+    labels = cb.publish_dataset(view, name="lin-labels", progress=False)
+    assert cb.get_record(str(labels)).value["derivedFrom"] == [
+        {
+            "dataset": {"uri": str(subset), "cid": subset.cid},
+            "relation": "converted",
+            "lens": lens_ref.strong_ref(),
+        }
+    ]
+    assert [s.label for s in load_dataset(str(labels), sample_type=GlyphLabel).ordered()] == [
+        g.label for g in glyphs(12)[:8]
+    ]
+    merged = ca.publish_dataset(
+        infos, name="lin-merged", schema=Glyph, progress=False,
+        derived_from=[str(base), (str(labels), "merged")],  # plain URIs: pinned by fetching
+    )  # fmt: skip
+    assert [d["dataset"]["cid"] for d in ca.get_record(str(merged)).value["derivedFrom"]] == [
+        base.cid,
+        labels.cid,
+    ]
+
+    async def go() -> None:
+        store = Store(index_url)
+        svc = IngestService(
+            store, [ws_url(p.url) for p in devnet.pds], devnet.plc_url, batch_interval=0.1
+        )
+        task = asyncio.create_task(svc.run())
+        served = ServedApp(lambda: create_app(store))
+        try:
+            with served:
+                from atdata_appview.db.lineage import get_lineage
+
+                async def indexed() -> bool:
+                    for ref in (base, subset, labels, merged):
+                        if await store.read(get_lineage, str(ref), 1) is None:
+                            return False
+                    return True
+
+                await wait_for(indexed, 60)
+                with AppViewClient(served.url) as av:
+                    got = await asyncio.to_thread(av.get_lineage, str(labels), 10)
+                    shallow = await asyncio.to_thread(av.get_lineage, str(base), 1)
+            ancestors = {x.uri: x for x in got.ancestors}
+            assert set(ancestors) == {str(subset), str(base)}
+            assert ancestors[str(subset)].relation == "converted"
+            assert ancestors[str(subset)].lens == str(lens_ref)
+            assert ancestors[str(subset)].handle == b.handle
+            assert (ancestors[str(base)].depth, ancestors[str(base)].handle) == (2, a.handle)
+            assert ancestors[str(base)].cid == base.cid and ancestors[str(base)].name == "lin-base"
+            assert [(x.uri, x.relation, x.depth) for x in got.descendants] == [
+                (str(merged), "merged", 1)
+            ]
+            assert {(x.uri, x.relation, x.depth) for x in shallow.descendants} == {
+                (str(subset), "subset", 1),
+                (str(merged), "other", 1),
+            }
+        finally:
+            await svc.stop()
+            await asyncio.wait_for(task, 30)
+            store.close()
+
+    asyncio.run(go())
+
+
+def test_migration_backfills_edges_of_indexed_records(index_url: str) -> None:
+    """Records indexed before the lineage table existed get their edges when it is created."""
+    from atdata_appview.db import make_engine, migrate
+    from atdata_appview.db.lineage import get_lineage
+    from atdata_appview.db.models import dataset_records
+    from sqlalchemy import text
+
+    engine = make_engine(index_url)
+    migrate(engine, "0001")
+    plain = dataset_record("raw")
+    child = derived("clean", (RAW, "subset"))
+    with engine.begin() as conn:
+        for ds_id, rkey, rec in ((1, "raw", plain), (2, "clean", child)):
+            conn.execute(
+                text(
+                    "INSERT INTO datasets (id, uri, did, rkey, cid, name, hidden)"
+                    " VALUES (:id, :uri, :did, :rkey, :cid, :name, :hidden)"
+                ),
+                {
+                    "id": ds_id,
+                    "uri": uri(A, rkey),
+                    "did": A,
+                    "rkey": rkey,
+                    "cid": f"c{rkey}",
+                    "name": rkey,
+                    "hidden": False,
+                },  # fmt: skip
+            )
+            conn.execute(dataset_records.insert().values(dataset_id=ds_id, record=rec))
+    migrate(engine)
+    try:
+        with engine.connect() as conn:
+            out = get_lineage(conn, RAW)
+        assert out is not None
+        assert summary(out["descendants"]) == {(CLEAN, "subset", 1)}
+    finally:
+        engine.dispose()

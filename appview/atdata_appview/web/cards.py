@@ -52,11 +52,13 @@ _IGNORED = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _safe_href(href: str) -> bool:
-    """http(s)/mailto, or a same-site relative URL; nothing else (javascript:, data:, ...)."""
+    """http(s)/mailto, or a same-site path, query or fragment; nothing else (javascript:,
+    data:, a scheme spelled with escapes or blanks, ...)."""
     compact = _IGNORED.sub("", href)
     match = _SCHEME.match(compact)
     if match is None:
-        return not compact.startswith("\\")  # "/\evil" is read as "//evil" by browsers
+        # "/\evil" is read as "//evil" by browsers: any backslash is refused
+        return compact.startswith(("/", "#", "?")) and "\\" not in compact
     return match.group(1).lower() in _SCHEMES
 
 
