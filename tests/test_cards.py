@@ -264,3 +264,33 @@ def test_cards_published_inline_and_as_blob_show_on_the_page(
     assert page.count("<script") == 1
     big = httpx.get(appview.url + dataset_path(str(blob)), timeout=60).text
     assert "<h1>Long card</h1>" in big and "The end." in big
+
+
+@pytest.mark.devnet
+def test_cli_publishes_a_card_and_lineage(make_account: Any, tmp_path: Path) -> None:
+    import atdata
+    from _fixtures.newcomer import Glyph, glyphs
+    from atdata.atmosphere import Client
+    from test_cli import GLYPH, atdata_cli, creds
+
+    account = make_account(0)
+    client = Client(account.pds_url).login(account.handle, account.password)
+    infos = atdata.write_samples(glyphs(3), str(tmp_path / "g-%06d.tar"))
+    source = client.publish_dataset(infos, name="cli-card-source", schema=Glyph, progress=False)
+    card = tmp_path / "CARD.md"
+    card.write_text("# From the CLI\n\nA card written in a file.\n", encoding="utf-8")
+    done = atdata_cli(
+        "publish", str(tmp_path / "g-*.tar"), "--name", "cli-card", "--schema", GLYPH,
+        "--card", str(card), "--derived-from", f"{source}=subset", env=creds(account),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = client.get_record(done.stdout.strip()).value
+    assert record["card"] == card.read_text()
+    assert record["derivedFrom"] == [
+        {"dataset": {"uri": str(source), "cid": source.cid}, "relation": "subset"}
+    ]
+    bad = atdata_cli(
+        "publish", str(tmp_path / "g-*.tar"), "--name", "cli-card", "--schema", GLYPH,
+        "--derived-from", f"{source}=borrowed", env=creds(account),
+    )  # fmt: skip
+    assert bad.returncode != 0 and "unknown lineage relation 'borrowed'" in bad.stderr

@@ -364,3 +364,32 @@ def test_migration_backfills_edges_of_indexed_records(index_url: str) -> None:
         assert summary(out["descendants"]) == {(CLEAN, "subset", 1)}
     finally:
         engine.dispose()
+
+
+def test_derived_from_is_checked_before_anything_is_published(tmp_path: Any) -> None:
+    import atdata
+    from _fixtures.newcomer import glyphs
+    from atdata.atmosphere import PublishError, RecordRef
+    from atdata.atmosphere.lineage import derivation_entries
+
+    def no_fetch(at_uri: str) -> Any:
+        raise AssertionError(f"{at_uri} was fetched: a RecordRef carries its CID")
+
+    raw, clean = RecordRef(RAW, "bafyraw"), RecordRef(CLEAN, "bafyclean")
+    assert derivation_entries([raw, (clean, "subset")], no_fetch, list) == [
+        {"dataset": {"uri": RAW, "cid": "bafyraw"}, "relation": "other"},
+        {"dataset": {"uri": CLEAN, "cid": "bafyclean"}, "relation": "subset"},
+    ]
+    local = atdata.Dataset(
+        [i.path for i in atdata.write_samples(glyphs(2), str(tmp_path / "g-%06d.tar"))]
+    )
+    for bad, message in [
+        ([(raw, "borrowed")], "unknown lineage relation 'borrowed'"),
+        ([raw, (raw, "subset")], "names .* twice"),
+        ([local], "has no at:// URI"),
+        (["https://example.com/data"], "needs at:// URIs"),
+        ([42], "not int"),
+        ([(raw, "subset", "extra")], "pairs are"),
+    ]:
+        with pytest.raises(PublishError, match=message):
+            derivation_entries(bad, no_fetch, list)
