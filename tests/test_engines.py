@@ -420,6 +420,32 @@ def test_write_dataset_reads_back_and_numbers_shards_in_order(
     assert infos[2].sha256 == hashlib.sha256(Path(infos[2].path).read_bytes()).hexdigest()
 
 
+def jitter(row: dict[str, Any]) -> dict[str, Any]:
+    """Early rows finish last: unordered execution would reorder them."""
+    import time
+
+    time.sleep(0.05 if row["label"] < 6 else 0.0)
+    return row
+
+
+def test_write_dataset_keeps_the_dataset_order_without_being_asked(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    from ray.data.context import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.execution_options.preserve_order = False
+    try:
+        rd = ray.data.from_items([{"label": i} for i in range(24)], override_num_blocks=8)
+        rd = rd.map(jitter)
+        infos = atdata.ray.write_dataset(rd, Fragile, str(tmp_path / "o-%03d.tar"), maxcount=3)
+        assert ctx.execution_options.preserve_order is False  # restored
+    finally:
+        ctx.execution_options.preserve_order = True
+    labels = [s.label for s in atdata.Dataset[Fragile]([i.path for i in infos])]
+    assert labels == list(range(24)) and [i.samples for i in infos] == [3] * 8
+
+
 def test_write_dataset_to_s3(
     ray_cluster: str, tmp_path: Path, s3_server: Any, s3_bucket: str
 ) -> None:

@@ -272,13 +272,17 @@ def write_dataset(
     if maxcount < 1 or maxsize < 1:
         raise ValueError("maxcount and maxsize must be positive")
     sink = _make_datasink_class()(sample_type, ShardTarget(out, client_kwargs), maxcount, maxsize)
-    ctx = DataContext.get_current()
-    before = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True  # task order = dataset order: stable names
     if maxcount <= _EXACT_MAXCOUNT:  # blocks of exactly maxcount rows: one full shard per task
         ray_dataset = ray_dataset.repartition(target_num_rows_per_block=maxcount, strict=True)
+    # Task order = dataset order, so shard names are stable: in the dataset's own context
+    # (a Ray dataset keeps the one it was made with) and the current one, restored after.
+    contexts = {id(c): c for c in (DataContext.get_current(), ray_dataset.context)}
+    before = {key: c.execution_options.preserve_order for key, c in contexts.items()}
+    for c in contexts.values():
+        c.execution_options.preserve_order = True
     try:
         ray_dataset.write_datasink(sink, ray_remote_args=dict(ray_remote_args or {}))
     finally:
-        ctx.execution_options.preserve_order = before
+        for key, c in contexts.items():
+            c.execution_options.preserve_order = before[key]
     return list(sink.result)
