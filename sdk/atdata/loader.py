@@ -155,6 +155,8 @@ class Loader:
         self._running = False
         self._layout: BatchLayout | None = None
         self._pool: _WorkerPool | None = None
+        self._reader: Any = None  # the in-process path's shard reader and ring (kept)
+        self._ring: _Ring | None = None
         self._warned: set[str] = set()
         self._finalizer = weakref.finalize(self, _close_pool, [None])
 
@@ -164,6 +166,12 @@ class Loader:
     def epoch(self) -> int:
         """The epoch last started (the one set for the next ``for`` before any)."""
         return self._epoch if self._running else self._next_epoch
+
+    @property
+    def ring_bytes(self) -> int:
+        """Memory of the batch ring (shared with the workers); 0 before the first epoch."""
+        ring = self._pool.ring if self._pool is not None else self._ring
+        return ring.size if ring is not None else 0
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``for`` run epoch ``epoch`` (from its start)."""
@@ -273,8 +281,13 @@ class Loader:
     def _in_process(
         self, layout: BatchLayout, batches: list[np.ndarray]
     ) -> Iterator[dict[str, Any]]:
-        ring = _Ring(layout, self._slot_count(layout), None, self.device)
-        reader = self.feed._feed_reader()
+        ring = self._ring
+        if ring is None or ring.layout is not layout:
+            ring = self._ring = _Ring(layout, self._slot_count(layout), None, self.device)
+        # Kept across epochs, as a worker keeps its own: the shards it holds stay mapped.
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = self.feed._feed_reader()
         try:
             for ids in batches:
                 samples = reader.read(ids)
@@ -287,8 +300,7 @@ class Loader:
                 self._done += 1
                 yield batch
         finally:
-            reader.close()
-            ring.close()
+            ring.settle()
 
     def _from_workers(
         self, layout: BatchLayout, batches: list[np.ndarray]
@@ -362,6 +374,12 @@ class Loader:
 
     def close(self) -> None:
         """Stop the worker processes (they are also stopped when the loader is collected)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -517,11 +535,16 @@ class _Ring:
             self._copies.append((event, slot))  # the slot is free once the copy completed
         return moved
 
+    def settle(self) -> None:
+        """Wait for the copies to the device in flight (their slots come back)."""
+        while self._copies:
+            event, slot = self._copies.popleft()
+            event.synchronize()
+            self.free.append(slot)
+
     def close(self) -> None:
         if self.cuda:
-            for event, _ in self._copies:
-                event.synchronize()
-            self._copies.clear()
+            self.settle()
             if self._registered:
                 self.torch.cuda.cudart().cudaHostUnregister(self._ptr)
                 self._registered = False

@@ -1,0 +1,411 @@
+"""Feeding a GPU: the training loader against DataLoader paths, with the node's floors.
+
+Usage (from the repository root; no install needed, so it runs on an offline GPU node)::
+
+    PYTHONPATH=sdk python benchmarks/bench_gpu_feed.py --quick     # seconds, CPU is fine
+    PYTHONPATH=sdk python benchmarks/bench_gpu_feed.py             # 16-core GPU node sizes
+    PYTHONPATH=sdk python benchmarks/bench_gpu_feed.py --workers 0,2 --repeats 7 --datasets seed
+
+Two datasets: seed-shaped (float32 224x224x3 + int label, batches of 32) and small (uint8
+32x32x3 + int label, batches of 256). Rows:
+
+* floors: the shards' bytes read by N processes (``readinto``), and a pinned host-to-device
+  copy (CUDA only);
+* ``ours``: ``ds.loader(batch_size, workers=N, device=...)`` in storage order and shuffled;
+* ``ds.torch() + DataLoader``: the DataLoader-compatible path (``pin_memory`` on CUDA);
+* ``webdataset + DataLoader``: webdataset with msgpack decoding and its own batching.
+
+Every configuration runs ``--repeats`` times (with ``--quick`` the DataLoader baselines once), the configurations alternating within each round
+so that load from other processes spreads over all of them; each run makes one warm-up epoch
+(worker start, page cache) and times the next ones. Medians are printed with the ratio to
+``ours`` with 0 workers, peak RSS of the training process and of its workers, and the shared
+memory of the loader's ring. Without CUDA, batches stay in host memory (the rate a GPU could
+be fed at, minus the DMA copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import atdata
+import numpy as np
+from numpy.typing import NDArray
+
+CACHE = Path(os.environ.get("ATDATA_BENCH_CACHE", Path.home() / ".cache" / "atdata"))
+
+
+@atdata.packable
+class Seed:
+    image: NDArray[np.float32]
+    label: int
+
+
+@atdata.packable
+class Small:
+    image: NDArray[np.uint8]
+    label: int
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    cls: type
+    shape: tuple[int, ...]
+    dtype: Any
+    samples: int
+    shards: int
+    batch: int
+
+
+FULL = {
+    "seed": Spec("seed", Seed, (224, 224, 3), np.float32, 8192, 128, 32),
+    "small": Spec("small", Small, (32, 32, 3), np.uint8, 400_000, 40, 256),
+}
+QUICK = {
+    "seed": Spec("seed-quick", Seed, (224, 224, 3), np.float32, 384, 8, 32),
+    "small": Spec("small-quick", Small, (32, 32, 3), np.uint8, 10_000, 4, 256),
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def shards(spec: Spec) -> list[str]:
+    """The dataset's shards, written once (with our writer) under the benchmark cache."""
+    root = CACHE / "bench-data" / f"gpu-feed-{spec.name}"
+    marker = root / f"done-{spec.samples}-{spec.shards}"
+    if not marker.exists():
+        log(f"generating {spec.name}: {spec.samples:,} samples in {spec.shards} shards")
+        root.mkdir(parents=True, exist_ok=True)
+        for old in root.glob("*"):
+            old.unlink()
+        rng = np.random.default_rng(0)
+        per = -(-spec.samples // spec.shards)
+
+        def gen() -> Any:
+            for i in range(spec.samples):
+                if spec.dtype == np.float32:
+                    image = rng.random(spec.shape, dtype=np.float32)
+                else:
+                    image = rng.integers(0, 256, spec.shape, dtype=np.uint8)
+                yield spec.cls(image=image, label=i % 1000)
+
+        atdata.write_samples(gen(), root / "data-%06d.tar", maxcount=per, progress=False)
+        marker.touch()
+    return sorted(str(p) for p in root.glob("data-*.tar"))
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    label: str
+    workers: int | None
+    times: list[float] = field(default_factory=list)
+    rss_main: int = 0  # KiB
+    rss_workers: int = 0  # KiB, the largest worker
+    shm: int = 0  # bytes
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+
+def _worker_rss() -> int:
+    """The largest RSS (KiB) among this process's children (loader or DataLoader workers)."""
+    best = 0
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().split()
+            if int(stat[3]) != me:
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    best = max(best, int(line.split()[1]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return best
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _epochs(iterate: Any, epochs: int, device: Any, row: Row) -> None:
+    """One warm-up epoch, then the median time of ``epochs`` timed ones into ``row``."""
+    import torch
+
+    times = []
+    for e in range(epochs + 1):
+        t = time.perf_counter()
+        n = iterate()
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if e:
+            times.append(time.perf_counter() - t)
+        row.rss_workers = max(row.rss_workers, _worker_rss())
+        row.rss_main = max(row.rss_main, _rss())
+    assert n > 0
+    row.times.append(statistics.median(times))
+
+
+def run_ours(
+    ds: Any, spec: Spec, workers: int, shuffle: bool, device: Any, epochs: int, row: Row
+) -> None:
+    loader = ds.loader(batch_size=spec.batch, workers=workers, shuffle=shuffle, device=device)
+
+    def epoch() -> int:
+        n = 0
+        for batch in loader:
+            n += batch["image"].shape[0]
+        return n
+
+    try:
+        _epochs(epoch, epochs, device, row)
+        row.shm = loader.ring_bytes
+    finally:
+        loader.close()
+
+
+def run_torch(ds: Any, spec: Spec, workers: int, device: Any, epochs: int, row: Row) -> None:
+    from torch.utils.data import DataLoader
+
+    cuda = device is not None and device.type == "cuda"
+    loader = DataLoader(
+        ds.torch(batch_size=spec.batch, shuffle=False),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=cuda,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=workers > 0,
+    )
+
+    def epoch() -> int:
+        n = 0
+        for batch in loader:
+            image = batch["image"]
+            if cuda:
+                image = image.to(device, non_blocking=True)
+            n += image.shape[0]
+        return n
+
+    _epochs(epoch, epochs, device, row)
+
+
+def _wds_decode(sample: dict[str, Any]) -> tuple[Any, int]:
+    s = _WDS_CLS[0].from_bytes(sample["msgpack"])
+    return s.image, s.label
+
+
+_WDS_CLS: list[type] = [Seed]
+
+
+def run_webdataset(
+    paths: list[str], spec: Spec, workers: int, device: Any, epochs: int, row: Row
+) -> None:
+    import webdataset as wds
+    from torch.utils.data import DataLoader
+
+    _WDS_CLS[0] = spec.cls
+    cuda = device is not None and device.type == "cuda"
+    pipeline = (
+        wds.WebDataset(paths, shardshuffle=False, workersplitter=wds.split_by_worker)
+        .map(_wds_decode)
+        .batched(spec.batch)
+    )
+    loader = DataLoader(
+        pipeline,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=cuda,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=workers > 0,
+    )
+
+    def epoch() -> int:
+        n = 0
+        for image, _label in loader:
+            if cuda:
+                image = image.to(device, non_blocking=True)
+            n += image.shape[0]
+        return n
+
+    _epochs(epoch, epochs, device, row)
+
+
+def floor_read(paths: list[str], procs: int) -> float:
+    """Seconds for ``procs`` processes to read every shard's bytes once (split between them)."""
+    import multiprocessing as mp
+
+    def read(mine: list[str]) -> None:
+        buf = memoryview(bytearray(4 << 20))
+        for p in mine:
+            with open(p, "rb", buffering=0) as f:
+                while f.readinto(buf):
+                    pass
+
+    ctx = mp.get_context("fork")
+    t = time.perf_counter()
+    jobs = [ctx.Process(target=read, args=(paths[i::procs],)) for i in range(procs)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    return time.perf_counter() - t
+
+
+def floor_h2d(device: Any, nbytes: int = 256 << 20) -> float:
+    """GB/s of one pinned host-to-device copy."""
+    import torch
+
+    host = torch.empty(nbytes, dtype=torch.uint8).pin_memory()
+    dev = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dev.copy_(host, non_blocking=True)
+    torch.cuda.synchronize(device)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        dev.copy_(host, non_blocking=True)
+        torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t)
+    return nbytes / statistics.median(times) / 1e9
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def bench(spec: Spec, args: argparse.Namespace, device: Any) -> str:
+    paths = shards(spec)
+    ds = atdata.Dataset[spec.cls](paths)
+    ds.shard_counts()  # the index pass, outside the timings
+    floor_read(paths, 1)  # into the page cache
+    nbytes = spec.samples * int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
+    workers = [int(w) for w in args.workers.split(",")]
+    rows: list[tuple[Row, Any]] = []
+    for w in workers:
+        rows.append(
+            (
+                Row("ours loader", w),
+                lambda r, w=w: run_ours(ds, spec, w, False, device, args.epochs, r),
+            )
+        )
+    for w in workers:
+        rows.append(
+            (
+                Row("ours loader shuffled", w),
+                lambda r, w=w: run_ours(ds, spec, w, True, device, args.epochs, r),
+            )
+        )
+    if not args.ours_only:
+        for w in workers:
+            rows.append(
+                (
+                    Row("ds.torch() + DataLoader", w),
+                    lambda r, w=w: run_torch(ds, spec, w, device, args.epochs, r),
+                )
+            )
+        try:
+            import webdataset  # noqa: F401
+        except ImportError:
+            log("webdataset is not installed: its rows are left out")
+        else:
+            for w in workers:
+                rows.append(
+                    (
+                        Row("webdataset + DataLoader", w),
+                        lambda r, w=w: run_webdataset(paths, spec, w, device, args.epochs, r),
+                    )
+                )
+    floors: list[tuple[str, float]] = []
+    for r in range(args.repeats):
+        log(f"  {spec.name}: round {r + 1}/{args.repeats}")
+        for row, fn in rows:
+            # --quick: the DataLoader baselines once (they are the slow rows), ours every round.
+            if r == 0 or not (args.quick and not row.label.startswith("ours")):
+                fn(row)
+    for n in sorted({max(1, w) for w in workers}):
+        floors.append((f"bytes read by {n} process(es)", nbytes / floor_read(paths, n) / 1e9))
+    if device is not None and device.type == "cuda":
+        floors.append(("pinned host-to-device copy", floor_h2d(device)))
+    base = (
+        next(row for row, _ in rows if row.label == "ours loader" and row.workers == 0)
+        if 0 in workers
+        else rows[0][0]
+    )
+    lines = [
+        f"\n== {spec.name}: {spec.samples:,} samples {spec.shape} {np.dtype(spec.dtype).name}, "
+        f"{len(paths)} shards, {nbytes / 1e9:.2f} GB, batches of {spec.batch} ==",
+        f"{'configuration':<28} {'workers':>7} {'median s':>9} {'GB/s':>7} {'samples/s':>11} "
+        f"{'x ours w0':>9} {'RSS MB':>7} {'worker RSS':>10} {'shm MB':>7}",
+    ]
+    for label, gbs in floors:
+        lines.append(f"{'floor: ' + label:<45} {gbs:>7.2f}")
+    for row, _ in rows:
+        lines.append(
+            f"{row.label:<28} {row.workers:>7} {row.median:>9.3f} {nbytes / row.median / 1e9:>7.2f} "
+            f"{spec.samples / row.median:>11,.0f} {base.median / row.median:>8.2f}x "
+            f"{row.rss_main / 1024:>7,.0f} {row.rss_workers / 1024:>10,.0f} {row.shm / 2**20:>7,.0f}"
+        )
+    lines.append(
+        "per-run times (s): "
+        + "; ".join(
+            f"{row.label} w{row.workers}: " + ", ".join(f"{t:.3f}" for t in row.times)
+            for row, _ in rows
+        )
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small datasets, workers 0,2 (seconds)"
+    )
+    parser.add_argument("--datasets", default="seed,small", help="comma list: seed, small")
+    parser.add_argument(
+        "--workers", default=None, help="comma list (default 0,2,4,8,14; quick 0,2)"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds (medians)")
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per run")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
+    parser.add_argument("--ours-only", action="store_true", help="leave out the DataLoader rows")
+    args = parser.parse_args()
+    args.workers = args.workers or ("0,2" if args.quick else "0,2,4,8,14")
+    args.epochs = args.epochs or (2 if args.quick else 1)
+    import torch
+
+    if args.device == "auto":
+        device = torch.device("cuda") if torch.cuda.is_available() else None
+    else:
+        device = None if args.device == "cpu" else torch.device(args.device)
+    specs = QUICK if args.quick else FULL
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"bench_gpu_feed {time.strftime('%Y-%m-%d %H:%M:%S')}  device={device or 'cpu (no CUDA)'}  "
+        f"cores={os.cpu_count()}  load={load:.1f}  repeats={args.repeats}  epochs={args.epochs}  "
+        f"torch {torch.__version__}"
+    )
+    for name in args.datasets.split(","):
+        print(bench(specs[name], args, device), flush=True)
+
+
+if __name__ == "__main__":
+    main()
