@@ -262,14 +262,15 @@ class Dataset(Generic[T]):
 
         return decode_raw
 
-    def iter_shard(self, shard: ShardSource | int) -> Iterator[T]:
+    def iter_shard(self, shard: ShardSource | int, *, keys: bool = False) -> Iterator[Any]:
         """The samples of one shard (a source or its index), in storage order.
 
         The one per-shard stage every reading path builds on (``ordered()``, ``shuffled()``,
-        the training loader, ``atdata inspect``); errors follow ``on_error``.
+        ``atdata inspect``); errors follow ``on_error``. ``keys=True`` yields
+        ``(sample key, sample)`` pairs.
         """
         source = self._sources[shard] if isinstance(shard, int) else shard
-        return self._iter_shard(source)
+        return self._iter_shard(source, keys=keys)
 
     def _iter_shard(
         self,
@@ -277,6 +278,7 @@ class Dataset(Generic[T]):
         keep: Callable[[int], bool] | None = None,
         counter: list[int] | None = None,
         views: bool = False,
+        keys: bool = False,
     ) -> Iterator[Any]:
         """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index."""
         name = source.name
@@ -305,7 +307,7 @@ class Dataset(Generic[T]):
                         raise
                     self._skip(exc)
                     continue
-                yield sample
+                yield (raw["__key__"], sample) if keys else sample
         except (DecodeError, OSError) as exc:
             # Shard-level trouble: a truncated/corrupt archive, integrity or transport error.
             if not skip:

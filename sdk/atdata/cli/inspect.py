@@ -61,33 +61,22 @@ def inspect(
       atdata inspect 'out/*.tar' --type mypkg.samples:Digit --json
     """
     from .._sources import expand_sources
-    from .._tar import iter_samples
-    from ..dataset import _decoder, _default_type
-    from ..errors import DecodeError
+    from ..dataset import Dataset, _default_type
 
     cls = sample_class(sample_type) if sample_type else _default_type()
-    decode = _decoder(cls)
     sources = expand_sources(list(shards))
+    ds: Dataset[Any] = Dataset(sources, sample_type=cls, allow_truncated=allow_truncated)
     stats = FieldStats()
     previews: list[dict[str, Any]] = []
     per_shard: list[dict[str, Any]] = []
     for source in sources:
         count = 0
-        stream = source.open()
-        try:
-            for raw in iter_samples(stream, source.name, allow_truncated=allow_truncated):
-                try:
-                    sample = decode(raw)
-                except Exception as exc:
-                    raise DecodeError(
-                        f"sample does not decode: {exc}", shard=source.name, key=raw["__key__"]
-                    ) from exc
-                stats.add(sample)
-                if len(previews) < head:
-                    previews.append({"key": raw["__key__"], "fields": sample_fields(sample)})
-                count += 1
-        finally:
-            stream.close()
+        # Dataset's per-shard stage: errors name the shard and the sample key.
+        for key, sample in ds.iter_shard(source, keys=True):
+            stats.add(sample)
+            if len(previews) < head:
+                previews.append({"key": key, "fields": sample_fields(sample)})
+            count += 1
         size = source.size
         if size is None and hasattr(source, "path"):
             size = source.path.stat().st_size
