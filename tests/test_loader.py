@@ -287,11 +287,14 @@ def test_bad_shard_ends_the_loop_with_its_cause(tmp_path) -> None:
     bad.write_bytes(b"\x01" * 2048)
     ds.__dict__["_shard_counts"] = counts
     loader = ds.loader(batch_size=2, workers=2, shuffle=False)
+    got: list[int] = []
     it = iter(loader)
-    next(it)
+    got += next(it)["idx"].tolist()
     name = loader._pool.name
     with pytest.raises(atdata.DecodeError, match="s-001"):
-        list(it)
+        for batch in it:
+            got += batch["idx"].tolist()
+    assert got == [0, 1, 2, 3]  # every batch before the bad shard, in order, then its error
     assert not _workers()
     assert name.lstrip("/") not in _shm()
 

@@ -317,7 +317,7 @@ class Loader:
         pool.generation += 1
         gen = pool.generation
         ring = pool.ring
-        ready: dict[int, tuple[int, int, dict[str, Any], list[str]]] = {}
+        ready: dict[int, Any] = {}
         sent = 0
         want = 0
         finished = False
@@ -331,14 +331,21 @@ class Loader:
                     sent += 1
                 while want not in ready:
                     for msg in pool.receive():
-                        (g, pos), slot, n, extra, listed, skips = msg
+                        (g, pos), slot = msg[0], msg[1]
                         if g != gen:
                             ring.give_back(slot)  # a batch of an abandoned epoch
                             continue
-                        for reason, whole in skips:
+                        if len(msg) == 3:  # it failed: raised when its turn comes
+                            ring.give_back(slot)
+                            ready[pos] = msg[2]
+                            continue
+                        for reason, whole in msg[5]:
                             self.feed._feed_skip(reason, whole)
-                        ready[pos] = (slot, n, extra, listed)
-                slot, n, extra, listed = ready.pop(want)
+                        ready[pos] = (slot, msg[2], msg[3], msg[4])
+                result = ready.pop(want)
+                if isinstance(result, BaseException):
+                    raise result
+                slot, n, extra, listed = result
                 batch = ring.hand_out(slot, ring.views(slot), n, extra, reserve=self.workers)
                 self._warn(listed)
                 want += 1
@@ -352,8 +359,9 @@ class Loader:
                 self._pool = None
             raise
         finally:
-            for slot, *_ in ready.values():
-                ring.give_back(slot)
+            for result in ready.values():
+                if not isinstance(result, BaseException):
+                    ring.give_back(result[0])
 
     def _report(self, reader: Any) -> None:
         if reader.skips:
@@ -630,29 +638,36 @@ class _WorkerPool:
 
     def _recv(self, i: int) -> Any:
         try:
-            msg = self.conns[i].recv()
+            return self.conns[i].recv()
         except (EOFError, OSError):
             self._died(i)
-        if msg[0] == "error":
-            _, _, exc, text = msg
-            if isinstance(exc, Exception):
-                # The worker's own exception (unpickled), so callers catch what they would
-                # catch without workers.
-                exc.add_note(f"(raised in loader worker {i}, pid {self.procs[i].pid})")
-                raise exc
-            raise LoaderError(f"loader worker {i} failed: {text}")
-        return msg
+
+    def failure(self, i: int, exc: Any, text: str) -> BaseException:
+        """A worker's failure as the exception to raise in the training process."""
+        if isinstance(exc, Exception):
+            # The worker's own exception (unpickled), so callers catch what they would catch
+            # without workers.
+            exc.add_note(f"(raised in loader worker {i}, pid {self.procs[i].pid})")
+            return exc
+        return LoaderError(f"loader worker {i} failed: {text}")
 
     def receive(self) -> list[Any]:
-        """Results that arrived (waiting for at least one); raises when a worker failed."""
+        """Results that arrived (waiting for at least one): ``(tag, slot, n, extra, listed,
+        skips)``, or ``(tag, slot, exception)`` for a batch that failed; raises when a worker
+        died."""
         sentinels = {p.sentinel: i for i, p in enumerate(self.procs)}
         conns = {c: i for i, c in enumerate(self.conns)}
         ready = connection.wait([*conns, *sentinels])
         out = []
         for obj in ready:
             if obj in conns:
-                msg = self._recv(conns[obj])
-                out.append(msg[1:])
+                i = conns[obj]
+                msg = self._recv(i)
+                if msg[0] == "error":
+                    _, tag, slot, exc, text = msg
+                    out.append((tag, slot, self.failure(i, exc, text)))
+                else:
+                    out.append(msg[1:])
         for obj in ready:
             if obj in sentinels and not any(c in conns for c in ready):
                 self._died(sentinels[obj])
@@ -751,9 +766,9 @@ def _worker_main(
             except Exception as exc:
                 text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 try:
-                    conn.send(("error", tag, exc, text))
+                    conn.send(("error", tag, slot, exc, text))
                 except Exception:
-                    conn.send(("error", tag, None, text))
+                    conn.send(("error", tag, slot, None, text))
     finally:
         reader.close()
         slot_views.clear()
