@@ -85,3 +85,19 @@ def test_schema_free_batches() -> None:
 def test_empty_batch() -> None:
     batch = SampleBatch([], Item)
     assert len(batch) == 0 and batch.label == []
+
+
+def test_stacking_keeps_the_byte_order_of_the_values() -> None:
+    """A big-endian array under NDArray[np.int32] was joined as native int32: wrong values."""
+
+    @atdata.packable
+    class BigEndian:
+        v: NDArray[np.int32]
+
+    from atdata._codec import pack_sample
+
+    wire = [pack_sample({"v": (np.arange(3) + i).astype(">i4")}) for i in range(4)]
+    samples = [BigEndian.from_bytes(b) for b in wire]  # as a peer's big-endian shard holds
+    assert samples[0].v.dtype == np.dtype(">i4")  # as on the wire
+    stacked = SampleBatch(samples, BigEndian).v
+    assert stacked.tolist() == [[i, i + 1, i + 2] for i in range(4)]

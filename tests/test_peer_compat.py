@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import atdata
 import numpy as np
 import pytest
+import torch
 import webdataset as wds
 from _fixtures.peer import run_peer
 from atdata import Shape
@@ -157,6 +158,14 @@ print(json.dumps("ok"))
     batch = next(iter(ds.ordered(batch_size=4)))
     assert batch.image.shape == (4, 32, 32, 3) and batch.image.dtype == np.float32
     assert batch.label == [make(i)["label"] for i in range(4)]  # noqa: F821
+    # The training loader copies the (unaligned) arrays straight into its batch slots.
+    for workers in (0, 2):
+        with ds.loader(batch_size=4, shuffle=False, workers=workers) as loader:
+            first = next(iter(loader))
+        assert np.array_equal(first["image"].numpy(), batch.image)
+        assert first["label"] == batch.label
+        assert first["be"].dtype == torch.int32  # big-endian on the wire, native here
+        assert np.array_equal(first["be"].numpy(), batch.be)
     loose = list(atdata.Dataset(str(shard)).ordered())
     assert loose[0].keys() == FIELDS  # noqa: F821
     assert describe(loose[1].array("be")) == want[1][FIELDS.index("be")]  # noqa: F821

@@ -33,17 +33,24 @@ class ShardAccess:
 
     Under ``on_error="skip"`` a sample (or shard) that fails is left out and its reason is
     appended to :attr:`skips` for the caller to report; otherwise the error is raised.
+    ``views=True`` leaves arrays as (possibly unaligned, read-only) views of the shard, for
+    readers that copy them into a batch anyway: one copy, straight into the batch.
     """
 
     def __init__(
-        self, dataset: Dataset[Any], counts: Sequence[int], keep: int = KEEP_SHARDS
+        self,
+        dataset: Dataset[Any],
+        counts: Sequence[int],
+        keep: int = KEEP_SHARDS,
+        *,
+        views: bool = False,
     ) -> None:
         self.dataset = dataset
         self.offsets = shard_offsets(counts)
         self.keep = max(1, keep)
         self.skip = dataset.on_error == "skip"
         self.skips: list[tuple[str, bool]] = []  # (reason, whole shard)
-        self._decode = dataset._raw_decoder()
+        self._decode = dataset._raw_decoder(views)
         self._held: OrderedDict[int, list[dict[str, Any]] | None] = OrderedDict()
 
     def _raw(self, shard: int) -> list[dict[str, Any]] | None:

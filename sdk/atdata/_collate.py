@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 ALIGN = 64
+_NUMERIC = "biufc"  # dtype kinds that become tensors (in native byte order)
 _SCALAR_DTYPES = {
     FieldKind.INT: np.dtype(np.int64),
     FieldKind.FLOAT: np.dtype(np.float64),
@@ -110,16 +111,16 @@ def _field_kind(spec: Any, value: Any) -> tuple[str, np.dtype | None, tuple[int,
             declared = spec.shape
             if declared is not None and None in declared:
                 return "ragged", spec.dtype, ()
-            if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-                return "array", value.dtype, tuple(value.shape)
+            if isinstance(value, np.ndarray) and value.dtype.kind in _NUMERIC:
+                return "array", value.dtype.newbyteorder("="), tuple(value.shape)
             return "ragged", spec.dtype, ()
         if spec.kind in _SCALAR_DTYPES and not spec.optional:
             return "scalar", _SCALAR_DTYPES[spec.kind], ()
         return "list", None, ()
     # Schema-free: judge by the first sample's value.
     if isinstance(value, np.ndarray):
-        if value.dtype.kind in "biuf":
-            return "array", value.dtype, tuple(value.shape)
+        if value.dtype.kind in _NUMERIC:
+            return "array", value.dtype.newbyteorder("="), tuple(value.shape)
         return "list", None, ()
     if isinstance(value, bool):
         return "scalar", np.dtype(np.bool_), ()
@@ -151,7 +152,10 @@ def fill_batch(
         if f.kind == "array":
             dst = slot[f.name]
             if all(
-                type(v) is np.ndarray and v.shape == f.shape and v.dtype == f.dtype for v in values
+                type(v) is np.ndarray
+                and v.shape == f.shape
+                and (v.dtype == f.dtype or v.dtype.newbyteorder("=") == f.dtype)
+                for v in values
             ):
                 for k, v in enumerate(values):
                     dst[k] = v
@@ -184,7 +188,8 @@ def _array_beside(
         return
     shapes = {a.shape for a in arrays}
     if len(shapes) == 1:
-        extra[name] = np.stack(arrays)
+        stacked = np.stack(arrays)
+        extra[name] = stacked.astype(stacked.dtype.newbyteorder("="), copy=False)
         return
     if pad is None:
         extra[name] = arrays
@@ -216,7 +221,7 @@ def pad_arrays(
                 f"more than pad={pad}"
             )
         dims[0] = int(pad)
-    dtype = np.result_type(*arrays)
+    dtype = np.result_type(*arrays).newbyteorder("=")
     out = np.zeros((len(arrays), *dims), dtype=dtype)
     only_first = all(a.shape[1:] == arrays[0].shape[1:] for a in arrays)
     mask = np.zeros((len(arrays), dims[0]) if only_first else (len(arrays), *dims), dtype=bool)

@@ -45,8 +45,10 @@ _STATE_FORMAT = "atdata.torch/1"
 def to_torch(value: Any) -> Any:
     """Arrays become tensors (copied when read-only, since torch tensors are writable)."""
     if isinstance(value, np.ndarray):
-        if value.dtype.kind in "biufc" and value.dtype.byteorder not in (">",):
-            if not value.flags.writeable:
+        if value.dtype.kind in "biufc":
+            if value.dtype.byteorder == ">":
+                value = value.astype(value.dtype.newbyteorder("="))
+            elif not value.flags.writeable:
                 value = value.copy()
             return torch.from_numpy(value)
         return value
@@ -183,7 +185,7 @@ class TorchIterable(IterableDataset[Any]):
         plan = BatchPlan(len(order), self.batch_size or 1, self.world_size, self.drop_last, start)
         mine = plan.rank_batches(self.rank)[worker::workers]
         self._epoch_now, self._start, self._yielded = epoch, start, skip
-        reader = ShardAccess(ds, ds.shard_counts())
+        reader = ShardAccess(ds, ds.shard_counts(), views=True)
         try:
             for j in mine[skip:]:
                 samples = reader.read(order[plan.positions(j)])

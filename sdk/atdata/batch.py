@@ -71,7 +71,9 @@ def stack_arrays(
         )
     if not shape:
         return np.stack(values)
-    dtypes = {dtype} if dtype is not None else set(map(_dtype_of, values))
+    # The declared dtype says the kind and size, not the byte order: a peer's big-endian
+    # array decodes as ">i4" under NDArray[np.int32], so the bytes are joined as what they are.
+    dtypes = set(map(_dtype_of, values))
     if len(dtypes) == 1:
         # Same dtype: one byte-level join (C-contiguous inputs) into a fresh, writable buffer;
         # far cheaper than np.concatenate for many small arrays.

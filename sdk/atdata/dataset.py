@@ -486,7 +486,8 @@ class Dataset(Generic[T]):
         return epoch_order(self.shard_counts(), seed=seed, epoch=epoch, shuffle=shuffle)
 
     def _feed_reader(self) -> ShardAccess:
-        return ShardAccess(self, self.shard_counts())
+        # Batches copy every array into their slot: views of the shard spare a copy before.
+        return ShardAccess(self, self.shard_counts(), views=True)
 
     def _feed_fingerprint(self) -> str:
         return fingerprint(

@@ -559,11 +559,18 @@ class _Ring:
 
 
 def _tensors(from_numpy: Any, value: Any) -> Any:
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-        return from_numpy(value if value.flags.writeable else value.copy())
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
+        return from_numpy(_native(value))
     if isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
-        return [from_numpy(v if v.flags.writeable else v.copy()) for v in value]
+        return [from_numpy(_native(v)) if v.dtype.kind in "biufc" else v for v in value]
     return value
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` writable and in native byte order (torch wants both), copied only if needed."""
+    if not a.dtype.isnative:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a if a.flags.writeable else a.copy()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -263,7 +263,7 @@ class Mix:
 
     def _samples(self, shuffle: bool, seed: int, epoch: int) -> Iterator[Any]:
         order = self._feed_order(seed, epoch, shuffle)
-        reader = self._feed_reader()
+        reader = _MixReader(self, views=False)  # samples handed out as they are: aligned
         try:
             for lo in range(0, len(order), 256):
                 yield from reader.read(order[lo : lo + 256])
@@ -313,8 +313,8 @@ def _chunks(
 class _MixReader:
     """Samples of a mix by combined id (each dataset's ids offset by the sizes before it)."""
 
-    def __init__(self, m: Mix) -> None:
-        self.readers = [ShardAccess(ds, ds.shard_counts()) for ds in m.datasets]
+    def __init__(self, m: Mix, views: bool = True) -> None:
+        self.readers = [ShardAccess(ds, ds.shard_counts(), views=views) for ds in m.datasets]
         self.bases = np.concatenate([[0], np.cumsum(m._sizes())])
         self.skips: list[tuple[str, bool]] = []
 
