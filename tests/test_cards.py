@@ -227,6 +227,28 @@ def test_card_less_and_unfetchable_cards(carded: str) -> None:
     assert "The card could not be fetched from the author" in blob.text
 
 
+def test_failed_blob_fetches_are_remembered_for_a_while() -> None:
+    from atdata.errors import AtdataError
+    from atdata_appview.web.cards import BlobCards
+
+    cards = BlobCards()
+    record = {"cardBlob": {"$type": "blob", "ref": {"$link": blob_cid(b"x")}, "size": 1}}
+
+    async def go() -> None:
+        with pytest.raises(AtdataError) as first:
+            await cards.text(record, MAL, "http://127.0.0.1:1")  # a private address: refused
+        with pytest.raises(AtdataError) as again:  # not asked again: the same answer, no PDS
+            await cards.text(record, MAL, None)
+        assert str(again.value) == str(first.value)
+        cards._failed.clear()
+        with pytest.raises(AtdataError, match="does not know the author's PDS"):
+            await cards.text(record, MAL, None)
+        with pytest.raises(AtdataError, match="malformed"):
+            await cards.text({"cardBlob": {"ref": 3}}, MAL, "https://pds.example")
+
+    asyncio.run(go())
+
+
 # -- published on the devnet -------------------------------------------------------------------
 
 

@@ -12,6 +12,8 @@ ingest: ingest and backfill then never do per-record network fetches, and a card
 nothing the index searches. The fetch goes to the author's PDS (``com.atproto.sync.getBlob``)
 through the SDK's network guard with the 1 MiB cap and a 10 s deadline, and the bytes must hash
 to the blob's CID; good cards are cached by CID (so a cache entry can never hold other text).
+Fetches run on a small pool of their own, one at a time per CID, and a failure is remembered
+for a minute: a stalling PDS cannot tie up the server's threads page view after page view.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import base64
 import hashlib
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import nh3
@@ -151,10 +155,16 @@ def _blob_ref_cid(blob: Any) -> str | None:
 class BlobCards:
     """Fetches and caches blob cards (see the module docstring)."""
 
+    #: Seconds a failed fetch is answered from memory before the PDS is asked again.
+    RETRY_AFTER = 60.0
+
     def __init__(self, size: int = 64, timeout: float = 10.0) -> None:
         self._cache: OrderedDict[str, str] = OrderedDict()
+        self._failed: dict[str, tuple[float, str]] = {}
+        self._pending: dict[str, asyncio.Future[str]] = {}
         self._size = size
         self.timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atdata-card-fetch")
 
     def _fetch(self, pds: str, did: str, cid: str) -> str:
         status, body = get_bytes(
@@ -178,10 +188,27 @@ class BlobCards:
         if cid in self._cache:
             self._cache.move_to_end(cid)
             return self._cache[cid]
+        failed = self._failed.get(cid)
+        if failed is not None and failed[0] > time.monotonic():
+            raise AtdataError(failed[1])
         if not pds:
             raise AtdataError("the index does not know the author's PDS")
+        pending = self._pending.get(cid)
+        if pending is not None:
+            return await asyncio.shield(pending)
         loop = asyncio.get_running_loop()
-        text = await loop.run_in_executor(None, self._fetch, pds, did, cid)
+        future = loop.run_in_executor(self._pool, self._fetch, pds, did, cid)
+        self._pending[cid] = future
+        try:
+            text = await asyncio.shield(future)
+        except AtdataError as exc:
+            self._failed[cid] = (time.monotonic() + self.RETRY_AFTER, str(exc))
+            if len(self._failed) > 10 * self._size:
+                self._failed.clear()
+            raise
+        finally:
+            self._pending.pop(cid, None)
+        self._failed.pop(cid, None)
         self._cache[cid] = text
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)
