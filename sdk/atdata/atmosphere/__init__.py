@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from ..records import Record, RecordRef
 from .cache import CachedShard, ShardCache, default_cache_dir
+from .cards import read_card
 from .cid import record_cid
 from .client import Client
 from .identity import AtUri, IdentityResolver, default_plc_url, parse_at_uri
 from .lens_code import import_lens, lens_code_ref
+from .lineage import RELATIONS
 from .netguard import check_url, guarded_client, private_network_allowed
 from .resolve import GuardedHttpShard, Resolver, fetch_record, load_dataset, shard_sources
 from .shards import PublishError, cut_shard
@@ -22,6 +24,7 @@ __all__ = [
     "GuardedHttpShard",
     "IdentityResolver",
     "PublishError",
+    "RELATIONS",
     "Record",
     "RecordRef",
     "Resolver",
@@ -37,6 +40,7 @@ __all__ = [
     "load_dataset",
     "parse_at_uri",
     "private_network_allowed",
+    "read_card",
     "record_cid",
     "shard_sources",
 ]
