@@ -7,6 +7,7 @@ module by name (it is on their PYTHONPATH), so the types and lenses below resolv
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -696,3 +697,13 @@ def test_ray_job_over_a_published_dataset(
     assert [r["twice"] for r in labels] == [2 * i for i in range(9)]
     frame = atdata.load_dataset(str(ref), split="test", sample_type=Small).to_dask().compute()
     assert list(frame["caption"]) == ["c9"]
+
+    # a derived dataset written by Ray tasks, published with its lineage
+    derived = train.map_shards(relabel, out=str(tmp_path / "r-%04d.tar"), engine="ray")
+    derived_ref = alice.publish_dataset(
+        derived, name="engines-relabelled", schema=Small, derived_from=[(train, "relabelled")]
+    )
+    (origin,) = alice.get_record(str(derived_ref)).value["derivedFrom"]
+    assert str(ref) in json.dumps(origin) and "relabelled" in json.dumps(origin)
+    got = atdata.load_dataset(str(derived_ref), sample_type=Small)
+    assert all_same(list(got.ordered()), [r for r in map(relabel, small[:9]) if r is not None])
