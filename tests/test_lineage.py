@@ -203,6 +203,7 @@ def test_edges_follow_updates_deletes_and_hidden_repos(store: Store) -> None:
             "indexed": True,
             "name": "clean",
             "handle": "alice.test",
+            "version": "0.0.0",  # the record has none
         }
     ]
     assert store.read_sync(get_lineage, GRAY) is None

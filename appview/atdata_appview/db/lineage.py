@@ -9,39 +9,18 @@ twice (diamonds, cycles) is reported once, at its nearest depth.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from atdata.versions import DEFAULT_VERSION
 from sqlalchemy import Connection, select
 
-from .models import dataset_lineage, dataset_records, datasets, repos
+from .models import dataset_lineage, datasets, repos
 
 __all__ = ["MAX_ITEMS", "get_lineage"]
 
 #: Most datasets reported each way (a popular source can have many descendants).
 MAX_ITEMS = 1000
-
-
-def _versions(conn: Connection, ids: list[int]) -> dict[int, str]:
-    """Each dataset's ``version`` (the column when the index has one, else the record's)."""
-    if not ids:
-        return {}
-    column = datasets.c.get("version")
-    if column is not None:
-        rows = conn.execute(select(datasets.c.id, column).where(datasets.c.id.in_(ids)))
-        return {r[0]: r[1] for r in rows if isinstance(r[1], str)}
-    out: dict[int, str] = {}
-    for ds_id, raw in conn.execute(
-        select(dataset_records.c.dataset_id, dataset_records.c.record).where(
-            dataset_records.c.dataset_id.in_(ids)
-        )
-    ):
-        record = json.loads(raw) if isinstance(raw, str) else raw
-        version = record.get("version") if isinstance(record, Mapping) else None
-        if isinstance(version, str):
-            out[ds_id] = version
-    return out
 
 
 def _nodes(conn: Connection, uris: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -50,11 +29,17 @@ def _nodes(conn: Connection, uris: Iterable[str]) -> dict[str, dict[str, Any]]:
     if not wanted:
         return {}
     rows = conn.execute(
-        select(datasets.c.id, datasets.c.uri, datasets.c.cid, datasets.c.name, repos.c.handle)
+        select(
+            datasets.c.id,
+            datasets.c.uri,
+            datasets.c.cid,
+            datasets.c.name,
+            datasets.c.version,
+            repos.c.handle,
+        )
         .select_from(datasets.outerjoin(repos, repos.c.did == datasets.c.did))
         .where(datasets.c.uri.in_(wanted), datasets.c.hidden.is_(False))
     ).all()
-    versions = _versions(conn, [r.id for r in rows])
     return {
         r.uri: {
             "id": r.id,
@@ -62,7 +47,7 @@ def _nodes(conn: Connection, uris: Iterable[str]) -> dict[str, dict[str, Any]]:
             "cid": r.cid,
             "name": r.name,
             "handle": r.handle,
-            "version": versions.get(r.id),
+            "version": r.version or DEFAULT_VERSION,  # a record without one reads as 0.0.0
         }
         for r in rows
     }
