@@ -17,7 +17,6 @@ import re
 import time
 import weakref
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from operator import attrgetter, itemgetter
@@ -561,7 +560,7 @@ def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
     else:
         tags = Counter()
         for value, n in per_list.items():
-            for tag in _distinct_tags(value):
+            for tag in _distinct_json_list(value):
                 tags[tag] += n
     licenses = Counter(map(_LICENSE, rows))
     licenses.pop(None, None)
@@ -594,9 +593,10 @@ def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
         return []
     size = next((n for n in _HYDRATE_SIZES if n >= len(ids)), len(ids))
     padded = [int(i) for i in ids] + [-1] * (size - len(ids))  # -1: no dataset has it
-    rows = conn.execute(_hydrate_sql(size), {f"i{k}": v for k, v in enumerate(padded)}).all()
+    params: dict[str, Any] = {f"i{k}": v for k, v in enumerate(padded)}
+    rows = conn.execute(_hydrate_sql(size), params).all()
     by_id = {r.id: r for r in rows}
-    counts = _version_counts(conn, rows)
+    counts = {c.id: c.n for c in conn.execute(_version_counts_sql(size), params)}
     out = []
     for i in ids:
         r = by_id.get(i)
@@ -623,7 +623,7 @@ def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
                     ),
                     "createdAt": r.created_at,
                     "version": r.version or DEFAULT_VERSION,
-                    "versions": counts.get((r.did, r.name), 1),
+                    "versions": counts.get(r.id, 1),
                     "newest": bool(r.newest),
                 }
             )
@@ -631,19 +631,16 @@ def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-_VERSION_COUNTS = text(
-    "SELECT did, name, count(*) AS n FROM datasets"
-    " WHERE did IN :dids AND name IN :names AND hidden = :hidden GROUP BY did, name"
-).bindparams(bindparam("dids", expanding=True), bindparam("names", expanding=True))
-
-
-def _version_counts(conn: Connection, rows: Sequence[Any]) -> dict[tuple[str, str], int]:
-    """How many versions each (author, name) of the page has (an index range per name)."""
-    names = {r.name for r in rows if r.name is not None}
-    if not names:
-        return {}
-    params = {"dids": sorted({r.did for r in rows}), "names": sorted(names), "hidden": False}
-    return {(c.did, c.name): c.n for c in conn.execute(_VERSION_COUNTS, params)}
+@functools.cache
+def _version_counts_sql(size: int) -> Any:
+    """How many visible versions the (author, name) of each page row has (an index range
+    per name); padded ids like hydration's: one prepared statement per page size."""
+    ids = ",".join(f":i{k}" for k in range(size))
+    return text(
+        "SELECT p.id AS id, count(*) AS n FROM datasets p"
+        " JOIN datasets d ON d.did = p.did AND d.name = p.name"
+        f" WHERE p.id IN ({ids}) AND d.hidden = :hidden GROUP BY p.id"
+    ).bindparams(hidden=False)
 
 
 def _drop_none(view: dict[str, Any]) -> dict[str, Any]:
