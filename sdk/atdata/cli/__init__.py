@@ -53,6 +53,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "get",
     "load",
     "delete",
+    "export",
 )
 """Modules of `atdata.cli` that add commands (each has `register(app)`)."""
 
