@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atdata.errors import LexiconError
+from atdata.lexicon import default_lexicons
 
 from .db.ops import DeleteRecord, PurgeRepo, SaveCursor, SetRepo, UpsertRecord, WriteOp
 from .db.store import RepoInfo
@@ -36,8 +37,6 @@ RecordValidator = Callable[[str, dict[str, Any]], None]
 
 def default_validator() -> RecordValidator:
     """`atdata.lexicon.validate_record` (raises LexiconError naming the bad path)."""
-    from atdata.lexicon import default_lexicons
-
     return default_lexicons().validate_record  # loaded now, not on the first record
 
 

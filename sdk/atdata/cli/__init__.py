@@ -32,8 +32,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+import httpx
 import typer
 
+from .. import __version__
 from ..errors import AtdataError
 
 __all__ = ["EXIT_ABSENT", "EXIT_ERROR", "EXIT_USAGE", "CliError", "app", "main"]
@@ -89,8 +91,6 @@ def _env_flag(name: str) -> bool:
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
-
         typer.echo(f"atdata {__version__}")
         raise typer.Exit()
 
@@ -126,12 +126,7 @@ for _module in COMMAND_MODULES:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "the world is not as the command needs", not "atdata has a bug"."""
     kinds: list[type[BaseException]] = [AtdataError, OSError, TimeoutError]
-    try:
-        import httpx
-
-        kinds.append(httpx.HTTPError)
-    except ImportError:  # pragma: no cover - httpx is a core dependency
-        pass
+    kinds.append(httpx.HTTPError)
     errors_module = sys.modules.get("atproto_client.exceptions")
     if errors_module is not None:
         kinds.append(errors_module.AtProtocolError)

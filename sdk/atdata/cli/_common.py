@@ -8,6 +8,7 @@ to stderr. Credentials come from options or the environment and are never printe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -20,7 +21,10 @@ from typing import Any
 import numpy as np
 import typer
 
+from ..appview_client import AppViewClient
 from ..display import dtype_text, shape_text, type_text
+from ..errors import ResolutionError
+from ..packable import is_packable
 from . import EXIT_ABSENT, CliError
 
 # -- options ----------------------------------------------------------------------------------
@@ -52,8 +56,6 @@ JSON_OPTION = typer.Option(False, "--json", help="Print JSON (for scripts) inste
 def use_plc(plc: str | None) -> None:
     """The SDK reads the PLC URL from the environment; an explicit option wins."""
     if plc:
-        import os
-
         os.environ["ATDATA_PLC_URL"] = plc
 
 
@@ -108,8 +110,6 @@ def load_object(spec: str) -> Any:
 
 
 def sample_class(spec: str) -> type:
-    from ..packable import is_packable
-
     cls = load_object(spec)
     if not isinstance(cls, type) or not is_packable(cls):
         raise CliError(f"{spec} is not a @atdata.packable sample class")
@@ -161,7 +161,6 @@ def sample_fields(sample: Any) -> dict[str, Any]:
     """Field name -> value for a typed sample or a DictSample."""
     if hasattr(sample, "to_dict") and callable(sample.to_dict):
         return dict(sample.to_dict())
-    import dataclasses
 
     if dataclasses.is_dataclass(sample):
         return {f.name: getattr(sample, f.name) for f in dataclasses.fields(sample)}
@@ -270,7 +269,6 @@ def resolve_handle_uri(uri: str, appview: str | None) -> str:
     without an AppView) the handle's well-known file and the PDS of ATDATA_PDS are asked.
     """
     from ..atmosphere.identity import IdentityResolver, parse_at_uri
-    from ..errors import ResolutionError
 
     at = parse_at_uri(uri)
     if at.authority.startswith("did:"):
@@ -295,9 +293,7 @@ def resolve_handle_uri(uri: str, appview: str | None) -> str:
 
 def _did_from_appview(appview: str, handle: str, uri: str, identity: Any) -> str | None:
     """The DID an AppView's index holds for `handle` (checked against its DID document)."""
-    from ..appview_client import AppViewClient
     from ..atmosphere.did import parse_did_document
-    from ..errors import ResolutionError
 
     with AppViewClient(appview) as av:
         dids: list[Any] = []

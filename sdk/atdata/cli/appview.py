@@ -6,6 +6,8 @@ import logging
 
 import typer
 
+from . import CliError
+
 __all__ = ["appview_app", "register"]
 
 appview_app = typer.Typer(
@@ -111,8 +113,6 @@ def serve(
     """
     from atdata_appview.app import serve as run
     from atdata_appview.config import Settings
-
-    from . import CliError
 
     try:
         settings = Settings.load(

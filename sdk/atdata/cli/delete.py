@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 
+from ..appview_client import AppViewClient
+from ..errors import AppViewError, ResolutionError
 from ..records import DATASET, SCHEMA
 from . import CliError
 from ._common import (
@@ -119,8 +121,6 @@ def _own_uri(client: Any, target: str) -> str:
 
 
 def _check_exists(client: Any, uri: str) -> None:
-    from ..errors import ResolutionError
-
     try:
         client.get_record(uri)
     except ResolutionError as exc:
@@ -172,9 +172,6 @@ def _check_schemas(client: Any, uris: list[str], force: bool, appview: str | Non
 
 
 def _warn_other_authors(appview: str, schemas: list[str], did: str) -> None:
-    from ..appview_client import AppViewClient
-    from ..errors import AppViewError
-
     try:
         with AppViewClient(appview) as av:
             for schema in schemas:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import EXIT_ABSENT, CliError
+
 if TYPE_CHECKING:
     from ..devnet import Devnet, DevnetInfo
 
@@ -176,7 +178,6 @@ def status(name: str = _NAME, as_json: bool = _JSON) -> None:
 
       atdata devnet status --json | jq -r .plc_url
     """
-    from . import EXIT_ABSENT
 
     info = _devnet(name).status()
     if info is None:
@@ -228,7 +229,6 @@ def account(
       atdata devnet account bob --pds 2 --json
     """
     from ..devnet import create_account
-    from . import CliError
 
     info = _devnet(name).status()
     if info is None:

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from ..display import dtype_text, human_bytes, shape_text
+from ..errors import ResolutionError
 from ..records import DATASET, LENS, SCHEMA
 from ._common import (
     APPVIEW_OPTION,
@@ -116,7 +117,6 @@ def get(
       atdata get at://alice.example.com/io.atdata.schema/3kabc --json
     """
     from ..atmosphere import fetch_record
-    from ..errors import ResolutionError
 
     use_plc(plc)
     uri = resolve_handle_uri(uri, appview)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from ..display import type_text
+from ..errors import ResolutionError
+from ..schema import schema_of
 from . import CliError
 from ._common import (
     APPVIEW_OPTION,
@@ -60,7 +63,6 @@ def load(
       atdata load at://did:plc:abc/io.atdata.dataset/3kxyz --head 100 --json
     """
     from ..atmosphere import load_dataset
-    from ..errors import ResolutionError
 
     use_plc(plc)
     cls = sample_class(sample_type) if sample_type else None
@@ -98,8 +100,6 @@ def load(
 
 def _mismatch(spec: str, wanted: type, published: type) -> str:
     """One line: which fields of `--type` differ from the published schema's."""
-    from ..display import type_text
-    from ..schema import schema_of
 
     def fields(cls: type) -> dict[str, str]:
         return {f["name"]: type_text(f["type"]) for f in schema_of(cls)["fields"]}

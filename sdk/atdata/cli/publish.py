@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from .._sources import LocalShard, expand_sources
 from ..records import DATASET
 from . import EXIT_INTERRUPTED, CliError
 from ._common import (
@@ -148,7 +149,6 @@ def publish(
 
       atdata publish out/*.tar --name digits --schema mypkg:Digit --storage s3://bucket/digits
     """
-    from .._sources import LocalShard, expand_sources
 
     use_plc(plc)
     sources = expand_sources(list(shards))

@@ -7,7 +7,9 @@ from typing import Any
 
 import typer
 
+from ..errors import ResolutionError
 from ..records import DATASET, LENS, SCHEMA
+from ..schema import schema_of
 from . import CliError
 from ._common import (
     APPVIEW_OPTION,
@@ -47,7 +49,6 @@ schema_app = typer.Typer(
 def fetch_schema(uri: str) -> tuple[str, str, dict[str, Any]]:
     """(uri, cid, record) of the schema at `uri`, or of the schema a dataset/lens URI pins."""
     from ..atmosphere import fetch_record
-    from ..errors import ResolutionError
 
     try:
         rec = fetch_record(uri)
@@ -113,7 +114,6 @@ def show(
         else:
             print_schema(record, f"{uri}, cid {cid}")
         return
-    from ..schema import schema_of
 
     cls = sample_class(target)
     record = schema_of(cls)

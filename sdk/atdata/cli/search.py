@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ..appview_client import AppViewClient
 from ..display import human_bytes
 from . import CliError
 from ._common import (
@@ -55,7 +56,6 @@ def search(
 
       atdata search "handwritten digits" --json | jq -r '.datasets[0].uri'
     """
-    from ..appview_client import AppViewClient
 
     if not appview:
         raise CliError("no AppView: pass --appview or set ATDATA_APPVIEW")
