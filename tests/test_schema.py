@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from atdata import SchemaError, Shape, schema_of, type_from_schema
 from atdata.lexicon import load_lexicons
-from atdata.schema import SCHEMA_NSID, schema_matches
+from atdata.schema import SCHEMA_NSID, schema_differences, schema_matches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
@@ -300,3 +300,37 @@ def test_generated_types_are_cached_and_their_samples_pickle() -> None:
     back = pickle.loads(pickle.dumps(g))
     assert type(back) is gen
     assert back.packed == g.packed
+
+
+def test_schema_differences_name_each_field_and_are_empty_exactly_on_a_match() -> None:
+    @atdata.packable(name="diff.A")
+    class A:
+        x: int
+        y: float
+        tags: list[str]
+
+    @atdata.packable(name="diff.B")
+    class B:
+        x: str
+        tags: list[str]
+        z: NDArray[np.float32]
+
+    @atdata.packable(name="diff.C")
+    class C:
+        y: float
+        x: int
+        tags: list[str]
+
+    record = schema_of(A)
+    assert schema_differences(A, record) == [] and schema_matches(A, record)
+    assert schema_differences(B, record) == [
+        "field 'x': str here, int in the schema",
+        "field 'y' (float) is missing",
+        "field 'z' is not in the schema",
+    ]
+    assert schema_differences(C, record) == [
+        "the fields are in another order: schema x, y, tags; here y, x, tags"
+    ]
+    assert not schema_matches(C, record)
+    assert schema_differences(A, {"name": "no fields"}) == ["the schema record lists no fields"]
+    assert "not a packable class" in schema_differences(int, record)[0]

@@ -39,7 +39,10 @@ def load(
         None,
         "--type",
         "-t",
-        help="Your @packable class (module:Class), used when it matches the published schema.",
+        help=(
+            "Your @packable class (module:Class): it must match the published schema, or a "
+            "registered lens must lead to it from a class that does."
+        ),
         show_default=False,
     ),
     cid: str = typer.Option(
