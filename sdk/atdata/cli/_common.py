@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from .._codec import decode_array
 from ..appview_client import AppViewClient
 from ..display import dtype_text, shape_text, type_text
 from ..errors import ResolutionError
@@ -124,8 +125,6 @@ def as_array(value: Any) -> np.ndarray | None:
     if isinstance(value, np.ndarray):
         return value
     if isinstance(value, bytes | bytearray | memoryview) and len(value) >= 3:
-        from .._codec import decode_array
-
         try:
             return decode_array(bytes(value))
         except Exception:  # not an array: plain bytes
