@@ -8,18 +8,14 @@ refused before anything is written; the stock 5 MiB PDS cuts shards or fails up 
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import atdata
 import numpy as np
 import pytest
+from _fixtures.local_http import file_server
 from atdata import LensError, LexiconError, ResolutionError, ShardIntegrityError
 from atdata.atmosphere import Client, PublishError, ShardCache, fetch_record, load_dataset
 from atdata.records import DATASET, LENS, SCHEMA
@@ -66,24 +62,6 @@ def client_for(account: Any) -> Client:
 @pytest.fixture
 def alice(make_account: Any) -> Client:
     return client_for(make_account(0))
-
-
-@contextlib.contextmanager
-def file_server(root: Path) -> Iterator[str]:
-    handler = functools.partial(_Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def test_a_publishes_b_reads_identical_batches(

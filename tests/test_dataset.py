@@ -6,14 +6,12 @@ import hashlib
 import io
 import logging
 import tarfile
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import atdata
 import numpy as np
 import pytest
+from _fixtures.local_http import file_server
 from atdata import DecodeError, DictSample, LensError, ShardIntegrityError
 from atdata._codec import encode_array, pack
 from atdata._sources import LocalShard
@@ -316,19 +314,10 @@ def test_reads_shards_written_by_tarfile_with_pax_headers(tmp_path) -> None:
 
 def test_dataset_over_http(shards) -> None:
     tmp_path, _ = shards
-    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/d-{{000000..000002}}.tar"
+    with file_server(tmp_path) as base:
+        url = f"{base}/d-{{000000..000002}}.tar"
         ds = atdata.Dataset[Rec](url)
         assert [s.label for s in ds.ordered()] == list(range(N))
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_dataset_over_s3(shards, s3_server, s3_bucket) -> None:

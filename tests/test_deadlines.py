@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import atdata
 import pytest
+from _fixtures.local_http import serving
 from atdata._http import ThroughputFloor, min_throughput
 from atdata._sources import HttpShard
 from atdata.atmosphere.netguard import FetchError, get_json
@@ -48,16 +48,8 @@ class Trickle(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def trickle_server(interval: float) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
-    server.daemon_threads = True
-    server.interval = interval  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Trickle, interval=interval) as server:
+        yield server.url
 
 
 @pytest.mark.timeout(60)

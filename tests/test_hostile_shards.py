@@ -8,18 +8,16 @@ No hang, no raw Python exception.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from _fixtures.hostile import hostile_shards, sample, truncated_at_member_boundary
+from _fixtures.local_http import file_server
 from _fixtures.newcomer import subprocess_env
 
 DEADLINE = 10.0
@@ -59,20 +57,8 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def http_root(shard_dir: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(shard_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
+    with file_server(shard_dir) as url:
+        yield url
 
 
 def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:

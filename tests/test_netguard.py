@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from _fixtures.local_http import serving
 from atdata import ShardIntegrityError, UnsafeURLError
 from atdata.atmosphere import check_url, guarded_client
 from atdata.atmosphere.netguard import FetchError, HTTPStatusError, get_json, retry_delay
@@ -47,17 +47,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serve(routes: dict[str, Any], host: str = "127.0.0.1") -> Iterator[Any]:
-    server = http.server.ThreadingHTTPServer((host, 0), Recorder)
-    server.seen = []  # type: ignore[attr-defined]
-    server.routes = routes  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        server.url = f"http://{host}:{server.server_address[1]}"  # type: ignore[attr-defined]
+    with serving(Recorder, host, seen=[], routes=routes) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize(
@@ -329,10 +320,8 @@ def test_blob_stream_waits_out_ratelimit_reset_and_resumes_after_a_cut() -> None
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/blob"
+    with serving(Flaky) as server:
+        url = f"{server.url}/blob"
         shard = GuardedHttpShard(url, sha256=sha, size=len(data), allow_private=True)
         started = time.monotonic()
         with shard.open() as f:
@@ -342,6 +331,3 @@ def test_blob_stream_waits_out_ratelimit_reset_and_resumes_after_a_cut() -> None
         assert time.monotonic() - started >= 1.0
         assert calls[0] is None and calls[1] is None
         assert calls[2] is not None and calls[2].startswith("bytes=")  # resumed, not restarted
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -6,14 +6,14 @@ import hashlib
 import os
 import select
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from _fixtures.local_http import serving
 from atdata._sources import HttpShard, LocalShard, S3Shard, _Resumable, expand_sources
 from atdata._tar import TarShardWriter, iter_samples
 from atdata.errors import ShardIntegrityError, SourceError
@@ -159,15 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
 def http_server() -> Iterator[tuple[str, HttpState]]:
     state = HttpState()
     handler = type("Handler", (_Handler,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(handler) as server:
+        yield server.url, state
 
 
 @pytest.fixture
