@@ -223,38 +223,30 @@ def pack(obj: Any) -> bytes:
     return _packb(obj, default=msgpack_default)
 
 
-def _str_headers(n: int) -> list[bytes]:
-    """Every msgpack str header able to carry ``n`` bytes, smallest first."""
+def _headers(
+    n: int, fixed: tuple[int, int] | None, sized: tuple[tuple[int, int], ...]
+) -> list[bytes]:
+    """Every msgpack header able to carry a length ``n``, smallest first: the fixed form
+    (type bits, exclusive limit) when ``n`` fits in it, then each (marker, byte width) form."""
     out = []
-    if n < 32:
-        out.append(bytes((0xA0 | n,)))
-    if n < 256:
-        out.append(b"\xd9" + bytes((n,)))
-    if n < 65536:
-        out.append(b"\xda" + n.to_bytes(2, "big"))
-    out.append(b"\xdb" + n.to_bytes(4, "big"))
+    if fixed is not None and n < fixed[1]:
+        out.append(bytes((fixed[0] | n,)))
+    for marker, width in sized:
+        if n < 1 << (8 * width):
+            out.append(bytes((marker,)) + n.to_bytes(width, "big"))
     return out
+
+
+def _str_headers(n: int) -> list[bytes]:
+    return _headers(n, (0xA0, 32), ((0xD9, 1), (0xDA, 2), (0xDB, 4)))
 
 
 def _bin_headers(n: int) -> list[bytes]:
-    """Every msgpack bin header able to carry ``n`` bytes, smallest first."""
-    out = []
-    if n < 256:
-        out.append(b"\xc4" + bytes((n,)))
-    if n < 65536:
-        out.append(b"\xc5" + n.to_bytes(2, "big"))
-    out.append(b"\xc6" + n.to_bytes(4, "big"))
-    return out
+    return _headers(n, None, ((0xC4, 1), (0xC5, 2), (0xC6, 4)))
 
 
 def _map_headers(n: int) -> list[bytes]:
-    out = []
-    if n < 16:
-        out.append(bytes((0x80 | n,)))
-    if n < 65536:
-        out.append(b"\xde" + n.to_bytes(2, "big"))
-    out.append(b"\xdf" + n.to_bytes(4, "big"))
-    return out
+    return _headers(n, (0x80, 16), ((0xDE, 2), (0xDF, 4)))
 
 
 def _wants_alignment(v: Any) -> bool:
