@@ -393,7 +393,7 @@ class Client:
             base: dict[str, Any] = {
                 "name": name,
                 "schema": {
-                    "uri": "at://did:plc:placeholder/io.atdata.schema/placeholder",
+                    "uri": f"at://did:plc:placeholder/{SCHEMA}/placeholder",
                     "cid": _PLACEHOLDER_CID,
                 },
                 "totals": {

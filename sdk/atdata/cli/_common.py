@@ -26,6 +26,7 @@ from ..appview_client import AppViewClient
 from ..display import dtype_text, shape_text, type_text
 from ..errors import ResolutionError
 from ..packable import is_packable
+from ..records import DATASET
 from . import EXIT_ABSENT, CliError
 
 # -- options ----------------------------------------------------------------------------------
@@ -296,7 +297,7 @@ def _did_from_appview(appview: str, handle: str, uri: str, identity: Any) -> str
 
     with AppViewClient(appview) as av:
         dids: list[Any] = []
-        if "/io.atdata.dataset/" in uri:
+        if f"/{DATASET}/" in uri:
             with contextlib.suppress(ResolutionError):  # not indexed: ask about the author
                 dids.append(av.get_dataset(uri).to_dict().get("did"))
         if not dids:
