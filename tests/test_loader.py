@@ -392,3 +392,37 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+# -- sample counts -----------------------------------------------------------------------------
+
+
+def test_counts_from_shard_infos_and_the_index_pass(tmp_path) -> None:
+    samples = [Item(x=np.zeros(2, np.float32), idx=i, w=0.0, ok=True, tag="t") for i in range(10)]
+    infos = atdata.write_samples(samples, tmp_path / "i-%02d.tar", maxcount=4)
+    ds = atdata.Dataset[Item](infos)  # write_samples' ShardInfo list: counts known
+    assert len(ds) == 10 and ds.shard_counts() == [4, 4, 2]
+    assert len(ds.loader(batch_size=3)) == 4
+    assert sorted(_ids(ds.loader(batch_size=3))) == list(range(10))
+    local = atdata.Dataset[Item](str(tmp_path / "i-*.tar"))  # local: one cheap index pass
+    assert len(local) == 10
+    remote = atdata.Dataset[Item]("http://127.0.0.1:9/i-{00..02}.tar")
+    with pytest.raises(TypeError, match="shard_counts"):
+        len(remote)  # not downloaded to answer len()
+    with pytest.raises(ValueError, match="shard_counts"):
+        atdata.Dataset[Item](str(tmp_path / "i-*.tar"), shard_counts=[4, 4])
+
+
+def test_a_wrong_shard_count_is_an_error_not_a_silent_skip(tmp_path) -> None:
+    samples = [Item(x=np.zeros(2, np.float32), idx=i, w=0.0, ok=True, tag="t") for i in range(8)]
+    atdata.write_samples(samples, tmp_path / "i-%02d.tar", maxcount=4)
+    ds = atdata.Dataset[Item](str(tmp_path / "i-*.tar"), shard_counts=[4, 5])
+    with pytest.raises(atdata.DecodeError, match="holds 4 samples, but 5"):
+        list(ds.loader(batch_size=3))
+
+
+def test_cuda_without_cuda_is_a_clear_error(ds) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(atdata.LoaderError, match="CUDA"):
+        ds.loader(device="cuda")

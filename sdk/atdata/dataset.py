@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import numpy as np
@@ -25,12 +25,13 @@ from ._access import ShardAccess
 from ._fields import SampleType, is_sample_type
 from ._partition import epoch_order, fingerprint
 from ._skips import SkipLog
-from ._sources import DatasetSource, ShardSource, expand_sources
+from ._sources import DatasetSource, LocalShard, ShardSource, expand_sources
 from ._tar import iter_samples
 from .batch import SampleBatch
 from .errors import AtdataError, DecodeError
 from .lens import Lens, registry
 from .packable import is_packable, sample_fields
+from .writer import ShardInfo
 
 if TYPE_CHECKING:
     import dask.bag
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
     from ._torch import TorchIterable
     from .loader import Loader
-    from .writer import ShardInfo
 
 __all__ = ["Dataset"]
 
@@ -131,12 +131,30 @@ class Dataset(Generic[T]):
         client_kwargs: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         allow_truncated: bool = False,
+        shard_counts: Sequence[int] | None = None,
     ) -> None:
         if on_error not in _ON_ERROR:
             raise ValueError(f"on_error must be one of {_ON_ERROR}, not {on_error!r}")
+        infos = _shard_infos(source)
+        if infos is not None:
+            # write_samples' ShardInfo list: paths, checked against their sha256 and size, with
+            # their sample counts known.
+            source = [LocalShard(i.path, sha256=i.sha256, size=i.bytes) for i in infos]
+            if shard_counts is None:
+                shard_counts = [i.samples for i in infos]
         self._sources: list[ShardSource] = expand_sources(
             source, client_kwargs=client_kwargs, headers=headers
         )
+        if shard_counts is not None:
+            counts = [int(n) for n in shard_counts]
+            if len(counts) != len(self._sources) or any(n < 0 for n in counts):
+                raise ValueError(
+                    f"shard_counts must give one count >= 0 for each of the "
+                    f"{len(self._sources)} shards"
+                )
+            self._shard_counts = counts
+            if sample_count is None:
+                sample_count = sum(counts)
         decode_type = sample_type or self._sample_type or _default_type()
         if not is_sample_type(decode_type):
             # fail here, not with an AttributeError at the first sample
@@ -177,11 +195,20 @@ class Dataset(Generic[T]):
         return list(self._sources)
 
     def __len__(self) -> int:
-        if self.sample_count is None:
+        """The sample count: from the record, ``sample_count=``/``shard_counts=``, a
+        ``ShardInfo`` list, or (local shards only: reading tar headers is cheap there) one
+        index pass; remote shards of unknown count are not downloaded to answer ``len()``."""
+        if self.sample_count is not None:
+            return self.sample_count
+        counts = self.__dict__.get("_shard_counts")
+        if counts is None and all(isinstance(s, LocalShard) for s in self._sources):
+            counts = self.shard_counts()
+        if counts is None:
             raise TypeError(
-                "this dataset's sample count is unknown (pass sample_count=, or count by iterating)"
+                "this dataset's sample count is unknown (pass sample_count= or shard_counts=, "
+                "or count its shards once with ds.shard_counts())"
             )
-        return self.sample_count
+        return sum(counts)
 
     def __repr__(self) -> str:
         return (
@@ -606,6 +633,14 @@ class _FromDict:
         if self.names is not None:
             data = {k: data[k] for k in self.names if k in data}
         return self.view.from_data(data)
+
+
+def _shard_infos(source: Any) -> list[Any] | None:
+    """``source`` as a list of ``ShardInfo`` (from ``write_samples``), or None if it is not."""
+    items = source if isinstance(source, (list, tuple)) else [source]
+    if items and all(isinstance(i, ShardInfo) for i in items):
+        return list(items)
+    return None
 
 
 def _sample_error(exc: BaseException, shard: str, key: str) -> DecodeError:

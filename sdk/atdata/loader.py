@@ -139,6 +139,8 @@ class Loader:
         self.batch_size = batch_size
         self.workers = workers
         self.device = torch.device(device) if device is not None else None
+        if self.device is not None and self.device.type == "cuda" and not torch.cuda.is_available():
+            raise LoaderError(f"device={device!r}, but torch finds no CUDA device here")
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
