@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from .. import schema as schema_mod
-from .._sources import HttpShard, S3Shard, ShardSource, shared_http_client
+from .._sources import HttpShard, LocalShard, S3Shard, ShardSource, shared_http_client
 from ..appview_client import AppViewClient
 from ..dataset import Dataset
 from ..errors import (
@@ -51,6 +51,7 @@ from .netguard import (
     guarded_client,
     private_network_allowed,
 )
+from .offline import OfflineStore, offline_requested
 
 # What `appview=` takes: a URL, a client, True for $ATDATA_APPVIEW, or None (the PDS only).
 AppViewArg: TypeAlias = "str | AppViewClient | bool | None"
@@ -521,6 +522,7 @@ def load_dataset(
     trusted_s3_endpoints: Sequence[str] = (),
     s3_client_kwargs: Mapping[str, Any] | None = None,
     on_error: str = "raise",
+    offline: bool | None = None,
 ) -> Dataset[Any]:
     """A `Dataset` for the `io.atdata.dataset` record at `source` (`at://did/io.atdata.dataset/rkey`).
 
@@ -540,8 +542,24 @@ def load_dataset(
     sha256. A mismatch raises `ResolutionError`. When the AppView does not hold the dataset,
     the author's PDS is read directly (and the AppView URL is tried for `resolveHandle`).
     `cache` (a `ShardCache` or a folder) keeps verified shards on disk, capped at
-    `cache_max_bytes`.
+    `cache_max_bytes`, and beside them the dataset and schema records and the shard list (by
+    CID). `offline=True` (or `ATDATA_OFFLINE=1`) then loads a pinned dataset (`cid=`, or an
+    `@handle/name@version` loaded before) from that cache (`cache=`, else the default one
+    under `ATDATA_CACHE`) with no network at all; every shard's sha256 is checked as usual, and
+    anything missing is named in one `ResolutionError` saying what to fetch.
     """
+    asked = source
+    if offline_requested(offline):
+        return _load_offline(
+            source,
+            sample_type,
+            split,
+            cid,
+            cache=cache,
+            cache_max_bytes=cache_max_bytes,
+            allow_private=allow_private,
+            on_error=on_error,
+        )
     if not isinstance(source, str) or not source.startswith("at://"):
         raise ResolutionError(
             f"load_dataset needs an at:// URI of an {DATASET} record, got {source!r}"
@@ -585,17 +603,7 @@ def load_dataset(
         raise ResolutionError(
             f"dataset {rec.uri} lists {len(entries)} shards but its totals say {value['totals']['shards']}"
         )
-    indices = list(range(len(entries)))
-    if split is not None:
-        names = {s["name"]: s["shards"] for s in value.get("splits", [])}
-        if split not in names:
-            raise ResolutionError(
-                f"dataset {rec.uri} has no split {split!r}; splits: {sorted(names) or 'none'}"
-            )
-        indices = list(names[split])
-        if any(i >= len(entries) for i in indices):
-            raise ResolutionError(f"split {split!r} of {rec.uri} names a shard that does not exist")
-    chosen = [entries[i] for i in indices]
+    chosen = _chosen_shards(rec, entries, split)
     sources = shard_sources(
         value,
         chosen,
@@ -612,6 +620,125 @@ def load_dataset(
             cache if isinstance(cache, ShardCache) else ShardCache(cache, max_bytes=cache_max_bytes)
         )
         sources = [store.wrap(s) for s in sources]
+        try:  # what an offline load of this record needs later
+            OfflineStore(store).keep(rec, schema_rec, entries, did=did, pds=pds, asked=asked)
+        except OSError as e:
+            log.warning("could not keep %s for offline loads: %s", rec.uri, e)
+    ds: Dataset[Any] = Dataset(
+        sources,
+        sample_count=sum(e["samples"] for e in chosen),
+        on_error=on_error,
+        uri=rec.uri,
+        cid=rec.cid,
+        sample_type=stype,
+    )
+    return ds.as_type(view) if view is not None else ds
+
+
+def _chosen_shards(
+    rec: Record, entries: Sequence[Mapping[str, Any]], split: str | None
+) -> list[Mapping[str, Any]]:
+    """The shard entries of `split` (all of them without one)."""
+    if split is None:
+        return list(entries)
+    names = {s["name"]: s["shards"] for s in rec.value.get("splits", [])}
+    if split not in names:
+        raise ResolutionError(
+            f"dataset {rec.uri} has no split {split!r}; splits: {sorted(names) or 'none'}"
+        )
+    indices = list(names[split])
+    if any(i >= len(entries) for i in indices):
+        raise ResolutionError(f"split {split!r} of {rec.uri} names a shard that does not exist")
+    return [entries[i] for i in indices]
+
+
+def _load_offline(
+    source: str,
+    sample_type: type | None,
+    split: str | None,
+    cid: str | None,
+    *,
+    cache: ShardCache | str | os.PathLike[str] | None,
+    cache_max_bytes: int,
+    allow_private: bool | None,
+    on_error: str,
+) -> Dataset[Any]:
+    """`load_dataset` from the shard cache and the records kept beside it: no network.
+
+    Everything missing (the records, the shard list, shards) is named in one error.
+    """
+    store = cache if isinstance(cache, ShardCache) else ShardCache(cache, max_bytes=cache_max_bytes)
+    kept = OfflineStore(store)
+    where = f"the cache {store.directory}"
+    if isinstance(source, str) and source.startswith("@"):
+        pinned = kept.alias(source)
+        if pinned is None:
+            raise ResolutionError(
+                f"offline: {source} was never loaded with a cache in {where} (an offline load "
+                "needs @handle/name@version loaded once online with cache=, or an at:// URI "
+                "with cid=)"
+            )
+        if cid is not None and cid != pinned[1]:
+            raise ResolutionError(f"offline: {source} was {pinned[1]} when loaded, not {cid}")
+        source, cid = pinned
+    if not isinstance(source, str) or not source.startswith("at://"):
+        raise ResolutionError(
+            f"load_dataset needs an at:// URI of an {DATASET} record, got {source!r}"
+        )
+    at = parse_at_uri(source)
+    if at.collection != DATASET:
+        raise ResolutionError(f"{source} is an {at.collection} record, not an {DATASET}")
+    if cid is None:
+        raise ResolutionError(
+            f"offline: {source} is not pinned: pass cid= (the dataset's .cid from an online "
+            "load) or load @handle/name@version, so no network is needed to know the version"
+        )
+    check_record_cid(cid)
+    fetch = (
+        f"load it online once with atdata.load_dataset({source!r}, cid={cid!r}, "
+        f"cache={str(store.directory)!r}) and read it through (e.g. iterate it once)"
+    )
+    rec = kept.record(cid)
+    if rec is None:
+        raise ResolutionError(f"offline: {where} does not hold the dataset record {source} "
+                              f"(cid {cid}): {fetch}")  # fmt: skip
+    if rec.uri.rsplit("/", 1)[-1] != at.rkey or (
+        at.authority.startswith("did:") and parse_at_uri(rec.uri).authority != at.authority
+    ):
+        raise ResolutionError(f"offline: cid {cid} is the record {rec.uri}, not {source}")
+    try:
+        default_lexicons().validate_record(DATASET, rec.value)
+    except LexiconError as e:
+        raise ResolutionError(f"dataset record {rec.uri} does not follow its lexicon: {e}") from e
+    missing: list[str] = []
+    ref = rec.value["schema"]
+    schema_rec = kept.record(ref["cid"])
+    if schema_rec is None:
+        missing.append(f"the schema record {ref['uri']} (cid {ref['cid']})")
+    listed = kept.shard_list(cid)
+    if listed is None:
+        missing.append(f"the shard list of {rec.uri}")
+        chosen: list[Mapping[str, Any]] = []
+    else:
+        chosen = _chosen_shards(rec, listed["shards"], split)
+    everything = listed["shards"] if listed is not None else []
+    for shard in chosen:
+        if store.get(shard["sha256"], shard["bytes"]) is None:
+            n = next(i for i, s in enumerate(everything) if s is shard)
+            missing.append(f"shard {n} (sha256 {shard['sha256']}, {shard['bytes']} bytes)")
+    if missing or schema_rec is None:
+        raise ResolutionError(
+            f"offline: {len(missing)} thing(s) of {rec.uri} (cid {cid}) are not in {where}: "
+            + "; ".join(missing)
+            + f". To fetch them, {fetch}"
+        )
+    if schema_rec.value.get("$type") != SCHEMA:
+        raise ResolutionError(f"{ref['uri']} is not an {SCHEMA} record")
+    stype, view = _resolver(allow_private).sample_type_for(schema_rec, sample_type)
+    sources: list[ShardSource] = [
+        LocalShard(store.path_for(e["sha256"]), sha256=e["sha256"], size=e["bytes"]) for e in chosen
+    ]
+    log.info("offline: %s (cid %s) from %s", rec.uri, cid, store.directory)
     ds: Dataset[Any] = Dataset(
         sources,
         sample_count=sum(e["samples"] for e in chosen),
