@@ -121,9 +121,10 @@ def appview(db_url: str, workers: int) -> Iterator[tuple[str, subprocess.Popen[b
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), str(ROOT / "appview")])}
+    # (--workers only when > 1: the same command then runs an older tree for a baseline)
     proc = subprocess.Popen(
         [sys.executable, "-m", "atdata.cli", "appview", "serve", "--no-follow", "--db", db_url,
-         "--port", str(port), "--workers", str(workers)],
+         "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -278,6 +278,30 @@ def _pg_estimate(conn: Connection, tsquery: str) -> float:
     return float(plan[0]["Plan"]["Plan Rows"])
 
 
+#: Planner estimates by (database, tsquery), kept ESTIMATE_TTL seconds: they only size the
+#: first id range probed (any value finds the same matches) and move with ANALYZE, not with
+#: each write, while asking costs a round trip and a planning per search.
+ESTIMATE_TTL = 60.0
+_estimates: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, float]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cached_estimate(conn: Connection, tsquery: str) -> float:
+    held = _estimates.get(conn.engine)
+    if held is None:
+        held = _estimates.setdefault(conn.engine, {})
+    now = time.monotonic()
+    hit = held.get(tsquery)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    if len(held) > 20_000:
+        held.clear()
+    estimate = _pg_estimate(conn, tsquery)
+    held[tsquery] = (now + ESTIMATE_TTL, estimate)
+    return estimate
+
+
 def _pg_newest_matches(
     conn: Connection, p: SearchParams, below: int | None, columns: str
 ) -> list[Any]:
@@ -300,7 +324,7 @@ def _pg_newest_matches(
     qb.where.append(f"d.search @@ to_tsquery('english', {qb.bind(query)})")
     _filters(qb, replace(p, tags=[t for t in p.tags if t not in token_tags]), True)
     # Matches per id, below ``high``; corrected by what each probe finds.
-    density = max(_pg_estimate(conn, query), 0.5) / max_id
+    density = max(_cached_estimate(conn, query), 0.5) / max_id
     found: list[Any] = []
     span = 0
     while high > 0 and len(found) < WINDOW:
@@ -332,7 +356,11 @@ def _pg_newest_matches(
             f" ORDER BY d.id DESC LIMIT {need}"
         )
         rows = conn.execute(text(sql), qb.params).all()
-        found += [r for r in rows if all(t in _json_list(r.tags) for t in token_tags)]
+        found += (
+            [r for r in rows if all(t in _json_list(r.tags) for t in token_tags)]
+            if token_tags
+            else rows
+        )
         if len(rows) == need:  # the range holds more: go on below the last row
             high = rows[-1].id - 1
             continue
