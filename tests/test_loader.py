@@ -426,3 +426,27 @@ def test_cuda_without_cuda_is_a_clear_error(ds) -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(atdata.LoaderError, match="CUDA"):
         ds.loader(device="cuda")
+
+
+class _FileSource:
+    """A shard source that is not a LocalShard (as HTTP/S3/PDS sources are not)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.name, self.sha256, self.size = path, str(path), None, None
+
+    def open(self):
+        return open(self.path, "rb")  # the reader closes it
+
+
+def test_remote_shards_held_are_bounded_by_memory(tmp_path, monkeypatch) -> None:
+    from atdata import _access
+
+    _write(tmp_path / "d", [5, 5, 5])
+    sources = [_FileSource(p) for p in sorted((tmp_path / "d").glob("*.tar"))]
+    ds = atdata.Dataset[Item](sources, shard_counts=[5, 5, 5])
+    monkeypatch.setattr(_access, "KEEP_REMOTE_BYTES", 1)
+    reader = _access.ShardAccess(ds, ds.shard_counts())
+    got = reader.read(np.array([0, 6, 12, 1, 7, 13]))
+    assert [s.idx for s in got] == [0, 6, 12, 1, 7, 13]
+    assert len(reader._held) == 1  # only the most recent shard stays in memory
+    assert sorted(_ids(ds.loader(batch_size=4, workers=2))) == list(range(15))

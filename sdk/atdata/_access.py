@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._partition import locate, shard_offsets
+from ._sources import LocalShard
 from ._tar import iter_samples
 from .errors import AtdataError, DecodeError
 
@@ -26,6 +27,11 @@ __all__ = ["ShardAccess"]
 
 #: Shards whose raw samples a reader keeps (a shuffle block spans a few shards).
 KEEP_SHARDS = 16
+#: Memory a reader may hold in shards read over the network (local shards are memory maps of
+#: the page cache and do not count); past it, the least recently used are let go (at least one
+#: is kept). For large remote datasets, a local shard cache (``load_dataset(cache=...)``) saves
+#: reading a shard again when its block comes back.
+KEEP_REMOTE_BYTES = 1 << 30
 
 
 class ShardAccess:
@@ -52,6 +58,7 @@ class ShardAccess:
         self.skips: list[tuple[str, bool]] = []  # (reason, whole shard)
         self._decode = dataset._raw_decoder(views)
         self._held: OrderedDict[int, list[dict[str, Any]] | None] = OrderedDict()
+        self._bytes: dict[int, int] = {}  # memory held per remote shard
 
     def _raw(self, shard: int) -> list[dict[str, Any]] | None:
         held = self._held
@@ -84,8 +91,15 @@ class ShardAccess:
             self.skips.append((str(error), True))
             raws = None
         held[shard] = raws
-        while len(held) > self.keep:
-            held.popitem(last=False)
+        if raws is not None and not isinstance(source, LocalShard):
+            self._bytes[shard] = sum(
+                len(v) for raw in raws for k, v in raw.items() if k != "__key__"
+            )
+        while len(held) > 1 and (
+            len(held) > self.keep or sum(self._bytes.values()) > KEEP_REMOTE_BYTES
+        ):
+            gone, _ = held.popitem(last=False)
+            self._bytes.pop(gone, None)
         return raws
 
     def read(self, ids: np.ndarray) -> list[Any]:
@@ -113,3 +127,4 @@ class ShardAccess:
     def close(self) -> None:
         """Let go of the shards held."""
         self._held.clear()
+        self._bytes.clear()
