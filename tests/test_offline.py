@@ -31,7 +31,8 @@ import atdata
 spec = json.loads(sys.argv[1])
 try:
     ds = atdata.load_dataset(spec.pop("source"), **spec)
-    got = {"uri": ds.uri, "cid": ds.cid, "labels": [s.label for s in ds.ordered()]}
+    got = {"uri": ds.uri, "cid": ds.cid, "labels": [s.label for s in ds.ordered()],
+           "counts": ds.__dict__.get("_shard_counts")}
 except Exception as e:
     got = {"error": type(e).__name__, "message": str(e)}
 print(json.dumps(got))
@@ -79,12 +80,15 @@ def test_a_pinned_dataset_loads_offline_after_one_cached_load(
     labels = [g.label for g in published.samples]
     online = atdata.load_dataset(published.uri, cid=published.cid, cache=cache)
     assert [s.label for s in online.ordered()] == labels  # reads every shard into the cache
+    # the record's per-shard counts are known (no index pass), online as offline
+    assert online.__dict__["_shard_counts"] == [s.samples for s in published.shards]
     kept = OfflineStore(ShardCache(cache))
     assert kept.record(published.cid) is not None
     assert kept.shard_list(published.cid) is not None
 
     got = offline_load(published.uri, cid=published.cid, cache=str(cache))
-    assert got == {"uri": published.uri, "cid": published.cid, "labels": labels}
+    assert got == {"uri": published.uri, "cid": published.cid, "labels": labels,
+                   "counts": [s.samples for s in published.shards]}  # fmt: skip
     test = offline_load(published.uri, cid=published.cid, cache=str(cache), split="test")
     assert test["labels"] == labels[20:]
 

@@ -627,6 +627,7 @@ def load_dataset(
     ds: Dataset[Any] = Dataset(
         sources,
         sample_count=sum(e["samples"] for e in chosen),
+        shard_counts=[e["samples"] for e in chosen],  # the loader needs no index pass
         on_error=on_error,
         uri=rec.uri,
         cid=rec.cid,
