@@ -339,6 +339,20 @@ def test_import_atdata_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_missing_torch_says_how_to_install_it(ds) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+        "import atdata\n"
+        f"ds = atdata.Dataset({ds.shards[0].name!r})\n"
+        "try:\n    ds.loader()\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install torch" in out.stdout
+
+
 def test_bad_options_are_refused(ds) -> None:
     with pytest.raises(ValueError, match="pad"):
         ds.loader(pad="min")
