@@ -118,6 +118,28 @@ def test_appview_serves_valid_croissant_beside_the_page(
     assert bad.status_code == 400
 
 
+@pytest.mark.devnet
+def test_a_derived_dataset_exports_its_lineage(published: Published, make_account: Any) -> None:
+    from atdata.atmosphere import Client
+
+    account = make_account(1)  # another author, on the other PDS
+    client = Client(account.pds_url).login(account.handle, account.password)
+    subset = client.publish_dataset(
+        published.shards[:1],
+        name=f"{published.name}-subset",
+        schema=published.schema_uri,
+        license="CC0-1.0",
+        derived_from=[(published.uri, "subset")],
+        progress=False,
+    )
+    done = atdata_cli("export", "croissant", str(subset))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert [d["@id"] for d in doc["prov:wasDerivedFrom"]] == [published.uri]
+    assert len([f for f in doc["distribution"] if f["@type"] == "cr:FileObject"]) == 1
+    validated(doc)
+
+
 SCHEMA = Record(
     "at://did:plc:abc/io.atdata.schema/3s",
     "bafyreischema",
