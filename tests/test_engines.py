@@ -349,6 +349,27 @@ def test_to_dask_equals_ordered_for_every_kind(every_shards: Any) -> None:
     assert all_same(ds.to_dask_bag().compute(scheduler="sync"), samples)
 
 
+class _Drift:
+    """Pickles to other bytes every time, as a dataset holding such state may."""
+
+    count = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _Drift.count += 1
+        return (_Drift, (), {"n": _Drift.count})
+
+
+def test_to_dask_names_partitions_without_pickling_the_dataset(every_shards: Any) -> None:
+    # Dask refused a dataset that did not pickle to the same bytes twice ("Failed to tokenize
+    # deterministically"), which a hypothesis run hit now and then
+    samples, paths = every_shards
+    ds = atdata.Dataset[Every](paths)
+    vars(ds)["drift"] = _Drift()
+    with dask.config.set({"tokenize.ensure-deterministic": True}):
+        ddf = ds.to_dask()
+    assert all_same(Every.from_pandas(ddf.compute(scheduler="sync")), samples)
+
+
 @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 @given(schema_and_samples(max_samples=7))
 def test_to_ray_and_to_dask_equal_ordered_any_schema(

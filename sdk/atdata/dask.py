@@ -12,6 +12,8 @@ Dask is imported only when these are called (``pip install 'atdata[dask]'``).
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from ._columns import dicts_to_frame, samples_to_frame
@@ -22,8 +24,25 @@ from .packable import is_packable
 __all__ = ["to_dask", "to_dask_bag"]
 
 
-def _frame(part: Any) -> Any:
+@dataclass(frozen=True)
+class _Part:
+    """A part named by a token of ours, so Dask does not pickle the dataset to name it.
+
+    Dask names a collection by tokenizing its inputs; a dataset (sample type, sources) need
+    not pickle to the same bytes twice, which Dask refuses ("Failed to tokenize
+    deterministically"). One random token per ``to_dask()`` call, plus the part's index.
+    """
+
+    dataset: Any
+    token: str
+
+    def __dask_tokenize__(self) -> str:
+        return self.token
+
+
+def _frame(named: _Part) -> Any:
     """One partition: the part's samples as a pandas DataFrame."""
+    part = named.dataset
     view = part.sample_type
     if is_packable(view):
         return samples_to_frame(part, view)
@@ -45,7 +64,9 @@ def to_dask(dataset: Any) -> Any:
     meta = {"meta": samples_to_frame([], view)} if is_packable(view) else {}
     # object columns stay objects (arrays, samples): no conversion to Arrow strings
     with dask.config.set({"dataframe.convert-string": False}):
-        return dd.from_map(_frame, parts(dataset), label="atdata-read", **meta)
+        call = uuid.uuid4().hex
+        named = [_Part(part, f"{call}-{i}") for i, part in enumerate(parts(dataset))]
+        return dd.from_map(_frame, named, label="atdata-read", **meta)
 
 
 def to_dask_bag(dataset: Any) -> Any:
