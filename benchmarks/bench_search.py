@@ -7,7 +7,13 @@ extraction and full-text composition the Store uses, then queried through the re
 layer (`search_datasets`) on a pooled connection, one query at a time, single client.
 
 Query mix (seeded): 40% 1-3 word text queries, 40% the same with a tag filter, 20% empty-query
-tag browsing (newest first). Latency includes hydration of the page (25 items) and facets.
+tag browsing (newest first). Latency includes hydration of the page (25 items, with each
+dataset's version count) and facets.
+
+Versions: every ``--versions-every``-th dataset (default 4) is a second version (1.0.1) of the
+one before it (same author and name), so a quarter of the rows are older versions that the
+default search collapses away. The mix runs twice on each index: collapsed (one result per
+author and name, the default) and with ``allVersions`` (every record), the baseline.
 
     .venv/bin/python benchmarks/bench_search.py --quick               # 20k datasets, SQLite + PostgreSQL
     .venv/bin/python benchmarks/bench_search.py                       # 100k and 1M
@@ -24,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -407,8 +414,11 @@ class Corpus:
         return out
 
 
-def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> float:
-    """Insert n datasets with executemany (rows built by the Store's own extraction)."""
+def bulk_load(
+    store: Store, corpus: Corpus, n: int, batch: int = 20_000, versions_every: int = 4
+) -> float:
+    """Insert n datasets with executemany (rows built by the Store's own extraction); every
+    ``versions_every``-th is a newer version of the one before (which stops being newest)."""
     pg = store.dialect == "postgresql"
     n_authors = max(10, n // 50)
     n_schemas = 20
@@ -455,6 +465,11 @@ def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> floa
         ds_rows, rec_rows, tag_rows, fts_rows = [], [], [], []
         for i in range(start, min(n, start + batch)):
             did, rec = corpus.record(i, n_authors, n_schemas)
+            rec["version"] = "1.0.0"
+            if versions_every and i % versions_every == versions_every - 1 and ds_rows:
+                older = ds_rows[-1]  # same author and name, one patch later
+                did, rec["name"], rec["version"] = older["did"], older["name"], "1.0.1"
+                older["newest"] = False
             row = dataset_row(rec)
             ds_id = i + 1
             ds_rows.append(
@@ -465,6 +480,8 @@ def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> floa
                     "rkey": f"r{i}",
                     "cid": "bafydataset",
                     "name": row.name,
+                    "version": row.version,
+                    "newest": True,
                     "description": row.description,
                     "tags": row.tags,
                     "license": row.license,
@@ -519,8 +536,9 @@ def bulk_load(store: Store, corpus: Corpus, n: int, batch: int = 20_000) -> floa
     return time.perf_counter() - started
 
 
-_DS_COLS = ("id", "uri", "did", "rkey", "cid", "name", "description", "tags", "license", "samples",
-            "bytes", "schema_uri", "schema_cid", "created_at", "indexed_at", "hidden")  # fmt: skip
+_DS_COLS = ("id", "uri", "did", "rkey", "cid", "name", "version", "newest", "description", "tags",
+            "license", "samples", "bytes", "schema_uri", "schema_cid", "created_at", "indexed_at",
+            "hidden")  # fmt: skip
 _PG_STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage (LIKE datasets INCLUDING DEFAULTS);"
     " ALTER TABLE stage ADD COLUMN IF NOT EXISTS tags_text text;"
@@ -615,6 +633,12 @@ def main() -> None:
         "--backends", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
     )
     ap.add_argument("--queries", type=int, default=600)
+    ap.add_argument(
+        "--versions-every",
+        type=int,
+        default=4,
+        help="every Nth dataset is a newer version of the one before (0: no versions)",
+    )
     ap.add_argument("--db-dir", help="keep SQLite files here and reuse them when present")
     ap.add_argument(
         "--pg-url", help="use this (empty) PostgreSQL database instead of a throwaway cluster"
@@ -622,6 +646,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [20_000] if args.quick else args.sizes
     corpus_queries = Corpus().queries(args.queries)
+    every_version = [(k, replace(p, all_versions=True)) for k, p in corpus_queries]
     print(f"query mix: {args.queries} queries (+30 warm-up), limit 25, facets on, one client")
     results = []
     pg_ctx = postgres(args.pg_url) if "postgres" in args.backends else contextlib.nullcontext()
@@ -657,17 +682,28 @@ def main() -> None:
                         load_s = 0.0
                         print(f"{backend} {size:,}: reusing {path}")
                     else:
-                        load_s = bulk_load(store, Corpus(), size)
-                        print(f"{backend} {size:,}: loaded in {load_s:.0f} s")
-                    stats = measure(store, corpus_queries)
-                    for kind, (p50, p99, mx, n) in sorted(stats.items()):
-                        results.append((backend, size, kind, p50, p99, mx, n))
-                        print(
-                            f"  {kind:<11} n={n:<4} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   max {mx:7.1f} ms"
+                        load_s = bulk_load(
+                            store, Corpus(), size, versions_every=args.versions_every
                         )
-    print("\nbackend   datasets   kind         p50 ms   p99 ms  (target p99 < 50 ms at 1M)")
-    for backend, size, kind, p50, p99, _mx, _n in results:
-        print(f"{backend:<9} {size:>9,}  {kind:<11} {p50:7.2f}  {p99:7.2f}")
+                        print(f"{backend} {size:,}: loaded in {load_s:.0f} s")
+                    for mode, mix in (
+                        ("collapsed", corpus_queries),
+                        ("allVersions", every_version),
+                    ):
+                        stats = measure(store, mix)
+                        print(f"  {mode}:")
+                        for kind, (p50, p99, mx, n) in sorted(stats.items()):
+                            results.append((backend, size, mode, kind, p50, p99, mx, n))
+                            print(
+                                f"  {kind:<11} n={n:<4} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms"
+                                f"   max {mx:7.1f} ms"
+                            )
+    print(
+        "\nbackend   datasets   versions     kind         p50 ms   p99 ms"
+        "  (target p99 < 50 ms at 1M, collapsed)"
+    )
+    for backend, size, mode, kind, p50, p99, _mx, _n in results:
+        print(f"{backend:<9} {size:>9,}  {mode:<12} {kind:<11} {p50:7.2f}  {p99:7.2f}")
 
 
 if __name__ == "__main__":
