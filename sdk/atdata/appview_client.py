@@ -195,8 +195,13 @@ class AppViewClient:
         sort: str = "relevance",
         limit: int = 25,
         cursor: str | None = None,
+        name: str | None = None,
+        all_versions: bool = False,
     ) -> SearchResult:
-        """Full-text search (all words must match) with filters; see io.atdata.searchDatasets."""
+        """Full-text search (all words must match) with filters; see io.atdata.searchDatasets.
+
+        One result per (author, name): its newest version, with ``versions`` (how many);
+        ``all_versions=True`` lists every version. ``name`` matches a dataset name exactly."""
         body = self.query(
             "io.atdata.searchDatasets",
             q=q or None,
@@ -209,6 +214,8 @@ class AppViewClient:
             sort=sort,
             limit=limit,
             cursor=cursor,
+            name=name,
+            allVersions=True if all_versions else None,
         )
         return SearchResult(
             datasets=[View(d) for d in body.get("datasets", [])],

@@ -127,6 +127,7 @@ class Dataset(Generic[T]):
         on_error: str = "raise",
         uri: str | None = None,
         cid: str | None = None,
+        version: str | None = None,
         sample_type: type | None = None,
         client_kwargs: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -167,6 +168,8 @@ class Dataset(Generic[T]):
         self.on_error = on_error
         self.uri = uri
         self.cid = cid
+        #: The semantic version of the published record (log it with ``cid`` for a run).
+        self.version = version
         #: Read shards cut short at a member boundary (no end-of-archive blocks) up to where
         #: they end instead of raising; a shard whose sha256 or size is known (every shard of
         #: a published record) is verified, so a short one is an error regardless.

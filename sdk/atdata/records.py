@@ -34,6 +34,7 @@ __all__ = [
     "PEER_STORAGE_S3",
     "SCHEMA",
     "STRONG_REF",
+    "DatasetRef",
     "Record",
     "RecordRef",
     "StrongRef",
@@ -89,6 +90,17 @@ class RecordRef(str):
     def strong_ref(self) -> StrongRef:
         """`{"uri", "cid"}` for a `com.atproto.repo.strongRef` field."""
         return {"uri": self.uri, "cid": self.cid}
+
+
+class DatasetRef(RecordRef):
+    """The ref of a published dataset record, with the version it was published as."""
+
+    version: str
+
+    def __new__(cls, uri: str, cid: str, version: str) -> DatasetRef:
+        self = str.__new__(cls, uri)
+        self.cid, self.version = cid, version
+        return self
 
 
 @dataclass(frozen=True)

@@ -81,13 +81,14 @@ def newest(records: Iterable[T], key: Any) -> T | None:
 
 
 def next_patch(used: Iterable[str]) -> str:
-    """The version after the highest of ``used`` (its next patch), ``1.0.0`` when none."""
+    """The version after the highest of ``used`` (its next patch); ``1.0.0`` when none was
+    used (or only ``0.0.0``, what records without a version read as)."""
     top: semver.Version | None = None
     for text in used:
         v = _lenient(text)
         if top is None or v > top:
             top = v
-    if top is None:
+    if top is None or top == _ZERO:  # a new name, or records from before versions existed
         return FIRST_VERSION
     if top.prerelease:  # 1.2.0-rc.1 -> 1.2.0 (the release it was a candidate for)
         return str(semver.Version(top.major, top.minor, top.patch))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +94,11 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def appview(
-    devnet: DevnetInfo, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningAppView]:
-    """`atdata appview serve` (embedded SQLite) following both devnet PDSes, on a free port."""
-    base = tmp_path_factory.mktemp("appview")
+@contextmanager
+def serving_appview(devnet: DevnetInfo, base: Path, db: str) -> Iterator[RunningAppView]:
+    """`atdata appview serve` on the index `db`, following both devnet PDSes (and backfilling
+    what they already hold), on a free port; stopped on exit."""
     (port,) = free_ports(1)
-    db = f"sqlite:///{base / 'index.sqlite'}"
     cmd = [sys.executable, "-m", "atdata.cli", "appview", "serve", "--db", db,
            "--plc", devnet.plc_url, "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     for pds in devnet.pds:
@@ -122,6 +120,16 @@ def appview(
         watchdog.kill()
         watchdog.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def appview(
+    devnet: DevnetInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningAppView]:
+    """`atdata appview serve` (embedded SQLite) following both devnet PDSes, on a free port."""
+    base = tmp_path_factory.mktemp("appview")
+    with serving_appview(devnet, base, f"sqlite:///{base / 'index.sqlite'}") as running:
+        yield running
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Publishing needs the `atmosphere` extra (`atproto`); resolving needs `httpx` and
 
 from __future__ import annotations
 
-from ..records import Record, RecordRef
+from ..records import DatasetRef, Record, RecordRef
 from .cache import CachedShard, ShardCache, default_cache_dir
 from .cards import read_card
 from .cid import record_cid
@@ -21,6 +21,7 @@ __all__ = [
     "AtUri",
     "CachedShard",
     "Client",
+    "DatasetRef",
     "GuardedHttpShard",
     "IdentityResolver",
     "PublishError",

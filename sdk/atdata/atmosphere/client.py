@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import semver
 
 from .. import schema as schema_mod
 from .._sources import s3_client
@@ -26,7 +27,8 @@ from ..errors import AtdataError, DecodeError, LensError, LexiconError, Resoluti
 from ..lens import Lens
 from ..lexicon import Lexicons, default_lexicons
 from ..packable import as_packable, is_packable
-from ..records import DATASET, LENS, SCHEMA, Record, RecordRef
+from ..records import DATASET, LENS, SCHEMA, DatasetRef, Record, RecordRef
+from ..versions import InvalidVersion, next_patch, parse_version, record_version
 from ..writer import ShardInfo, observe_arrays, write_samples
 from .cards import CARD_INLINE_MAX, CARD_MIME, read_card
 from .identity import parse_at_uri
@@ -43,7 +45,7 @@ from .shards import (
 )
 from .spdx import check_license
 
-__all__ = ["Client", "PublishError", "Record", "RecordRef"]
+__all__ = ["Client", "DatasetRef", "PublishError", "Record", "RecordRef"]
 
 log = logging.getLogger(__name__)
 
@@ -351,8 +353,10 @@ class Client:
         progress: bool | None = None,
         card: str | os.PathLike[str] | None = None,
         derived_from: Any = None,
-    ) -> RecordRef:
-        """Publish shards as an `io.atdata.dataset` record; returns its ref.
+        version: str | None = None,
+        allow_older: bool = False,
+    ) -> DatasetRef:
+        """Publish shards as an `io.atdata.dataset` record; returns its ref (with `.version`).
 
         `shards`: `ShardInfo`s (from `write_samples`), paths, or a local `Dataset`.
         `storage`: "blobs" (PDS blobs), "s3://bucket/prefix" (uploaded with boto3, endpoint
@@ -368,7 +372,13 @@ class Client:
         `lineage.RELATIONS`. A `Dataset` seen through a lens (`as_type`) given as `shards` is
         written out as its view type and records its source as `converted`, with the lens's
         record when the lens was published.
+
+        `version` (semantic, e.g. "1.1.0") must not be one this account already published
+        under `name`, nor lower than its newest unless `allow_older=True`; both are checked
+        against one's own repository before anything is uploaded. Without it the next patch
+        version after the newest is used ("1.0.0" for a new name), logged and returned.
         """
+        version = self._choose_version(name, version, allow_older)
         if license is not None:
             try:
                 check_license(license)
@@ -392,6 +402,7 @@ class Client:
             kind, plan, mapping = self._plan(facts, storage, cut_oversize, tmp.name)
             base: dict[str, Any] = {
                 "name": name,
+                "version": version,
                 "schema": {
                     "uri": f"at://did:plc:placeholder/{SCHEMA}/placeholder",
                     "cid": _PLACEHOLDER_CID,
@@ -446,9 +457,42 @@ class Client:
                 self.lexicons.validate(f"{DATASET}#manifest", manifest)
                 manifest_ref = self.upload_blob(json.dumps(manifest).encode(), "application/json")
             record = self._with_shards(base, storage_obj, entries, manifest_ref, kind)
-            return self.create_record(DATASET, record)
+            ref = self.create_record(DATASET, record)
+            log.info("published %s version %s as %s", name, version, ref.uri)
+            return DatasetRef(ref.uri, ref.cid, version)
         finally:
             tmp.cleanup()
+
+    def _choose_version(self, name: str, version: str | None, allow_older: bool) -> str:
+        """The version to publish `name` as, checked against one's own records of that name
+        (listRecords on one's PDS, never an AppView: right after a publish it already counts).
+        """
+        used = [
+            record_version(r.value)
+            for r in self.iter_records(DATASET)
+            if r.value.get("name") == name
+        ]
+        if version is None:
+            chosen = next_patch(used)
+            log.info("publishing %s as version %s", name, chosen)
+            return chosen
+        try:
+            wanted = parse_version(version)
+        except InvalidVersion as e:
+            raise PublishError(str(e)) from None
+        parsed = [v for v in (_lenient_version(u) for u in used) if v is not None]
+        if any(wanted.compare(v) == 0 for v in parsed):
+            raise PublishError(
+                f"{name} version {version} is already published by {self.handle}: "
+                "a version is never reused, publish a new one"
+            )
+        top = max(parsed, default=None)
+        if top is not None and wanted < top and not allow_older:
+            raise PublishError(
+                f"{name} version {version} is lower than your newest, {top}: pass "
+                "allow_older=True (atdata publish --allow-older) to publish an older line"
+            )
+        return version
 
     def _needs_manifest(self, entries: list[dict[str, Any]]) -> bool:
         return len(entries) > MAX_INLINE_SHARDS or len(json.dumps(entries)) > _MAX_INLINE_JSON
@@ -694,6 +738,13 @@ class Client:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _lenient_version(text: str) -> semver.Version | None:
+    try:
+        return parse_version(text)
+    except InvalidVersion:
+        return None  # someone else's malformed version: it cannot collide with a valid one
 
 
 class _TooLarge(Exception):

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
@@ -37,6 +38,7 @@ from ..errors import (
 from ..lens import registry as lens_registry
 from ..lexicon import default_lexicons
 from ..records import DATASET, SCHEMA, Record
+from ..versions import InvalidVersion, newest, parse_version, record_version, split_version_ref
 from .cache import ShardCache
 from .cid import check_record_cid, cid_bytes, record_cid
 from .did import check_did, parse_did_document
@@ -509,6 +511,86 @@ def _via_appview(
     return rec, r.remember(Record(ref["uri"], ref["cid"], schema_value))
 
 
+class VersionNotListed(ResolutionError):
+    """The AppView lists no dataset (or no such version) for `@handle/name[@version]`."""
+
+
+@dataclass(frozen=True)
+class VersionPick:
+    """What `@handle/name[@version]` resolved to through an AppView (not yet checked)."""
+
+    uri: str  #: at://handle/io.atdata.dataset/rkey (the handle: its DID document is checked)
+    name: str
+    version: str | None  #: the version asked for (None: the newest)
+    listed_version: str  #: the version the AppView lists for the record
+
+
+def find_version(ref: str, appview: AppViewArg = None) -> VersionPick:
+    """The record `@handle/name[@version]` names, from the AppView's list of that author's
+    versions of `name` (`appview=`, else `$ATDATA_APPVIEW`): the newest, or that version.
+    The caller checks the record itself (`check_version`) once fetched from the author's PDS.
+    """
+    if appview is None and os.environ.get("ATDATA_APPVIEW"):
+        appview = True
+    av = _appview_client(appview)
+    if av is None:
+        raise ResolutionError(
+            f"finding {ref} needs an AppView to list the versions: pass appview= (--appview) "
+            "or set ATDATA_APPVIEW (or use the record's at:// URI)"
+        )
+    head, version = split_version_ref(ref)
+    handle, _, name = head[1:].partition("/")
+    if not handle or not name:
+        raise ResolutionError(f"{ref!r} is not @handle/name or @handle/name@version")
+    if version is not None:
+        try:
+            parse_version(version)
+        except InvalidVersion as e:
+            raise ResolutionError(f"{ref}: {e}") from None
+    try:
+        listed = list(
+            av.iter_search(author=handle, name=name, all_versions=True, sort="created", limit=100)
+        )
+    except AppViewError as e:
+        raise ResolutionError(f"AppView {av.url} could not list {head}: {e}") from e
+    finally:
+        if av is not appview:
+            av.close()
+    if version is not None:
+        matches = [d for d in listed if _same_version(d.get("version"), version)]
+        if not matches:
+            have = ", ".join(sorted({str(d.get("version")) for d in listed})) or "none"
+            raise VersionNotListed(
+                f"{head} has no version {version} in AppView {av.url} (versions: {have})"
+            )
+        chosen = newest(matches, lambda d: (d.get("version"), d.get("createdAt")))
+    else:
+        chosen = newest(listed, lambda d: (d.get("version"), d.get("createdAt")))
+        if chosen is None:
+            raise VersionNotListed(f"AppView {av.url} knows no dataset {head}")
+    assert chosen is not None
+    rkey = str(chosen.get("uri", "")).rsplit("/", 1)[-1]
+    log.info("%s is %s (version %s)", ref, chosen.get("uri"), chosen.get("version"))
+    return VersionPick(f"at://{handle}/{DATASET}/{rkey}", name, version, str(chosen.get("version")))
+
+
+def check_version(rec: Record, name: str, version: str | None) -> None:
+    """The record the author's PDS holds must be the name (and version) asked for."""
+    got = (rec.value.get("name"), record_version(rec.value))
+    if got[0] != name or (version is not None and not _same_version(got[1], version)):
+        raise ResolutionError(
+            f"the AppView listed {rec.uri} as {name} {version or '(newest)'}, but the "
+            f"author's record is {got[0]} {got[1]}: the AppView is stale or altered"
+        )
+
+
+def _same_version(a: Any, b: str) -> bool:
+    try:
+        return isinstance(a, str) and parse_version(a).compare(b) == 0
+    except InvalidVersion:
+        return False
+
+
 def load_dataset(
     source: str,
     sample_type: type | None = None,
@@ -524,11 +606,13 @@ def load_dataset(
     on_error: str = "raise",
     offline: bool | None = None,
 ) -> Dataset[Any]:
-    """A `Dataset` for the `io.atdata.dataset` record at `source` (`at://did/io.atdata.dataset/rkey`).
+    """A `Dataset` for the `io.atdata.dataset` record at `source`: an at:// URI
+    (`at://did/io.atdata.dataset/rkey`, exactly that record), `"@handle/name"` (the author's
+    newest version of that name) or `"@handle/name@1.1.0"` (that version).
 
     `split` restricts it to one named split; `cid` pins the record version (an error if it
     changed; a cid that cannot be a record's is refused before any request); the result
-    reports `.uri` and `.cid`. Without `sample_type` the samples come as a type generated from
+    reports `.uri`, `.cid` and `.version` (log them to pin a training run). Without `sample_type` the samples come as a type generated from
     the schema. With it, they come as that class: read directly when it matches the published
     schema, or through a registered lens from a class that matches it; otherwise a
     `SchemaError` names the fields that differ.
@@ -541,6 +625,10 @@ def load_dataset(
     are read from the author's PDS (per its DID document) or the record's storage, checked by
     sha256. A mismatch raises `ResolutionError`. When the AppView does not hold the dataset,
     the author's PDS is read directly (and the AppView URL is tried for `resolveHandle`).
+    `@handle/name[@version]` is looked up through the AppView (`appview=`, else
+    `$ATDATA_APPVIEW`): its `searchDatasets` lists the author's versions of that name, and the
+    chosen record then goes through the same checks as a URI; its name and version are checked
+    on the record the author's PDS holds.
     `cache` (a `ShardCache` or a folder) keeps verified shards on disk, capped at
     `cache_max_bytes`, and beside them the dataset and schema records and the shard list (by
     CID). `offline=True` (or `ATDATA_OFFLINE=1`) then loads a pinned dataset (`cid=`, or an
@@ -560,9 +648,16 @@ def load_dataset(
             allow_private=allow_private,
             on_error=on_error,
         )
+    wanted: tuple[str, str | None] | None = None  # (name, version) of an @handle/name load
+    if isinstance(source, str) and source.startswith("@"):
+        if appview is None and os.environ.get("ATDATA_APPVIEW"):
+            appview = True
+        pick = find_version(source, appview)
+        source, wanted = pick.uri, (pick.name, pick.version)
     if not isinstance(source, str) or not source.startswith("at://"):
         raise ResolutionError(
-            f"load_dataset needs an at:// URI of an {DATASET} record, got {source!r}"
+            f"load_dataset needs an at:// URI of an {DATASET} record or @handle/name[@version],"
+            f" got {source!r}"
         )
     at = parse_at_uri(source)
     if at.collection != DATASET:
@@ -584,6 +679,8 @@ def load_dataset(
     except LexiconError as e:
         raise ResolutionError(f"dataset record {rec.uri} does not follow its lexicon: {e}") from e
     value = rec.value
+    if wanted is not None:  # the AppView's listing, checked on the author's own record
+        check_version(rec, *wanted)
     did = parse_at_uri(rec.uri).authority
     pds = r.identity.pds_endpoint(did)
     schema_ref = value["schema"]
@@ -631,6 +728,7 @@ def load_dataset(
         on_error=on_error,
         uri=rec.uri,
         cid=rec.cid,
+        version=record_version(value),
         sample_type=stype,
     )
     return ds.as_type(view) if view is not None else ds

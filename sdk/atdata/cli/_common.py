@@ -253,7 +253,12 @@ def absent(message: str) -> typer.Exit:
 
 
 def is_not_found(exc: BaseException) -> bool:
-    """A ResolutionError caused by the PDS saying the record does not exist."""
+    """A ResolutionError caused by the PDS saying the record does not exist (or an AppView
+    listing no such dataset version for @handle/name[@version])."""
+    from ..atmosphere.resolve import VersionNotListed
+
+    if isinstance(exc, VersionNotListed):
+        return True
     cause = exc.__cause__
     return getattr(cause, "error", None) == "RecordNotFound" or getattr(cause, "status", 0) == 404
 

@@ -10,6 +10,7 @@ import typer
 from ..display import dtype_text, human_bytes, shape_text
 from ..errors import ResolutionError
 from ..records import DATASET, LENS, SCHEMA
+from ..versions import record_version
 from ._common import (
     APPVIEW_OPTION,
     JSON_OPTION,
@@ -37,6 +38,7 @@ def _header(title: str, uri: str, cid: str, v: Mapping[str, Any]) -> None:
 def _dataset(uri: str, cid: str, v: Mapping[str, Any]) -> None:
     totals = v.get("totals") or {}
     _header(str(v.get("name")), uri, cid, v)
+    out(f"version {record_version(v)}")
     out(
         f"{totals.get('samples')} samples, {human_bytes(totals.get('bytes'))}, "
         f"{totals.get('shards')} shard(s); storage {str((v.get('storage') or {}).get('$type', '?')).rsplit('#', 1)[-1]}"
@@ -96,7 +98,10 @@ def _lens(uri: str, cid: str, v: Mapping[str, Any]) -> None:
 
 def get(
     uri: str = typer.Argument(
-        ..., help="at:// URI of a dataset, schema or lens record.", show_default=False
+        ...,
+        help="at:// URI of a dataset, schema or lens record, or @handle/name[@version] of a "
+        "dataset (through the AppView).",
+        show_default=False,
     ),
     cid: str = typer.Option(
         None, "--cid", help="Require exactly this version of the record.", show_default=False
@@ -115,13 +120,19 @@ def get(
       atdata get at://did:plc:abc/io.atdata.dataset/3kxyz
 
       atdata get at://alice.example.com/io.atdata.schema/3kabc --json
+
+      atdata get @alice.example.com/digits@1.1.0 --appview https://appview.example
     """
     from ..atmosphere import fetch_record
+    from ..atmosphere.resolve import check_version, find_version
 
     use_plc(plc)
-    uri = resolve_handle_uri(uri, appview)
     try:
+        pick = find_version(uri, appview or None) if uri.startswith("@") else None
+        uri = resolve_handle_uri(pick.uri if pick else uri, appview)
         rec = fetch_record(uri, cid)
+        if pick is not None:  # the AppView's listing, checked on the author's own record
+            check_version(rec, pick.name, pick.version)
     except ResolutionError as exc:
         if is_not_found(exc):
             raise absent(f"not found: {exc}") from None

@@ -29,7 +29,10 @@ __all__ = ["load", "register"]
 
 def load(
     uri: str = typer.Argument(
-        ..., help="at:// URI of an io.atdata.dataset record.", show_default=False
+        ...,
+        help="at:// URI of an io.atdata.dataset record, or @handle/name (the newest version) "
+        "or @handle/name@1.1.0 (through the AppView).",
+        show_default=False,
     ),
     head: int = typer.Option(5, "--head", "-n", min=0, help="How many samples to print."),
     split: str = typer.Option(
@@ -64,12 +67,15 @@ def load(
       atdata load at://did:plc:abc/io.atdata.dataset/3kxyz --split test --type mypkg:Digit
 
       atdata load at://did:plc:abc/io.atdata.dataset/3kxyz --head 100 --json
+
+      atdata load @alice.example.com/digits@1.1.0 --appview https://appview.example
     """
     from ..atmosphere import load_dataset
 
     use_plc(plc)
     cls = sample_class(sample_type) if sample_type else None
-    uri = resolve_handle_uri(uri, appview)
+    if not uri.startswith("@"):  # @handle/name[@version] goes through the AppView's listing
+        uri = resolve_handle_uri(uri, appview)
     try:
         ds = load_dataset(uri, sample_type=cls, split=split, cid=cid, appview=appview)
     except ResolutionError as exc:
@@ -81,7 +87,7 @@ def load(
     count = ds.sample_count
     note(
         f"{ds.sample_type.__name__}: {count if count is not None else '?'} samples in "
-        f"{len(ds.shards)} shard(s), record cid {ds.cid}"
+        f"{len(ds.shards)} shard(s), {ds.uri} version {ds.version}, record cid {ds.cid}"
     )
     samples = ds.head(head)
     if as_json:
@@ -89,6 +95,7 @@ def load(
             {
                 "uri": ds.uri,
                 "cid": ds.cid,
+                "version": ds.version,
                 "samples": count,
                 "shards": len(ds.shards),
                 "head": [{k: preview(v) for k, v in sample_fields(s).items()} for s in samples],

@@ -130,6 +130,16 @@ def publish(
     no_cut: bool = typer.Option(
         False, "--no-cut", help="Refuse shards over the PDS blob limit instead of cutting them."
     ),
+    version: str = typer.Option(
+        None,
+        "--version",
+        help="Semantic version, e.g. 1.1.0 (default: the next patch after your newest of this "
+        "name, 1.0.0 for a new one). A version you already used is refused.",
+        show_default=False,
+    ),
+    allow_older: bool = typer.Option(
+        False, "--allow-older", help="Allow a version lower than your newest of this name."
+    ),
     pds: str = PDS_OPTION,
     handle: str = HANDLE_OPTION,
     password: str = PASSWORD_OPTION,
@@ -148,6 +158,8 @@ def publish(
       URI=$(atdata publish out/*.tar --name digits --schema at://did:plc:abc/io.atdata.schema/3kx)
 
       atdata publish out/*.tar --name digits --schema mypkg:Digit --storage s3://bucket/digits
+
+      atdata publish out/*.tar --name digits --schema mypkg:Digit --version 2.0.0
     """
 
     use_plc(plc)
@@ -181,12 +193,15 @@ def publish(
             cut_oversize=not no_cut,
             card=card,
             derived_from=[_derivation(d) for d in derived_from],
+            version=version,
+            allow_older=allow_older,
         )
     except KeyboardInterrupt:
         note(watch.interrupted(name))
         if watch.dataset is not None:
             out(watch.dataset)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    note(f"published {name!r} version {ref.version}")
     out(str(ref))
 
 
