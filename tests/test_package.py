@@ -12,6 +12,7 @@ PUBLIC = {
     "AtdataError",
     "DecodeError",
     "FieldTypeError",
+    "InvalidVersion",
     "LensError",
     "LexiconError",
     "LoaderError",

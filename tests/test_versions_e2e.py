@@ -5,11 +5,13 @@ repo, so they hold right after a publish, before any AppView has seen it."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,3 +268,47 @@ def test_cli_publish_reports_the_version_and_load_get_take_handle_names(
     assert got.returncode != 0 and "1.0.0 is already published" in got.stderr
     got = cli(*publish, appview=False)
     assert got.returncode == 0 and "version 1.0.1" in got.stderr
+
+
+@contextmanager
+def relabelling_appview(real: str, relabel: dict[str, str]) -> Iterator[str]:
+    """An AppView relaying the real one, except that its searchDatasets lists the records of
+    `relabel`'s URIs under other versions (a lie the real AppView cannot tell)."""
+    from aiohttp import web
+
+    async def relay(request: web.Request) -> web.Response:
+        nsid = request.match_info["nsid"]
+        r = httpx.get(f"{real}/xrpc/{nsid}", params=list(request.query.items()), timeout=10)
+        body = r.json()
+        if nsid == "io.atdata.searchDatasets" and r.status_code == 200:
+            for d in body["datasets"]:
+                d["version"] = relabel.get(d["uri"], d["version"])
+        return web.json_response(body, status=r.status_code)
+
+    app = web.Application()
+    app.router.add_get("/xrpc/{nsid}", relay)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def test_a_version_the_appview_mislabels_is_caught_on_the_authors_record(
+    world: World, indexed: RunningAppView
+) -> None:
+    newest_uri = world.alice.versions["2.0.0"][0]
+    handle = world.alice.account.handle
+    with (
+        relabelling_appview(indexed.url, {newest_uri: "1.0.1"}) as liar,
+        pytest.raises(ResolutionError, match=r"listed .* as \S+ 1\.0\.1.*record is \S+ 2\.0\.0"),
+    ):
+        load_dataset(f"@{handle}/{world.name}@1.0.1", appview=liar)

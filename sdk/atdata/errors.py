@@ -67,6 +67,10 @@ class SchemaError(AtdataError, ValueError):
     """A schema record, name or version is invalid, or cannot be turned into a type."""
 
 
+class InvalidVersion(AtdataError, ValueError):
+    """A dataset version that is not a semantic version (MAJOR.MINOR.PATCH)."""
+
+
 class AppViewError(AtdataError):
     """An AppView answered a query with an XRPC error (``error`` is its name, ``status`` HTTP)."""
 

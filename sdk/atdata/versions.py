@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import semver
 
-from .errors import AtdataError
+from .errors import InvalidVersion
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -37,10 +37,6 @@ FIRST_VERSION = "1.0.0"
 
 _ZERO = semver.Version(0, 0, 0)
 T = TypeVar("T")
-
-
-class InvalidVersion(AtdataError, ValueError):
-    """A version string that is not a semantic version (MAJOR.MINOR.PATCH)."""
 
 
 def parse_version(text: str) -> semver.Version:
