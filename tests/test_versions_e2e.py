@@ -240,6 +240,11 @@ def test_cli_publish_reports_the_version_and_load_get_take_handle_names(
     got = cli("get", f"@{handle}/{world.name}")
     assert got.returncode == 0, got.stderr
     assert "version 2.0.0" in got.stdout and world.alice.versions["2.0.0"][1] in got.stdout
+    got = cli("search", world.name, "--author", handle)
+    line = next(x for x in got.stdout.splitlines() if f"{world.name} " in x)
+    assert "2.0.0 (4 versions)" in line and world.alice.versions["2.0.0"][0] in line
+    got = cli("search", world.name, "--author", handle, "--all-versions")
+    assert sum(f"{world.name} " in x for x in got.stdout.splitlines()) == 4
     got = cli("load", f"@{handle}/{world.name}@7.0.0")
     assert got.returncode == 3 and "no version 7.0.0" in got.stderr
 

@@ -40,12 +40,18 @@ def search(
     ),
     sort: str = typer.Option("relevance", "--sort", help="relevance, created or samples."),
     limit: int = typer.Option(25, "--limit", min=1, max=100, help="At most this many results."),
+    all_versions: bool = typer.Option(
+        False,
+        "--all-versions",
+        help="List every version (default: one line per author and name, its newest).",
+    ),
     appview: str = APPVIEW_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Search the datasets an AppView has indexed.
 
-    Prints one line per dataset (name, author, samples, size, at:// URI). Exit code 3 when
+    Prints one line per dataset (name, newest version and how many, author, samples, size,
+    at:// URI); --all-versions prints every version. Exit code 3 when
     nothing matches, so a script can wait for a dataset to be indexed.
 
     Examples:
@@ -68,6 +74,7 @@ def search(
             schema=schema,
             sort=sort,
             limit=limit,
+            all_versions=all_versions,
         )
     hits = [d.to_dict() for d in result.datasets]
     if as_json:
@@ -76,6 +83,9 @@ def search(
         rows = [
             {
                 "name": d.get("name"),
+                "version": d.get("version")
+                if all_versions or (d.get("versions") or 1) == 1
+                else f"{d.get('version')} ({d.get('versions')} versions)",
                 "author": d.get("handle") or d.get("did"),
                 "samples": d.get("samples"),
                 "size": human_bytes(d.get("bytes")),
@@ -84,7 +94,7 @@ def search(
             for d in hits
         ]
         if rows:
-            out(table(rows, ["name", "author", "samples", "size", "uri"]))
+            out(table(rows, ["name", "version", "author", "samples", "size", "uri"]))
     if not hits:
         raise absent("no datasets match")
 
