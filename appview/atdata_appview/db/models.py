@@ -62,6 +62,13 @@ def _record_times() -> list[Column[Any]]:
     ]
 
 
+def _dataset_key() -> Column[Any]:
+    """A dataset child table's key: its dataset, whose deletion deletes the child rows."""
+    return Column(
+        "dataset_id", Integer, ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
 schemas = Table(
     "schemas",
     metadata,
@@ -103,12 +110,7 @@ datasets = Table(
 dataset_records = Table(
     "dataset_records",
     metadata,
-    Column(
-        "dataset_id",
-        Integer,
-        ForeignKey("datasets.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _dataset_key(),
     Column("record", JSON, nullable=False),
 )
 
@@ -116,12 +118,7 @@ dataset_records = Table(
 dataset_tags = Table(
     "dataset_tags",
     metadata,
-    Column(
-        "dataset_id",
-        Integer,
-        ForeignKey("datasets.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _dataset_key(),
     Column("tag", String(128), primary_key=True),
     Column("hidden", Boolean, nullable=False, default=False),
     Column("created_at", String(40)),
@@ -136,12 +133,7 @@ dataset_tags = Table(
 dataset_lineage = Table(
     "dataset_lineage",
     metadata,
-    Column(
-        "dataset_id",
-        Integer,
-        ForeignKey("datasets.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _dataset_key(),
     Column("position", Integer, primary_key=True),
     Column("source_uri", String(512), nullable=False, index=True),
     Column("source_cid", String(128)),
@@ -152,12 +144,7 @@ dataset_lineage = Table(
 shards = Table(
     "shards",
     metadata,
-    Column(
-        "dataset_id",
-        Integer,
-        ForeignKey("datasets.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _dataset_key(),
     Column("position", Integer, primary_key=True),
     Column("url", Text),
     Column("blob_cid", String(128)),
