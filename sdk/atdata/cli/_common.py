@@ -53,6 +53,14 @@ PLC_OPTION = _env_option(
     "PLC directory for did:plc (env ATDATA_PLC_URL; default https://plc.directory).",
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON (for scripts) instead of text.")
+CID_OPTION = typer.Option(
+    None, "--cid", help="Require exactly this version of the record.", show_default=False
+)
+#: Help epilog of the commands that fetch a record by at:// URI (get, load, schema show).
+FETCH_EPILOG = (
+    "Exit code 3 when the record (or the handle in its URI) does not exist. A handle is "
+    "resolved through the AppView when one is given."
+)
 
 
 def use_plc(plc: str | None) -> None:

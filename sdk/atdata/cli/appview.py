@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import typer
 
@@ -25,6 +26,12 @@ appview_app = typer.Typer(
 )
 
 
+def _setting(flag: str, envvar: str, help: str) -> Any:
+    """An option of `serve` that falls back to its ATDATA_APPVIEW_* (or other) variable;
+    unset, the AppView's own default (named in the help) applies."""
+    return typer.Option(None, flag, envvar=envvar, help=help, show_default=False)
+
+
 _FIREHOSE = typer.Option(
     None,
     "--firehose",
@@ -36,72 +43,52 @@ _FIREHOSE = typer.Option(
 
 @appview_app.command("serve")
 def serve(
-    db: str = typer.Option(
-        None,
+    db: str = _setting(
         "--db",
-        envvar="ATDATA_APPVIEW_DB",
-        help="SQLAlchemy URL of the index (sqlite:///path or postgresql://...). "
+        "ATDATA_APPVIEW_DB",
+        "SQLAlchemy URL of the index (sqlite:///path or postgresql://...). "
         "Default: an embedded SQLite file under ~/.local/share/atdata.",
-        show_default=False,
     ),
     firehose: list[str] = _FIREHOSE,
-    plc: str = typer.Option(
-        None,
+    plc: str = _setting(
         "--plc",
-        envvar="ATDATA_PLC_URL",
-        help="PLC directory URL used to resolve DIDs. Default: https://plc.directory.",
-        show_default=False,
+        "ATDATA_PLC_URL",
+        "PLC directory URL used to resolve DIDs. Default: https://plc.directory.",
     ),
-    host: str = typer.Option(
-        None, "--host", envvar="ATDATA_APPVIEW_HOST", help="Address to listen on [127.0.0.1]."
-    ),
-    port: int = typer.Option(
-        None, "--port", envvar="ATDATA_APPVIEW_PORT", help="Port to listen on [8080]."
-    ),
-    connect_timeout: float = typer.Option(
-        None,
+    host: str = _setting("--host", "ATDATA_APPVIEW_HOST", "Address to listen on [127.0.0.1]."),
+    port: int = _setting("--port", "ATDATA_APPVIEW_PORT", "Port to listen on [8080]."),
+    connect_timeout: float = _setting(
         "--connect-timeout",
-        envvar="ATDATA_APPVIEW_CONNECT_TIMEOUT",
-        help="Seconds a firehose host has to accept the websocket (TCP connect + handshake) "
+        "ATDATA_APPVIEW_CONNECT_TIMEOUT",
+        "Seconds a firehose host has to accept the websocket (TCP connect + handshake) "
         "before the attempt counts as failed and is retried with backoff [10].",
-        show_default=False,
     ),
-    max_repo_bytes: int = typer.Option(
-        None,
+    max_repo_bytes: int = _setting(
         "--max-repo-bytes",
-        envvar="ATDATA_APPVIEW_MAX_REPO_BYTES",
-        help="Largest repo (getRepo CAR) backfill downloads; a bigger one is skipped and "
+        "ATDATA_APPVIEW_MAX_REPO_BYTES",
+        "Largest repo (getRepo CAR) backfill downloads; a bigger one is skipped and "
         "counted [268435456 = 256 MiB].",
-        show_default=False,
     ),
-    header_timeout: float = typer.Option(
-        None,
+    header_timeout: float = _setting(
         "--header-timeout",
-        envvar="ATDATA_APPVIEW_HEADER_TIMEOUT",
-        help="Seconds a request's line and headers may take to arrive [10].",
-        show_default=False,
+        "ATDATA_APPVIEW_HEADER_TIMEOUT",
+        "Seconds a request's line and headers may take to arrive [10].",
     ),
-    keepalive_timeout: float = typer.Option(
-        None,
+    keepalive_timeout: float = _setting(
         "--keepalive-timeout",
-        envvar="ATDATA_APPVIEW_KEEPALIVE_TIMEOUT",
-        help="Seconds an idle connection stays open [75].",
-        show_default=False,
+        "ATDATA_APPVIEW_KEEPALIVE_TIMEOUT",
+        "Seconds an idle connection stays open [75].",
     ),
-    max_connections: int = typer.Option(
-        None,
+    max_connections: int = _setting(
         "--max-connections",
-        envvar="ATDATA_APPVIEW_MAX_CONNECTIONS",
-        help="Open connections at once; more are answered 503 [1024].",
-        show_default=False,
+        "ATDATA_APPVIEW_MAX_CONNECTIONS",
+        "Open connections at once; more are answered 503 [1024].",
     ),
-    workers: int = typer.Option(
-        None,
+    workers: int = _setting(
         "--workers",
-        envvar="ATDATA_APPVIEW_WORKERS",
-        help="Serving processes [1]. With N > 1, one process ingests and N serve HTTP on the "
+        "ATDATA_APPVIEW_WORKERS",
+        "Serving processes [1]. With N > 1, one process ingests and N serve HTTP on the "
         "same port and database (SQLite in WAL mode or PostgreSQL).",
-        show_default=False,
     ),
     no_follow: bool = typer.Option(
         False, "--no-follow", help="Serve the existing index without following any firehose."

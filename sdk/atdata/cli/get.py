@@ -13,6 +13,8 @@ from ..records import DATASET, LENS, SCHEMA
 from ..versions import record_version
 from ._common import (
     APPVIEW_OPTION,
+    CID_OPTION,
+    FETCH_EPILOG,
     JSON_OPTION,
     PLC_OPTION,
     absent,
@@ -103,17 +105,12 @@ def get(
         "dataset (through the AppView).",
         show_default=False,
     ),
-    cid: str = typer.Option(
-        None, "--cid", help="Require exactly this version of the record.", show_default=False
-    ),
+    cid: str = CID_OPTION,
     appview: str = APPVIEW_OPTION,
     plc: str = PLC_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Fetch a record from its author's PDS (checked against its CID) and describe it.
-
-    Exit code 3 when the record (or the handle in its URI) does not exist. A handle is
-    resolved through the AppView when one is given.
 
     Examples:
 
@@ -153,4 +150,4 @@ def get(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("get")(get)
+    app.command("get", epilog=FETCH_EPILOG)(get)

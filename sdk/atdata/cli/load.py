@@ -10,6 +10,8 @@ from ..schema import schema_of
 from . import CliError
 from ._common import (
     APPVIEW_OPTION,
+    CID_OPTION,
+    FETCH_EPILOG,
     JSON_OPTION,
     PLC_OPTION,
     absent,
@@ -48,17 +50,12 @@ def load(
         ),
         show_default=False,
     ),
-    cid: str = typer.Option(
-        None, "--cid", help="Require exactly this version of the record.", show_default=False
-    ),
+    cid: str = CID_OPTION,
     appview: str = APPVIEW_OPTION,
     plc: str = PLC_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Resolve a dataset by at:// URI and print its first samples (shards checked by sha256).
-
-    Exit code 3 when the record (or the handle in its URI) does not exist. A handle is
-    resolved through the AppView when one is given.
 
     Examples:
 
@@ -128,4 +125,4 @@ def _mismatch(spec: str, wanted: type, published: type) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("load")(load)
+    app.command("load", epilog=FETCH_EPILOG)(load)

@@ -13,6 +13,7 @@ from ..schema import schema_of
 from . import CliError
 from ._common import (
     APPVIEW_OPTION,
+    FETCH_EPILOG,
     HANDLE_OPTION,
     JSON_OPTION,
     PASSWORD_OPTION,
@@ -82,7 +83,7 @@ def print_schema(record: Mapping[str, Any], where: str) -> None:
         out(table(schema_rows(nested), ["field", "type", "dtype", "shape"]))
 
 
-@schema_app.command("show")
+@schema_app.command("show", epilog=FETCH_EPILOG)
 def show(
     target: str = typer.Argument(
         ...,
@@ -94,9 +95,6 @@ def show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show a schema's fields with their types, dtypes and shapes.
-
-    Exit code 3 when the record (or the handle in its URI) does not exist. A handle is
-    resolved through the AppView when one is given.
 
     Examples:
 
