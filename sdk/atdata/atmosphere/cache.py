@@ -11,16 +11,15 @@ it: unlinking does not disturb open files.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .._locks import file_lock
 from .._sources import LocalShard, ShardSource, ShardStream
 
 __all__ = ["CachedShard", "ShardCache", "default_cache_dir"]
@@ -68,14 +67,8 @@ class ShardCache:
             os.utime(path)
         return path
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        with open(self.directory / ".lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.directory / ".lock")
 
     def temp_file(self) -> tuple[int, str]:
         return tempfile.mkstemp(prefix=".partial-", suffix=".tar", dir=self.directory)

@@ -9,7 +9,6 @@ and the PDS data (in a temporary folder) is thrown away on stop.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -19,11 +18,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .._locks import file_lock
 from ._install import DevnetError, cache_root, default_home, install, node_binary
 
 log = logging.getLogger(__name__)
@@ -205,15 +205,9 @@ class Devnet:
     def _info_path(self) -> Path:
         return self.run_dir / "devnet.json"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self.run_dir / ".lock")
 
     def install(self) -> Path:
         """Install Node 22 and the PDS/PLC packages into `home` unless already there."""
