@@ -106,3 +106,26 @@ class ShardTaskError(AtdataError):
 
     def __reduce__(self) -> tuple[object, ...]:  # keeps shard/key across process boundaries
         return (type(self), (str(self), self.shard, self.key))
+
+
+def describe_xrpc_error(e: Exception) -> str:
+    """The XRPC error name and message of an atproto exception, when it has them; else its
+    text, or the first cause in its chain that has one."""
+    resp = getattr(e, "response", None)
+    content = getattr(resp, "content", None)
+    err = getattr(content, "error", None)
+    msg = getattr(content, "message", None)
+    if err or msg:
+        return f"{err or 'Error'}: {msg or ''}".strip()
+    text = str(e).strip()
+    if text:
+        return text
+    # atproto's NetworkError has no text of its own: the cause (e.g. connection refused) is
+    # in the chain of exceptions it was raised from.
+    cause, seen = e.__cause__ or e.__context__, {id(e)}
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if str(cause).strip():
+            return f"{type(e).__name__} ({type(cause).__name__}: {str(cause).strip()})"
+        cause = cause.__cause__ or cause.__context__
+    return type(e).__name__

@@ -23,7 +23,14 @@ import semver
 from .. import schema as schema_mod
 from .._sources import s3_client
 from ..dataset import Dataset
-from ..errors import AtdataError, DecodeError, LensError, LexiconError, ResolutionError
+from ..errors import (
+    AtdataError,
+    DecodeError,
+    LensError,
+    LexiconError,
+    ResolutionError,
+    describe_xrpc_error,
+)
 from ..lens import Lens
 from ..lexicon import Lexicons, default_lexicons
 from ..packable import as_packable, is_packable
@@ -107,7 +114,9 @@ class Client:
         try:
             atp.login(ident, password, fetch_bsky_profile=False)
         except AtProtocolError as e:
-            raise AtdataError(f"login to {self.pds_url} as {ident} failed: {_atp_error(e)}") from e
+            raise AtdataError(
+                f"login to {self.pds_url} as {ident} failed: {describe_xrpc_error(e)}"
+            ) from e
         self._atp = atp
         return self
 
@@ -154,7 +163,7 @@ class Client:
         try:
             out = self.atproto.com.atproto.repo.create_record(data)
         except AtProtocolError as e:
-            raise PublishError(f"PDS refused the {nsid} record: {_atp_error(e)}") from e
+            raise PublishError(f"PDS refused the {nsid} record: {describe_xrpc_error(e)}") from e
         log.info("published %s (%s)", out.uri, out.cid)
         return RecordRef(out.uri, out.cid)
 
@@ -191,7 +200,7 @@ class Client:
                 )
             )
         except AtProtocolError as e:
-            raise ResolutionError(f"cannot get {uri}: {_atp_error(e)}") from e
+            raise ResolutionError(f"cannot get {uri}: {describe_xrpc_error(e)}") from e
         return Record(out.uri, out.cid, _as_dict(out.value))
 
     def delete(self, uri: str) -> None:
@@ -209,7 +218,7 @@ class Client:
                 )
             )
         except AtProtocolError as e:
-            raise AtdataError(f"cannot delete {uri}: {_atp_error(e)}") from e
+            raise AtdataError(f"cannot delete {uri}: {describe_xrpc_error(e)}") from e
 
     def delete_versions(self, name: str) -> list[str]:
         """Delete every `io.atdata.dataset` record named `name` in one's own repository;
@@ -787,27 +796,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     return models.get_model_as_dict(value)
-
-
-def _atp_error(e: Exception) -> str:
-    resp = getattr(e, "response", None)
-    content = getattr(resp, "content", None)
-    err = getattr(content, "error", None)
-    msg = getattr(content, "message", None)
-    if err or msg:
-        return f"{err or 'Error'}: {msg or ''}".strip()
-    text = str(e).strip()
-    if text:
-        return text
-    # atproto's NetworkError has no text of its own: the cause (e.g. connection refused) is
-    # in the chain of exceptions it was raised from.
-    cause, seen = e.__cause__ or e.__context__, {id(e)}
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if str(cause).strip():
-            return f"{type(e).__name__} ({type(cause).__name__}: {str(cause).strip()})"
-        cause = cause.__cause__ or cause.__context__
-    return type(e).__name__
 
 
 def _sources_of(derived_from: Any) -> list[Any]:

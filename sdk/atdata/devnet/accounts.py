@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ..errors import describe_xrpc_error
 from ._install import DevnetError
 
 if TYPE_CHECKING:
@@ -33,17 +34,6 @@ def _protocol_error() -> type[Exception]:
     return AtProtocolError
 
 
-def _describe(exc: Exception) -> str:
-    """The XRPC error name and message of an atproto exception, when it has them."""
-    response = getattr(exc, "response", None)
-    content = getattr(response, "content", None)
-    error = getattr(content, "error", None)
-    message = getattr(content, "message", None)
-    if error or message:
-        return f"{error or 'Error'}: {message or ''}".strip()
-    return str(exc) or type(exc).__name__
-
-
 @dataclass(frozen=True)
 class Account:
     """An account on a PDS, with the password to log in again."""
@@ -64,7 +54,7 @@ class Account:
         try:
             client.login(self.did or self.handle, self.password, fetch_bsky_profile=False)
         except _protocol_error() as exc:
-            raise DevnetError(f"login as {self.handle} failed: {_describe(exc)}") from exc
+            raise DevnetError(f"login as {self.handle} failed: {describe_xrpc_error(exc)}") from exc
         return client
 
 
@@ -83,7 +73,7 @@ def create_account(pds_url: str, handle: str, password: str, email: str) -> Acco
         out = client.com.atproto.server.create_account(data)
     except _protocol_error() as exc:
         raise DevnetError(
-            f"could not create account {handle!r} on {pds_url}: {_describe(exc)}"
+            f"could not create account {handle!r} on {pds_url}: {describe_xrpc_error(exc)}"
         ) from exc
     return Account(did=out.did, handle=out.handle, password=password, pds_url=pds_url, email=email)
 
@@ -110,7 +100,9 @@ def deactivate_account(account: Account) -> None:
             atproto.models.ComAtprotoServerDeactivateAccount.Data()
         )
     except _protocol_error() as exc:
-        raise DevnetError(f"could not deactivate {account.handle}: {_describe(exc)}") from exc
+        raise DevnetError(
+            f"could not deactivate {account.handle}: {describe_xrpc_error(exc)}"
+        ) from exc
 
 
 def activate_account(account: Account) -> None:
@@ -118,7 +110,9 @@ def activate_account(account: Account) -> None:
     try:
         account.client().com.atproto.server.activate_account()
     except _protocol_error() as exc:
-        raise DevnetError(f"could not activate {account.handle}: {_describe(exc)}") from exc
+        raise DevnetError(
+            f"could not activate {account.handle}: {describe_xrpc_error(exc)}"
+        ) from exc
 
 
 def update_handle(account: Account, new_handle: str) -> Account:
@@ -130,7 +124,7 @@ def update_handle(account: Account, new_handle: str) -> Account:
         )
     except _protocol_error() as exc:
         raise DevnetError(
-            f"could not change {account.handle} to {new_handle!r}: {_describe(exc)}"
+            f"could not change {account.handle} to {new_handle!r}: {describe_xrpc_error(exc)}"
         ) from exc
     return Account(
         did=account.did,
