@@ -26,11 +26,13 @@ be fed at, minus the DMA copy).
 from __future__ import annotations
 
 import argparse
+import operator
 import os
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,28 +186,8 @@ def run_ours(
 
 
 def run_torch(ds: Any, spec: Spec, workers: int, device: Any, epochs: int, row: Row) -> None:
-    from torch.utils.data import DataLoader
-
-    cuda = device is not None and device.type == "cuda"
-    loader = DataLoader(
-        ds.torch(batch_size=spec.batch, shuffle=False),
-        batch_size=None,
-        num_workers=workers,
-        pin_memory=cuda,
-        prefetch_factor=4 if workers else None,
-        persistent_workers=workers > 0,
-    )
-
-    def epoch() -> int:
-        n = 0
-        for batch in loader:
-            image = batch["image"]
-            if cuda:
-                image = image.to(device, non_blocking=True)
-            n += image.shape[0]
-        return n
-
-    _epochs(epoch, epochs, device, row)
+    batches = ds.torch(batch_size=spec.batch, shuffle=False)
+    _feed_torch(batches, operator.itemgetter("image"), workers, device, epochs, row)
 
 
 def _wds_decode(sample: dict[str, Any]) -> tuple[Any, int]:
@@ -220,17 +202,27 @@ def run_webdataset(
     paths: list[str], spec: Spec, workers: int, device: Any, epochs: int, row: Row
 ) -> None:
     import webdataset as wds
-    from torch.utils.data import DataLoader
 
     _WDS_CLS[0] = spec.cls
-    cuda = device is not None and device.type == "cuda"
     pipeline = (
         wds.WebDataset(paths, shardshuffle=False, workersplitter=wds.split_by_worker)
         .map(_wds_decode)
         .batched(spec.batch)
     )
+    _feed_torch(pipeline, operator.itemgetter(0), workers, device, epochs, row)
+
+
+def _feed_torch(
+    batches: Any, image_of: Callable[[Any], Any], workers: int, device: Any, epochs: int, row: Row
+) -> None:
+    """Time epochs of torch's DataLoader over an iterable of batches (`image_of` picks a
+    batch's images) with the same settings for every contender: pinned memory and a
+    non-blocking copy on CUDA."""
+    from torch.utils.data import DataLoader
+
+    cuda = device is not None and device.type == "cuda"
     loader = DataLoader(
-        pipeline,
+        batches,
         batch_size=None,
         num_workers=workers,
         pin_memory=cuda,
@@ -240,7 +232,8 @@ def run_webdataset(
 
     def epoch() -> int:
         n = 0
-        for image, _label in loader:
+        for batch in loader:
+            image = image_of(batch)
             if cuda:
                 image = image.to(device, non_blocking=True)
             n += image.shape[0]
