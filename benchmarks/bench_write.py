@@ -49,47 +49,42 @@ def fresh_dir(p):
     return p
 def out_bytes(p):
     return sum(os.path.getsize(os.path.join(p, f)) for f in os.listdir(p))
-times, cpu = [], []
+def timed(write):
+    # `passes` runs of write(fresh directory): wall and CPU time of each, then the report.
+    times, cpu = [], []
+    for _ in range(passes):
+        d = fresh_dir(out)
+        t, c = time.perf_counter(), time.process_time()
+        write(d)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    report(times, n, {{"cpu": cpu, "bytes": out_bytes(out)}})
 """
 
 RAW_BYTES = """
 # The floor: the same number of bytes (as ours produced), written in 1 MB blocks.
 total = int(sys.argv[6])
 block = bytes(1 << 20)
-for _ in range(passes):
-    d = fresh_dir(out)
-    t, c = time.perf_counter(), time.process_time()
+def write(d):
     with open(os.path.join(d, "raw.bin"), "wb") as f:
         left = total
         while left > 0:
             f.write(block[: min(left, len(block))])
             left -= len(block)
-    times.append(time.perf_counter() - t)
-    cpu.append(time.process_time() - c)
-report(times, n, {{"cpu": cpu, "bytes": out_bytes(out)}})
+timed(write)
 """
 
 WEBDATASET = """
 import webdataset as wds
-for _ in range(passes):
-    d = fresh_dir(out)
-    t, c = time.perf_counter(), time.process_time()
+def write(d):
     with wds.ShardWriter(os.path.join(d, "w-%06d.tar"), maxcount=per, verbose=0) as sink:
         for i, s in enumerate(samples):
             sink.write({{"__key__": f"{{i:08d}}", "msgpack": s.packed}})
-    times.append(time.perf_counter() - t)
-    cpu.append(time.process_time() - c)
-report(times, n, {{"cpu": cpu, "bytes": out_bytes(out)}})
+timed(write)
 """
 
 WRITE_SAMPLES = """
-for _ in range(passes):
-    d = fresh_dir(out)
-    t, c = time.perf_counter(), time.process_time()
-    atdata.write_samples(samples, os.path.join(d, "a-%06d.tar"), maxcount=per)
-    times.append(time.perf_counter() - t)
-    cpu.append(time.process_time() - c)
-report(times, n, {{"cpu": cpu, "bytes": out_bytes(out)}})
+timed(lambda d: atdata.write_samples(samples, os.path.join(d, "a-%06d.tar"), maxcount=per))
 """
 
 
