@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _fixtures.services import stop_process
 from atdata.devnet import check_install, default_home, install, port_is_free
 
 pytestmark = pytest.mark.devnet
@@ -119,9 +120,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGKILL)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert "test accuracy" not in rest
@@ -152,9 +151,7 @@ def test_serve_keeps_the_web_page_up_until_ctrl_c(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)
         rest, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGKILL)
     assert proc.returncode == 0, stderr
     assert "stopped everything the demo started" in rest
     assert_nothing_left(workdir, ports_in("".join(seen)))

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from _fixtures.services import stop_process
 from atdata.devnet import DevnetInfo, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,12 +287,7 @@ def test_dockerfile_install_serves_the_appview(
         page = httpx.get(f"{url}/", timeout=5)
         assert page.status_code == 200 and "<form" in page.text
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, 20)
 
     # the health check fails once nothing listens: it can tell a dead AppView apart
     dead = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30)

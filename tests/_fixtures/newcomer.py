@@ -26,7 +26,7 @@ import pytest
 from atdata.devnet import Account, DevnetInfo, create_account, free_ports
 from numpy.typing import NDArray
 
-from .services import stop_when_we_die
+from .services import stop_process, stop_when_we_die
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
@@ -111,12 +111,7 @@ def serving_appview(devnet: DevnetInfo, base: Path, db: str) -> Iterator[Running
         wait_http(f"{url}/_health", proc)
         yield RunningAppView(url=url, pid=proc.pid, db=db)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, 20)
         watchdog.kill()
         watchdog.wait()
         log.close()

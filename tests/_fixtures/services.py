@@ -83,6 +83,19 @@ def stop_when_we_die(pid: int, sig: int = signal.SIGTERM) -> subprocess.Popen[by
     )
 
 
+def stop_process(
+    proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10
+) -> None:
+    """Send `sig` to a process still running and reap it, killing it after `timeout` s."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _stop_watchdog(watchdog: subprocess.Popen[bytes]) -> None:
     watchdog.kill()
     watchdog.wait()
@@ -421,12 +434,7 @@ def running_moto(timeout: float = 60.0) -> Iterator[S3Server]:
                 time.sleep(0.1)
         yield S3Server(endpoint_url=url, pid=proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         _stop_watchdog(watchdog)
         log_path.unlink(missing_ok=True)
 
