@@ -17,7 +17,7 @@ The inverse (:func:`table_to_samples`, :func:`frame_to_samples`) backs ``T.from_
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -255,27 +255,37 @@ def _chunks(column: Any) -> list[Any]:
     return list(column.chunks) if hasattr(column, "chunks") else [column]
 
 
-def table_to_samples(table: Any, cls: type) -> list[Any]:
-    """Samples of ``cls`` from a ``pyarrow.Table``/``RecordBatch`` (extra columns ignored)."""
+def _build_samples(
+    cls: type, n: int, names: Sequence[str], values_of: Callable[[FieldSpec], list[Any]], via: str
+) -> list[Any]:
+    """``n`` samples of ``cls`` from named columns (``values_of`` reads one): a field with no
+    column is None in every row when it is optional (or Any) and an error otherwise."""
     specs = _fields_of(cls)
-    names = table.schema.names
-    n = table.num_rows
     columns: list[list[Any]] = []
     for spec in specs:
-        if spec.name not in names:
-            if spec.optional or spec.kind is FieldKind.ANY:
-                columns.append([None] * n)
-                continue
+        if spec.name in names:
+            columns.append(values_of(spec))
+        elif spec.optional or spec.kind is FieldKind.ANY:
+            columns.append([None] * n)
+        else:
             raise SampleValueError(
-                f"{cls.__name__}.from_arrow: no column for field {spec.name!r} "
-                f"(columns: {', '.join(names)})"
+                f"{cls.__name__}.{via}: no column for field {spec.name!r} "
+                f"(columns: {', '.join(map(str, names))})"
             )
+    keys = [spec.name for spec in specs]
+    return [cls(**dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]
+
+
+def table_to_samples(table: Any, cls: type) -> list[Any]:
+    """Samples of ``cls`` from a ``pyarrow.Table``/``RecordBatch`` (extra columns ignored)."""
+
+    def values_of(spec: FieldSpec) -> list[Any]:
         values: list[Any] = []
         for chunk in _chunks(table.column(spec.name)):
             values.extend(from_arrow(chunk, spec))
-        columns.append(values)
-    keys = [spec.name for spec in specs]
-    return [cls(**dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]
+        return values
+
+    return _build_samples(cls, table.num_rows, table.schema.names, values_of, "from_arrow")
 
 
 def from_arrow(arr: Any, spec: FieldSpec) -> list[Any]:
@@ -413,18 +423,8 @@ def _plain(v: Any, spec: FieldSpec) -> Any:
 
 def frame_to_samples(df: Any, cls: type) -> list[Any]:
     """Samples of ``cls`` from a pandas DataFrame (extra columns ignored)."""
-    specs = _fields_of(cls)
-    n = len(df)
-    columns = []
-    for spec in specs:
-        if spec.name not in df.columns:
-            if spec.optional or spec.kind is FieldKind.ANY:
-                columns.append([None] * n)
-                continue
-            raise SampleValueError(
-                f"{cls.__name__}.from_pandas: no column for field {spec.name!r} "
-                f"(columns: {', '.join(map(str, df.columns))})"
-            )
-        columns.append([_plain(v, spec) for v in df[spec.name].tolist()])
-    keys = [spec.name for spec in specs]
-    return [cls(**dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]
+
+    def values_of(spec: FieldSpec) -> list[Any]:
+        return [_plain(v, spec) for v in df[spec.name].tolist()]
+
+    return _build_samples(cls, len(df), list(df.columns), values_of, "from_pandas")
