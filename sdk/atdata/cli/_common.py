@@ -14,7 +14,7 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +269,17 @@ def is_not_found(exc: BaseException) -> bool:
         return True
     cause = exc.__cause__
     return getattr(cause, "error", None) == "RecordNotFound" or getattr(cause, "status", 0) == 404
+
+
+@contextlib.contextmanager
+def absent_when_not_found() -> Iterator[None]:
+    """Within the block, a record (or handle) that does not exist exits with code 3."""
+    try:
+        yield
+    except ResolutionError as exc:
+        if is_not_found(exc):
+            raise absent(f"not found: {exc}") from None
+        raise
 
 
 _APPVIEW_ADVICE = "to resolve handles through an AppView, pass --appview URL or set ATDATA_APPVIEW"

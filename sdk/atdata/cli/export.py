@@ -13,8 +13,7 @@ from ..records import DATASET
 from ._common import (
     APPVIEW_OPTION,
     PLC_OPTION,
-    absent,
-    is_not_found,
+    absent_when_not_found,
     note,
     resolve_handle_uri,
     use_plc,
@@ -96,16 +95,10 @@ def croissant(
 
       atdata export croissant at://alice.example.com/io.atdata.dataset/3kxyz -o croissant.json
     """
-    from ..errors import ResolutionError
-
     use_plc(plc)
     uri = resolve_handle_uri(uri, appview)
-    try:
+    with absent_when_not_found():
         doc = croissant_for(uri, cid, appview)
-    except ResolutionError as exc:
-        if is_not_found(exc):
-            raise absent(f"not found: {exc}") from None
-        raise
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         typer.echo(text, nl=False)

@@ -8,7 +8,6 @@ from typing import Any
 import typer
 
 from ..display import dtype_text, human_bytes, shape_text
-from ..errors import ResolutionError
 from ..records import DATASET, LENS, SCHEMA
 from ..versions import record_version
 from ._common import (
@@ -17,8 +16,7 @@ from ._common import (
     FETCH_EPILOG,
     JSON_OPTION,
     PLC_OPTION,
-    absent,
-    is_not_found,
+    absent_when_not_found,
     out,
     print_json,
     resolve_handle_uri,
@@ -124,16 +122,12 @@ def get(
     from ..atmosphere.resolve import check_version, find_version
 
     use_plc(plc)
-    try:
+    with absent_when_not_found():
         pick = find_version(uri, appview or None) if uri.startswith("@") else None
         uri = resolve_handle_uri(pick.uri if pick else uri, appview)
         rec = fetch_record(uri, cid)
         if pick is not None:  # the AppView's listing, checked on the author's own record
             check_version(rec, pick.name, pick.version)
-    except ResolutionError as exc:
-        if is_not_found(exc):
-            raise absent(f"not found: {exc}") from None
-        raise
     if as_json:
         print_json({"uri": rec.uri, "cid": rec.cid, "value": rec.value})
         return

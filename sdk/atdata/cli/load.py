@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from ..display import type_text
-from ..errors import ResolutionError
 from ..schema import schema_of
 from . import CliError
 from ._common import (
@@ -14,8 +13,7 @@ from ._common import (
     FETCH_EPILOG,
     JSON_OPTION,
     PLC_OPTION,
-    absent,
-    is_not_found,
+    absent_when_not_found,
     note,
     out,
     preview,
@@ -73,12 +71,8 @@ def load(
     cls = sample_class(sample_type) if sample_type else None
     if not uri.startswith("@"):  # @handle/name[@version] goes through the AppView's listing
         uri = resolve_handle_uri(uri, appview)
-    try:
+    with absent_when_not_found():
         ds = load_dataset(uri, sample_type=cls, split=split, cid=cid, appview=appview)
-    except ResolutionError as exc:
-        if is_not_found(exc):
-            raise absent(f"not found: {exc}") from None
-        raise
     if cls is not None and ds.sample_type is not cls:
         raise CliError(_mismatch(sample_type, cls, ds.sample_type))
     count = ds.sample_count

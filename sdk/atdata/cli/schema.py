@@ -7,7 +7,6 @@ from typing import Any
 
 import typer
 
-from ..errors import ResolutionError
 from ..records import DATASET, LENS, SCHEMA
 from ..schema import schema_of
 from . import CliError
@@ -19,9 +18,8 @@ from ._common import (
     PASSWORD_OPTION,
     PDS_OPTION,
     PLC_OPTION,
-    absent,
+    absent_when_not_found,
     is_at_uri,
-    is_not_found,
     login,
     out,
     print_json,
@@ -51,7 +49,7 @@ def fetch_schema(uri: str) -> tuple[str, str, dict[str, Any]]:
     """(uri, cid, record) of the schema at `uri`, or of the schema a dataset/lens URI pins."""
     from ..atmosphere import fetch_record
 
-    try:
+    with absent_when_not_found():
         rec = fetch_record(uri)
         kind = rec.value.get("$type")
         if kind == DATASET:
@@ -64,10 +62,6 @@ def fetch_schema(uri: str) -> tuple[str, str, dict[str, Any]]:
             )
         elif kind != SCHEMA:
             raise CliError(f"{uri} is a {kind} record, not a schema")
-    except ResolutionError as exc:
-        if is_not_found(exc):
-            raise absent(f"not found: {exc}") from None
-        raise
     return rec.uri, rec.cid, rec.value
 
 
