@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import torch
 
     from ._torch import TorchIterable
-    from .loader import Loader
+    from .loader import Feed, Loader
 
 __all__ = ["Dataset"]
 
@@ -95,7 +95,47 @@ def _decoder(sample_type: type[SampleType]) -> Callable[[dict[str, Any]], Any]:
     return decode
 
 
-class Dataset(Generic[T]):
+class Loadable:
+    """What a dataset and a mix of datasets share: the training loader over them (one
+    signature for both; they provide what :class:`atdata.loader.Feed` reads)."""
+
+    def loader(
+        self,
+        batch_size: int = 32,
+        workers: int = 0,
+        device: str | torch.device | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        pad: int | str | None = None,
+    ) -> Loader:
+        """The training loader: dict batches of tensors, one epoch per ``for``.
+
+        ``workers`` processes decode into a shared-memory ring of batch slots; ``device``
+        (``"cuda"``, a ``torch.device``) puts batches there, copied asynchronously; ranks come
+        from ``torch.distributed`` when not given; ``pad="max"`` (or a length) pads ragged
+        NDArray fields and adds ``<field>_mask``. Resume with ``state_dict()`` /
+        ``load_state_dict()``. See :class:`atdata.loader.Loader`.
+        """
+        from .loader import Loader
+
+        return Loader(
+            cast("Feed", self),
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+            pad=pad,
+        )
+
+
+class Dataset(Loadable, Generic[T]):
     """Samples of type ``T`` stored in WebDataset shards (local, HTTP(S) or S3).
 
     ``Dataset[T](source)`` where source is a path, brace pattern, glob, URL, ``s3://`` prefix,
@@ -467,41 +507,6 @@ class Dataset(Generic[T]):
         finally:
             it.close()
         return out
-
-    def loader(
-        self,
-        batch_size: int = 32,
-        workers: int = 0,
-        device: str | torch.device | None = None,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-        pad: int | str | None = None,
-    ) -> Loader:
-        """The training loader: dict batches of tensors, one epoch per ``for``.
-
-        ``workers`` processes decode into a shared-memory ring of batch slots; ``device``
-        (``"cuda"``, a ``torch.device``) puts batches there, copied asynchronously; ranks come
-        from ``torch.distributed`` when not given; ``pad="max"`` (or a length) pads ragged
-        NDArray fields and adds ``<field>_mask``. Resume with ``state_dict()`` /
-        ``load_state_dict()``. See :class:`atdata.loader.Loader`.
-        """
-        from .loader import Loader
-
-        return Loader(
-            self,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            rank=rank,
-            world_size=world_size,
-            pad=pad,
-        )
 
     # What the training loader reads (see atdata.loader.Feed).
 

@@ -22,11 +22,11 @@ import numpy as np
 from ._access import ShardAccess
 from ._partition import epoch_order, fingerprint, rng_for
 from .batch import SampleBatch
+from .dataset import Loadable
 from .errors import AtdataError, SchemaError
 
 if TYPE_CHECKING:
     from .dataset import Dataset
-    from .loader import Loader
 
 __all__ = ["MIX_BLOCK", "Mix", "mix"]
 
@@ -92,7 +92,7 @@ def schedule(
     return seq
 
 
-class Mix:
+class Mix(Loadable):
     """Datasets of one sample type mixed in set proportions; see :func:`mix`."""
 
     def __init__(
@@ -232,34 +232,6 @@ class Mix:
             log.warning("skipping: %s", reason)
 
     # -- reading ---------------------------------------------------------------------------------
-
-    def loader(
-        self,
-        batch_size: int = 32,
-        workers: int = 0,
-        device: Any = None,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-        pad: int | str | None = None,
-    ) -> Loader:
-        """The training loader over the mix (as :meth:`atdata.Dataset.loader`)."""
-        from .loader import Loader
-
-        return Loader(
-            self,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            rank=rank,
-            world_size=world_size,
-            pad=pad,
-        )
 
     def _samples(self, shuffle: bool, seed: int, epoch: int) -> Iterator[Any]:
         order = self._feed_order(seed, epoch, shuffle)
