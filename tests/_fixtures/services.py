@@ -114,6 +114,11 @@ def _report(config: pytest.Config, message: str) -> None:
         reporter.write_line(f"[services] {message}")
 
 
+def _report_up(config: pytest.Config, service: str, started: float, where: str) -> None:
+    """`<service> up in <seconds> s<where>`: how long a service took to start, and where."""
+    _report(config, f"{service} up in {time.monotonic() - started:.1f} s{where}")
+
+
 @contextlib.contextmanager
 def _environ(**values: str) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in values}
@@ -153,10 +158,11 @@ def devnet(
     )
     started = time.monotonic()
     info = net.up(stop_with_parent=True)
-    _report(
+    _report_up(
         request.config,
-        f"devnet up in {time.monotonic() - started:.1f} s: PLC {info.plc_url}, "
-        f"PDS {', '.join(p.url for p in info.pds)}",
+        "devnet",
+        started,
+        f": PLC {info.plc_url}, PDS {', '.join(p.url for p in info.pds)}",
     )
     try:
         with _environ(ATDATA_PLC_URL=info.plc_url, ATDATA_ALLOW_PRIVATE_NETWORK="1"):
@@ -322,10 +328,7 @@ def postgres_cluster(request: pytest.FixtureRequest) -> Iterator[PgCluster]:
     _ensure_psycopg()
     started = time.monotonic()
     with running_postgres() as cluster:
-        _report(
-            request.config,
-            f"PostgreSQL up in {time.monotonic() - started:.1f} s on 127.0.0.1:{cluster.port}",
-        )
+        _report_up(request.config, "PostgreSQL", started, f" on 127.0.0.1:{cluster.port}")
         yield cluster
 
 
@@ -444,10 +447,7 @@ def s3_server(request: pytest.FixtureRequest) -> Iterator[S3Server]:
     """A real S3-compatible server (moto_server, in memory) on loopback for the session."""
     started = time.monotonic()
     with running_moto() as server:
-        _report(
-            request.config,
-            f"S3 (moto_server) up in {time.monotonic() - started:.1f} s at {server.endpoint_url}",
-        )
+        _report_up(request.config, "S3 (moto_server)", started, f" at {server.endpoint_url}")
         yield server
 
 
