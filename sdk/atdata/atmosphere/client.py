@@ -73,6 +73,13 @@ def _content(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("$type", "createdAt")}
 
 
+#: The s3Storage fields recorded from the S3 client's keyword or, unset, the environment.
+_S3_LOCATION = (
+    ("endpoint", "endpoint_url", ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")),
+    ("region", "region_name", ("AWS_REGION", "AWS_DEFAULT_REGION")),
+)
+
+
 class Client:
     """A session on the user's own PDS for publishing and managing atdata records."""
 
@@ -604,20 +611,13 @@ class Client:
             storage_obj: dict[str, Any] = {"$type": f"{DATASET}#s3Storage", "bucket": bucket}
             if prefix:
                 storage_obj["prefix"] = prefix
-            endpoint = (
-                kwargs.get("endpoint_url")
-                or os.environ.get("AWS_ENDPOINT_URL_S3")
-                or os.environ.get("AWS_ENDPOINT_URL")
-            )
-            if endpoint:
-                storage_obj["endpoint"] = endpoint
-            region = (
-                kwargs.get("region_name")
-                or os.environ.get("AWS_REGION")
-                or os.environ.get("AWS_DEFAULT_REGION")
-            )
-            if region:
-                storage_obj["region"] = region
+            # Where readers find the bucket: the client's own setting, else boto3's variables.
+            for field, kwarg, envvars in _S3_LOCATION:
+                value = kwargs.get(kwarg) or next(
+                    (os.environ[v] for v in envvars if os.environ.get(v)), None
+                )
+                if value:
+                    storage_obj[field] = value
             names = _unique_names(plan)
             for e, n in zip(entries, names, strict=True):
                 e["key"] = f"{prefix}/{n}" if prefix else n
