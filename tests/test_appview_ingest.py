@@ -4,7 +4,6 @@ our own making for garbage and forged input only."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from _fixtures.ingest import (
     dataset_record,
     delete_record,
     encode_frame,
+    following,
     frame_parts,
     put_record,
     rebuild_commit,
@@ -534,19 +534,10 @@ def test_stalled_socket_is_detected_and_reconnected():
         conn = FirehoseConnection(
             f"ws://127.0.0.1:{port}", lambda: 41, heartbeat=0.3, backoff_base=0.05
         )
-
-        async def consume() -> None:
-            async for _ in conn.frames():
-                pass
-
-        task = asyncio.create_task(consume())
         try:
-            await wait_for(lambda: conn.connects >= 3, 10, 0.05)
+            async with following(conn):
+                await wait_for(lambda: conn.connects >= 3, 10, 0.05)
         finally:
-            await conn.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             for ws in sockets:
                 await ws.close()
             await runner.cleanup()
@@ -575,21 +566,12 @@ def test_host_that_never_answers_the_handshake_times_out_and_backs_off(caplog):
         conn = FirehoseConnection(
             f"ws://127.0.0.1:{port}", lambda: None, connect_timeout=0.3, backoff_base=0.05
         )
-
-        async def consume() -> None:
-            async for _ in conn.frames():
-                pass
-
         t0 = time.monotonic()
-        task = asyncio.create_task(consume())
         try:
-            await wait_for(lambda: conn.failures >= 2, 10, 0.05)
-            took = time.monotonic() - t0
+            async with following(conn):
+                await wait_for(lambda: conn.failures >= 2, 10, 0.05)
+                took = time.monotonic() - t0
         finally:
-            await conn.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             for w in accepted:
                 w.close()
             server.close()

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -238,6 +238,25 @@ async def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: flo
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def following(conn: Any) -> AsyncIterator[None]:
+    """Read a `FirehoseConnection`'s frames in a task for the block (dropping them), then stop
+    the connection and the task."""
+
+    async def consume() -> None:
+        async for _ in conn.frames():
+            pass
+
+    task = asyncio.create_task(consume())
+    try:
+        yield
+    finally:
+        await conn.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class RealFrames:
