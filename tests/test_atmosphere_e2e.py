@@ -16,6 +16,7 @@ import atdata
 import numpy as np
 import pytest
 from _fixtures.local_http import file_server
+from _fixtures.services import login
 from atdata import LensError, LexiconError, ResolutionError, ShardIntegrityError
 from atdata.atmosphere import Client, PublishError, ShardCache, fetch_record, load_dataset
 from atdata.records import DATASET, LENS, SCHEMA
@@ -55,13 +56,9 @@ def same(a: Digit, b: Digit) -> bool:
     return a.label == b.label and a.caption == b.caption and np.array_equal(a.image, b.image)
 
 
-def client_for(account: Any) -> Client:
-    return Client(account.pds_url).login(account.handle, account.password)
-
-
 @pytest.fixture
 def alice(make_account: Any) -> Client:
-    return client_for(make_account(0))
+    return login(make_account(0))
 
 
 def test_a_publishes_b_reads_identical_batches(
@@ -86,7 +83,7 @@ def test_a_publishes_b_reads_identical_batches(
     lens_ref = alice.publish_lens(digit_label, repo_url="https://example.com/repo.git")
 
     # B lives on the other PDS; nothing but the URI travels.
-    bob = client_for(make_account(1))
+    bob = login(make_account(1))
     assert bob.pds_url != alice.pds_url
     ds = atdata.load_dataset(str(ref), sample_type=Digit)
     assert ds.uri == str(ref) and ds.cid == ref.cid
@@ -265,7 +262,7 @@ def test_manifest_for_thousands_of_shards(alice: Client, tmp_path: Path) -> None
 def test_stock_blob_limit_cuts_or_fails_up_front(
     make_account: Any, small_blob_pds: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    client = client_for(make_account(pds=small_blob_pds))
+    client = login(make_account(pds=small_blob_pds))
     assert client.blob_limit() == 5 * 1024 * 1024
     big = digits(12, side=256)  # 256 KiB images: one 3 MiB+ shard... then enlarge
     big = [Digit(label=d.label, caption=d.caption, image=np.tile(d.image, (2, 1))) for d in big]

@@ -8,7 +8,8 @@ from typing import Any
 
 import atdata
 import pytest
-from atdata.atmosphere import Client, load_dataset
+from _fixtures.services import login
+from atdata.atmosphere import load_dataset
 
 pytestmark = pytest.mark.devnet
 
@@ -44,7 +45,7 @@ def point_norm(p: Point) -> Norm:
 @pytest.fixture(scope="module")
 def points(make_account: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     account = make_account(0)
-    client = Client(account.pds_url).login(account.handle, account.password)
+    client = login(account)
     out: Path = tmp_path_factory.mktemp("points")
     infos = atdata.write_samples(
         [Point(x=i, y=-i / 2) for i in range(6)], str(out / "p-%04d.tar"), maxcount=4

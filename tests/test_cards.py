@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from _fixtures.appview_index import dataset_record
+from _fixtures.services import login
 from atdata.atmosphere.cards import CARD_BLOB_MAX, CARD_INLINE_MAX, read_card
 from atdata.atmosphere.shards import PublishError
 from atdata_appview.db import Store
@@ -259,10 +260,9 @@ def test_cards_published_inline_and_as_blob_show_on_the_page(
 ) -> None:
     import atdata
     from _fixtures.newcomer import Glyph, glyphs, wait_indexed
-    from atdata.atmosphere import Client
 
     account = make_account(1)
-    client = Client(account.pds_url).login(account.handle, account.password)
+    client = login(account)
     infos = atdata.write_samples(glyphs(4), str(tmp_path / "g-%06d.tar"))
     short = tmp_path / "CARD.md"
     short.write_text(
@@ -292,11 +292,10 @@ def test_cards_published_inline_and_as_blob_show_on_the_page(
 def test_cli_publishes_a_card_and_lineage(make_account: Any, tmp_path: Path) -> None:
     import atdata
     from _fixtures.newcomer import Glyph, glyphs
-    from atdata.atmosphere import Client
     from test_cli import GLYPH, atdata_cli, creds
 
     account = make_account(0)
-    client = Client(account.pds_url).login(account.handle, account.password)
+    client = login(account)
     infos = atdata.write_samples(glyphs(3), str(tmp_path / "g-%06d.tar"))
     source = client.publish_dataset(infos, name="cli-card-source", schema=Glyph, progress=False)
     card = tmp_path / "CARD.md"

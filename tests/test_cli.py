@@ -19,6 +19,7 @@ from typing import Any
 import atdata
 import pytest
 from _fixtures.newcomer import Glyph, Published, RunningAppView, glyphs, subprocess_env
+from _fixtures.services import login
 from atdata.devnet import Account
 from hypothesis import given
 from hypothesis import strategies as st
@@ -274,7 +275,6 @@ def test_publish_then_search_get_and_load(
 @pytest.mark.devnet
 def test_publish_refuses_bad_input_before_uploading(make_account: Any, shards: Any,
                                                     tmp_path: Path) -> None:  # fmt: skip
-    from atdata.atmosphere import Client
 
     alice = make_account(0)
     pattern = str(tmp_path / "g-*.tar")
@@ -286,7 +286,7 @@ def test_publish_refuses_bad_input_before_uploading(make_account: Any, shards: A
                           env=creds(alice))  # fmt: skip
     assert too_long.returncode == 1
     assert "name" in one_line_error(too_long)
-    client = Client(alice.pds_url).login(alice.handle, alice.password)
+    client = login(alice)
     assert client.list_records("io.atdata.dataset") == []
     blobs = client.atproto.com.atproto.sync.list_blobs({"did": alice.did})
     assert list(blobs.cids) == []
@@ -311,7 +311,6 @@ def test_publish_no_cut_over_the_blob_limit_names_the_cli_flag(
 @pytest.mark.devnet
 def test_publish_interrupted_says_what_was_published(make_account: Any, tmp_path: Path) -> None:
     """Ctrl-C during a publish: exit 130 and one line that agrees with the PDS."""
-    from atdata.atmosphere import Client
 
     alice = make_account(0)
     atdata.write_samples(glyphs(24000, seed=5), str(tmp_path / "i-%06d.tar"), maxcount=6000)
@@ -329,7 +328,7 @@ def test_publish_interrupted_says_what_was_published(make_account: Any, tmp_path
     assert proc.wait(60) == 130, rest
     lines = rest.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted"), rest
-    client = Client(alice.pds_url).login(alice.handle, alice.password)
+    client = login(alice)
     datasets = [r.uri for r in client.list_records("io.atdata.dataset")]
     if "was not published" in lines[0]:
         assert datasets == [] and stdout == ""
@@ -403,7 +402,6 @@ def test_load_with_a_mismatching_type_fails_naming_the_field(
 def test_delete_own_records_asks_refuses_others_and_guards_used_schemas(
     make_account: Any, appview: RunningAppView, shards: Any, tmp_path: Path
 ) -> None:
-    from atdata.atmosphere import Client
 
     alice, bob = make_account(0), make_account(1)
     pattern = str(tmp_path / "g-*.tar")
@@ -420,7 +418,7 @@ def test_delete_own_records_asks_refuses_others_and_guards_used_schemas(
     schema = json.loads(atdata_cli("get", keep, "--json").stdout)["value"]["schema"]["uri"]
     theirs = publish(bob, "bobs-glyphs", schema)  # another author uses alice's schema
     wait_search(appview, tag)
-    client = Client(alice.pds_url).login(alice.handle, alice.password)
+    client = login(alice)
 
     def datasets() -> set[str]:
         return {r.uri for r in client.list_records("io.atdata.dataset")}

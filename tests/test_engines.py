@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import atdata
 import numpy as np
 import pytest
+from _fixtures.services import login
 from atdata import Shape
 from atdata.errors import ShardTaskError
 from hypothesis import HealthCheck, given, settings
@@ -694,10 +695,9 @@ def test_types_defined_in_a_scripts_main_work_in_tasks(ray_cluster: str, tmp_pat
 def test_ray_job_over_a_published_dataset(
     ray_cluster: str, make_account: Any, tmp_path: Path
 ) -> None:
-    from atdata.atmosphere import Client
 
     account = make_account(0)
-    alice = Client(account.pds_url).login(account.handle, account.password)
+    alice = login(account)
     small = [
         Small(label=i, caption=f"c{i}", image=np.full((4, 4), i, np.float32)) for i in range(10)
     ]

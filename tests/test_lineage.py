@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from _fixtures.appview_index import DATASET, LENS, ServedApp, dataset_record, run
+from _fixtures.services import login
 from atdata_appview.app import create_app
 from atdata_appview.db import Store
 
@@ -234,12 +235,6 @@ def test_malformed_derived_from_indexes_without_edges(store: Store) -> None:
 # -- published on the devnet, indexed live -----------------------------------------------------
 
 
-def _login(account: Any) -> Any:
-    from atdata.atmosphere import Client
-
-    return Client(account.pds_url).login(account.handle, account.password)
-
-
 @pytest.mark.devnet
 def test_lineage_across_two_pdses(devnet: Any, make_account: Any, index_url: str, tmp_path: Any):
     """A publishes a dataset on PDS 1; B (PDS 2) publishes a subset of it, then a conversion
@@ -253,7 +248,7 @@ def test_lineage_across_two_pdses(devnet: Any, make_account: Any, index_url: str
     from atdata_appview.ingest import IngestService
 
     a, b = make_account(0), make_account(1)
-    ca, cb = _login(a), _login(b)
+    ca, cb = login(a), login(b)
     infos = atdata.write_samples(glyphs(12), str(tmp_path / "g-%06d.tar"), maxcount=4)
     base = ca.publish_dataset(infos, name="lin-base", schema=Glyph, progress=False)
     loaded = load_dataset(str(base), sample_type=Glyph)

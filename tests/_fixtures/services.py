@@ -196,6 +196,13 @@ def small_blob_pds(
 _account_numbers = itertools.count(1)
 
 
+def login(account: Account) -> Any:
+    """An `atdata.atmosphere.Client` logged in as `account`."""
+    from atdata.atmosphere import Client
+
+    return Client(account.pds_url).login(account.handle, account.password)
+
+
 @pytest.fixture(scope="session")
 def make_account(devnet: DevnetInfo) -> Callable[..., Account]:
     """Factory: `make_account(pds_index=0, *, pds=None, password=None) -> Account`.
