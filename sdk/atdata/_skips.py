@@ -11,21 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Generator, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 __all__ = ["SkipLog"]
 
 
+@dataclass
 class _Pass:
     """Tallies of one pass over the data (one iterator)."""
 
-    def __init__(self) -> None:
-        self.seen = 0
-        self.samples = 0
-        self.shards = 0
-        self.reasons: list[str] = []
+    seen: int = 0
+    samples: int = 0
+    shards: int = 0
+    reasons: list[str] = field(default_factory=list)
 
 
+@dataclass(eq=False)
 class SkipLog:
     """Rate-limited skip logging and an end-of-pass summary for one dataset.
 
@@ -34,22 +36,15 @@ class SkipLog:
     logging the summary when the pass ends (exhausted or closed early) if anything was skipped.
     """
 
-    def __init__(
-        self,
-        logger: logging.Logger,
-        *,
-        burst: int = 5,
-        interval: float = 10.0,
-        first_reasons: int = 3,
-    ) -> None:
-        self.logger = logger
-        self.burst = burst
-        self.interval = interval
-        self.first_reasons = first_reasons
-        self.count = 0
-        self._unlogged = 0
-        self._last_line = 0.0
-        self._passes: list[_Pass] = []
+    logger: logging.Logger
+    _: KW_ONLY
+    burst: int = 5
+    interval: float = 10.0
+    first_reasons: int = 3
+    count: int = field(default=0, init=False)
+    _unlogged: int = field(default=0, init=False, repr=False)
+    _last_line: float = field(default=0.0, init=False, repr=False)
+    _passes: list[_Pass] = field(default_factory=list, init=False, repr=False)
 
     def add(self, reason: str, *, whole_shard: bool = False) -> None:
         self.count += 1
