@@ -402,7 +402,6 @@ def test_load_with_a_mismatching_type_fails_naming_the_field(
 def test_delete_own_records_asks_refuses_others_and_guards_used_schemas(
     make_account: Any, appview: RunningAppView, shards: Any, tmp_path: Path
 ) -> None:
-
     alice, bob = make_account(0), make_account(1)
     pattern = str(tmp_path / "g-*.tar")
     tag = f"del{time.monotonic_ns() % 10**8}"

@@ -695,7 +695,6 @@ def test_types_defined_in_a_scripts_main_work_in_tasks(ray_cluster: str, tmp_pat
 def test_ray_job_over_a_published_dataset(
     ray_cluster: str, make_account: Any, tmp_path: Path
 ) -> None:
-
     account = make_account(0)
     alice = login(account)
     small = [
