@@ -17,7 +17,7 @@ from pathlib import Path
 
 import atdata
 import pytest
-from _fixtures.newcomer import Published, subprocess_env
+from _fixtures.newcomer import Published, RunningAppView, subprocess_env
 from atdata.atmosphere.cache import ShardCache
 from atdata.atmosphere.offline import OfflineStore, version_alias
 
@@ -32,7 +32,7 @@ spec = json.loads(sys.argv[1])
 try:
     ds = atdata.load_dataset(spec.pop("source"), **spec)
     got = {"uri": ds.uri, "cid": ds.cid, "labels": [s.label for s in ds.ordered()],
-           "counts": ds.__dict__.get("_shard_counts")}
+           "counts": ds.__dict__.get("_shard_counts"), "version": ds.version}
 except Exception as e:
     got = {"error": type(e).__name__, "message": str(e)}
 print(json.dumps(got))
@@ -88,7 +88,8 @@ def test_a_pinned_dataset_loads_offline_after_one_cached_load(
 
     got = offline_load(published.uri, cid=published.cid, cache=str(cache))
     assert got == {"uri": published.uri, "cid": published.cid, "labels": labels,
-                   "counts": [s.samples for s in published.shards]}  # fmt: skip
+                   "counts": [s.samples for s in published.shards],
+                   "version": online.version}  # fmt: skip
     test = offline_load(published.uri, cid=published.cid, cache=str(cache), split="test")
     assert test["labels"] == labels[20:]
 
@@ -138,6 +139,29 @@ def test_offline_true_reads_the_default_cache_under_atdata_cache(
     got = offline_load(published.uri, cid=published.cid, split="test", offline=True,
                        env={"ATDATA_OFFLINE": "0", "ATDATA_CACHE": str(root)})  # fmt: skip
     assert got["labels"] == [g.label for g in published.samples][20:]
+
+
+@pytest.mark.devnet
+def test_handle_name_at_version_loads_offline_once_seen(
+    published: Published, appview: RunningAppView, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    handle = published.account.handle
+    pinned = f"@{handle}/{published.name}@1.0.0"
+    online = atdata.load_dataset(pinned, appview=appview.url, cache=cache, split="test")
+    assert (online.uri, online.cid, online.version) == (published.uri, published.cid, "1.0.0")
+    labels = [s.label for s in online.ordered()]
+
+    got = offline_load(pinned, cache=str(cache), split="test")
+    assert (got["uri"], got["cid"], got["labels"]) == (published.uri, published.cid, labels)
+    # the handle is matched case-insensitively, as handles are
+    upper = offline_load(pinned.replace(handle, handle.upper()), cache=str(cache), split="test")
+    assert upper["labels"] == labels
+    # "the newest" and a version never loaded cannot be known offline
+    for source in (f"@{handle}/{published.name}", f"@{handle}/{published.name}@2.0.0"):
+        refused = offline_load(source, cache=str(cache), split="test")
+        assert refused["error"] == "ResolutionError", refused
+        assert "never loaded" in refused["message"]
 
 
 def test_version_alias_keys_only_pinned_versions() -> None:

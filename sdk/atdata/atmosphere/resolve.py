@@ -845,6 +845,7 @@ def _load_offline(
         on_error=on_error,
         uri=rec.uri,
         cid=rec.cid,
+        version=record_version(rec.value),
         sample_type=stype,
     )
     return ds.as_type(view) if view is not None else ds
