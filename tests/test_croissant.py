@@ -94,6 +94,14 @@ def test_cli_export_writes_valid_croissant(
     gone = atdata_cli("export", "croissant", f"at://{did}/io.atdata.dataset/3zzzzzzzzzzzz")
     assert gone.returncode == 3, gone.stderr
 
+    # by @handle/name@version through the AppView: the same record
+    named = f"@{published.account.handle}/{published.name}@1.0.0"
+    done = atdata_cli("export", "croissant", named, "--appview", appview.url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["identifier"] == published.uri
+    unseen = atdata_cli("export", "croissant", named[:-5] + "9.9.9", "--appview", appview.url)
+    assert unseen.returncode == 3, unseen.stderr
+
 
 @pytest.mark.devnet
 def test_appview_serves_valid_croissant_beside_the_page(

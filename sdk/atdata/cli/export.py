@@ -37,15 +37,23 @@ _OUTPUT = typer.Option(
 )
 
 
-def croissant_for(uri: str, cid: str | None = None, appview: str | None = None) -> dict[str, Any]:
+def croissant_for(
+    uri: str,
+    cid: str | None = None,
+    appview: str | None = None,
+    *,
+    wanted: tuple[str, str | None] | None = None,
+) -> dict[str, Any]:
     """The Croissant document of the dataset at `uri` (a DID URI), read from its author's PDS.
 
     The records are CID-checked as `load_dataset` checks them; a manifest blob is fetched for
     its shard list. With an AppView, the document's `url` is the AppView's dataset page.
+    `wanted` (name, version) is what an `@handle/name[@version]` asked for, checked on the
+    record.
     """
     from ..atmosphere.did import parse_did_document
     from ..atmosphere.identity import parse_at_uri
-    from ..atmosphere.resolve import _resolver
+    from ..atmosphere.resolve import _resolver, check_version
     from ..croissant import Author, croissant_document
     from ..errors import ResolutionError
 
@@ -54,6 +62,8 @@ def croissant_for(uri: str, cid: str | None = None, appview: str | None = None) 
         raise ResolutionError(f"{uri} is an {at.collection} record, not an {DATASET}")
     r = _resolver(None)
     dataset = r.fetch_record(uri, cid)
+    if wanted is not None:  # the AppView's listing, checked on the author's own record
+        check_version(dataset, *wanted)
     did = parse_at_uri(dataset.uri).authority
     ref = dataset.value.get("schema") or {}
     schema = r.fetch_record(str(ref.get("uri")), str(ref.get("cid")))
@@ -73,7 +83,9 @@ def croissant_for(uri: str, cid: str | None = None, appview: str | None = None) 
 @export_app.command("croissant")
 def croissant(
     uri: str = typer.Argument(
-        ..., help="at:// URI of a dataset record (a handle or a DID).", show_default=False
+        ...,
+        help="at:// URI of a dataset record, or @handle/name[@version] (through the AppView).",
+        show_default=False,
     ),
     output: Path = _OUTPUT,
     cid: str = typer.Option(
@@ -94,11 +106,16 @@ def croissant(
       atdata export croissant at://did:plc:abc/io.atdata.dataset/3kxyz
 
       atdata export croissant at://alice.example.com/io.atdata.dataset/3kxyz -o croissant.json
+
+      atdata export croissant @alice.example.com/digits@1.1.0 --appview https://appview.example
     """
+    from ..atmosphere.resolve import find_version
+
     use_plc(plc)
-    uri = resolve_handle_uri(uri, appview)
     with absent_when_not_found():
-        doc = croissant_for(uri, cid, appview)
+        pick = find_version(uri, appview or None) if uri.startswith("@") else None
+        uri = resolve_handle_uri(pick.uri if pick else uri, appview)
+        doc = croissant_for(uri, cid, appview, wanted=(pick.name, pick.version) if pick else None)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         typer.echo(text, nl=False)
