@@ -158,106 +158,111 @@ def _type_from_schema(record: Mapping[str, Any]) -> type[PackableSample]:
         if t["name"] in defs:
             raise SchemaError(f"types[{i}]: nested type {t['name']!r} is defined twice")
         defs[t["name"]] = t
-    built: dict[str, type] = {}
-    return _build(record, defs, built, (), "")
+    return _Builder(defs).build(record, (), "")
 
 
-def _build(
-    entry: Mapping[str, Any],
-    defs: dict[str, Mapping[str, Any]],
-    built: dict[str, type],
-    stack: tuple[str, ...],
-    where: str,
-) -> type:
-    name, version = entry.get("name"), entry.get("version")
-    if not isinstance(name, str) or not NAME.match(name):
-        raise SchemaError(f"{where}name {name!r} is not a valid sample type name")
-    if not isinstance(version, str) or not SEMVER.match(version):
-        raise SchemaError(f"{where}version {version!r} is not a semantic version")
-    fields = entry.get("fields")
-    if not isinstance(fields, list) or not fields:
-        raise SchemaError(f"{where}fields must be a non-empty list")
-    annotations: dict[str, Any] = {}
-    for i, f in enumerate(fields):
-        at = f"{where}fields[{i}]"
-        if not isinstance(f, Mapping):
+class _Builder:
+    """Builds a sample class from a schema record: ``defs`` are its nested types by name,
+    ``built`` the classes made of them so far (each nested type is built once)."""
+
+    def __init__(self, defs: dict[str, Mapping[str, Any]]) -> None:
+        self.defs = defs
+        self.built: dict[str, type] = {}
+
+    def build(self, entry: Mapping[str, Any], stack: tuple[str, ...], where: str) -> type:
+        name, version = entry.get("name"), entry.get("version")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise SchemaError(f"{where}name {name!r} is not a valid sample type name")
+        if not isinstance(version, str) or not SEMVER.match(version):
+            raise SchemaError(f"{where}version {version!r} is not a semantic version")
+        fields = entry.get("fields")
+        if not isinstance(fields, list) or not fields:
+            raise SchemaError(f"{where}fields must be a non-empty list")
+        annotations: dict[str, Any] = {}
+        for i, f in enumerate(fields):
+            at = f"{where}fields[{i}]"
+            if not isinstance(f, Mapping):
+                raise SchemaError(f"{at} must be an object")
+            fname = f.get("name")
+            if (
+                not isinstance(fname, str)
+                or not _IDENT.match(fname)
+                or keyword.iskeyword(fname)
+                or fname.startswith("__")
+            ):
+                raise SchemaError(f"{at}.name {fname!r} is not a usable field name")
+            if fname in annotations:
+                raise SchemaError(f"{at}.name {fname!r} appears twice")
+            annotations[fname] = self.annotation(f.get("type"), (*stack, name), f"{at}.type")
+        description = entry.get("description")
+        ns: dict[str, Any] = {
+            "__annotations__": annotations,
+            "__module__": __name__,
+            "__qualname__": _class_name(name),
+        }
+        if isinstance(description, str) and description:
+            ns["__doc__"] = description
+        cls = type(_class_name(name), (), ns)
+        return packable(cls, name=name, version=version)
+
+    def annotation(self, t: Any, stack: tuple[str, ...], at: str) -> Any:
+        if not isinstance(t, Mapping):
             raise SchemaError(f"{at} must be an object")
-        fname = f.get("name")
-        if (
-            not isinstance(fname, str)
-            or not _IDENT.match(fname)
-            or keyword.iskeyword(fname)
-            or fname.startswith("__")
-        ):
-            raise SchemaError(f"{at}.name {fname!r} is not a usable field name")
-        if fname in annotations:
-            raise SchemaError(f"{at}.name {fname!r} appears twice")
-        annotations[fname] = _annotation(f.get("type"), defs, built, (*stack, name), f"{at}.type")
-    description = entry.get("description")
-    ns: dict[str, Any] = {
-        "__annotations__": annotations,
-        "__module__": __name__,
-        "__qualname__": _class_name(name),
-    }
-    if isinstance(description, str) and description:
-        ns["__doc__"] = description
-    cls = type(_class_name(name), (), ns)
-    return packable(cls, name=name, version=version)
+        kind_name = t.get("kind")
+        kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
+        if kind is None:
+            raise SchemaError(f"{at}.kind {t.get('kind')!r} is not a known field kind")
+        extra = {"dtype", "shape"} if kind is FieldKind.ARRAY else set()
+        extra |= {"item"} if kind in (FieldKind.LIST, FieldKind.DICT) else set()
+        extra |= {"sample"} if kind is FieldKind.SAMPLE else set()
+        for key in ("dtype", "shape", "item", "sample"):
+            if key in t and key not in extra:
+                raise SchemaError(f"{at}.{key} does not apply to kind {kind.value!r}")
+        optional = t.get("optional", False)
+        if not isinstance(optional, bool):
+            raise SchemaError(f"{at}.optional must be a boolean")
+
+        ann: Any
+        if kind is FieldKind.ARRAY:
+            ann = NDArray
+            if "dtype" in t:
+                ann = _subscript(NDArray, _dtype(t["dtype"], f"{at}.dtype").type)
+            if "shape" in t:
+                ann = Annotated[ann, Shape(*_shape(t["shape"], f"{at}.shape"))]
+        elif kind is FieldKind.LIST:
+            ann = (
+                _subscript(list, self.annotation(t["item"], stack, f"{at}.item"))
+                if "item" in t
+                else list
+            )
+        elif kind is FieldKind.DICT:
+            if "item" in t:
+                ann = _subscript(dict, str, self.annotation(t["item"], stack, f"{at}.item"))
+            else:
+                ann = dict
+        elif kind is FieldKind.SAMPLE:
+            ann = self.nested(t.get("sample"), stack, at)
+        elif kind is FieldKind.ANY:
+            ann = Any
+        else:
+            ann = _SCALAR_TYPES[kind]
+        return Optional[ann] if optional else ann  # noqa: UP045 - Annotated needs Optional[]
+
+    def nested(self, name: Any, stack: tuple[str, ...], at: str) -> type:
+        if not isinstance(name, str) or name not in self.defs:
+            raise SchemaError(f"{at}.sample {name!r} names no type listed in 'types'")
+        if name in self.built:
+            return self.built[name]
+        if name in stack:
+            raise SchemaError(f"{at}: nested type {name!r} contains itself")
+        cls = self.build(self.defs[name], stack, f"types[{name!r}].")
+        self.built[name] = cls
+        return cls
 
 
 def _class_name(name: str) -> str:
     ident = re.sub(r"[^A-Za-z0-9_]", "_", name)
     return ident if _IDENT.match(ident) else f"_{ident}"
-
-
-def _annotation(
-    t: Any,
-    defs: dict[str, Mapping[str, Any]],
-    built: dict[str, type],
-    stack: tuple[str, ...],
-    at: str,
-) -> Any:
-    if not isinstance(t, Mapping):
-        raise SchemaError(f"{at} must be an object")
-    kind_name = t.get("kind")
-    kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
-    if kind is None:
-        raise SchemaError(f"{at}.kind {t.get('kind')!r} is not a known field kind")
-    extra = {"dtype", "shape"} if kind is FieldKind.ARRAY else set()
-    extra |= {"item"} if kind in (FieldKind.LIST, FieldKind.DICT) else set()
-    extra |= {"sample"} if kind is FieldKind.SAMPLE else set()
-    for key in ("dtype", "shape", "item", "sample"):
-        if key in t and key not in extra:
-            raise SchemaError(f"{at}.{key} does not apply to kind {kind.value!r}")
-    optional = t.get("optional", False)
-    if not isinstance(optional, bool):
-        raise SchemaError(f"{at}.optional must be a boolean")
-
-    ann: Any
-    if kind is FieldKind.ARRAY:
-        ann = NDArray
-        if "dtype" in t:
-            ann = _subscript(NDArray, _dtype(t["dtype"], f"{at}.dtype").type)
-        if "shape" in t:
-            ann = Annotated[ann, Shape(*_shape(t["shape"], f"{at}.shape"))]
-    elif kind is FieldKind.LIST:
-        ann = (
-            _subscript(list, _annotation(t["item"], defs, built, stack, f"{at}.item"))
-            if "item" in t
-            else list
-        )
-    elif kind is FieldKind.DICT:
-        if "item" in t:
-            ann = _subscript(dict, str, _annotation(t["item"], defs, built, stack, f"{at}.item"))
-        else:
-            ann = dict
-    elif kind is FieldKind.SAMPLE:
-        ann = _nested(t.get("sample"), defs, built, stack, at)
-    elif kind is FieldKind.ANY:
-        ann = Any
-    else:
-        ann = _SCALAR_TYPES[kind]
-    return Optional[ann] if optional else ann  # noqa: UP045 - Annotated needs Optional[]
 
 
 def _subscript(generic: Any, *args: Any) -> Any:
@@ -286,24 +291,6 @@ def _shape(value: Any, at: str) -> list[int | None]:
             raise SchemaError(f"{at}: dimension {d!r} is not an integer >= -1")
         dims.append(None if d == -1 else d)
     return dims
-
-
-def _nested(
-    name: Any,
-    defs: dict[str, Mapping[str, Any]],
-    built: dict[str, type],
-    stack: tuple[str, ...],
-    at: str,
-) -> type:
-    if not isinstance(name, str) or name not in defs:
-        raise SchemaError(f"{at}.sample {name!r} names no type listed in 'types'")
-    if name in built:
-        return built[name]
-    if name in stack:
-        raise SchemaError(f"{at}: nested type {name!r} contains itself")
-    cls = _build(defs[name], defs, built, stack, f"types[{name!r}].")
-    built[name] = cls
-    return cls
 
 
 # --- matching -----------------------------------------------------------------------------
