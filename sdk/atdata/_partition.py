@@ -19,6 +19,7 @@ asks the same two questions, and answers them here without touching data:
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,27 @@ __all__ = [
     "epoch_order",
     "fingerprint",
     "locate",
+    "rank_and_world",
     "rng_for",
     "shard_offsets",
 ]
+
+
+def rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """This reader's rank and the number of ranks: as given, else from an initialised
+    ``torch.distributed`` process group, else rank 0 of 1."""
+    if rank is None or world_size is None:
+        torch = sys.modules.get("torch")  # not imported: no process group can exist
+        dist = getattr(torch, "distributed", None)
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            rank = dist.get_rank() if rank is None else rank
+            world_size = dist.get_world_size() if world_size is None else world_size
+    rank = 0 if rank is None else int(rank)
+    world_size = 1 if world_size is None else int(world_size)
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world_size {world_size}")
+    return rank, world_size
+
 
 #: Samples shuffled together (whole shards are grouped until a block holds at least this many).
 BLOCK_SAMPLES = 1000

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._access import ShardAccess
 from ._collate import BatchLayout, check_pad, fill_batch, sample_dict
-from ._partition import BatchPlan
+from ._partition import BatchPlan, rank_and_world
 from .errors import LoaderError
 
 if TYPE_CHECKING:
@@ -83,15 +83,7 @@ class TorchIterable(IterableDataset[Any]):
         self.buffer = buffer
         self.drop_last = drop_last
         self.pad = check_pad(pad)
-        if rank is None or world_size is None:
-            dist = getattr(torch, "distributed", None)
-            if dist is not None and dist.is_available() and dist.is_initialized():
-                rank = dist.get_rank() if rank is None else rank
-                world_size = dist.get_world_size() if world_size is None else world_size
-        self.rank = 0 if rank is None else rank
-        self.world_size = 1 if world_size is None else world_size
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is outside world_size {self.world_size}")
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         # Shared with DataLoader workers (inherited or handed over at their start), so that
         # set_epoch() reaches persistent workers.
         self._shared_epoch: Any = mp.RawValue("q", 0)

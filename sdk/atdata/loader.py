@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ._collate import BatchLayout, check_pad, fill_batch
-from ._partition import BatchPlan
+from ._partition import BatchPlan, rank_and_world
 from .errors import LoaderError
 
 if TYPE_CHECKING:
@@ -85,20 +85,6 @@ class Feed(Protocol):
     def _feed_fingerprint(self) -> str: ...
     def _feed_first(self) -> Any: ...
     def _feed_skip(self, reason: str, whole_shard: bool) -> None: ...
-
-
-def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    if rank is None or world_size is None:
-        torch = import_torch()
-        dist = getattr(torch, "distributed", None)
-        if dist is not None and dist.is_available() and dist.is_initialized():
-            rank = dist.get_rank() if rank is None else rank
-            world_size = dist.get_world_size() if world_size is None else world_size
-    rank = 0 if rank is None else int(rank)
-    world_size = 1 if world_size is None else int(world_size)
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside world_size {world_size}")
-    return rank, world_size
 
 
 class Loader:
@@ -145,7 +131,7 @@ class Loader:
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
         self.pad = check_pad(pad)
-        self.rank, self.world_size = _distributed(rank, world_size)
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         self._next_epoch = 0
         self._next_start = 0
         self._epoch = 0
