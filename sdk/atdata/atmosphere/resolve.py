@@ -591,6 +591,29 @@ def _same_version(a: Any, b: str) -> bool:
         return False
 
 
+def _record_dataset(
+    rec: Record,
+    chosen: Sequence[Mapping[str, Any]],
+    sources: Sequence[ShardSource],
+    stype: type,
+    view: type | None,
+    on_error: str,
+) -> Dataset[Any]:
+    """The Dataset a record's chosen shards make, online or offline alike: counts, identity
+    and version from the record, seen as ``view`` when a lens leads to the asked-for type."""
+    ds: Dataset[Any] = Dataset(
+        list(sources),
+        sample_count=sum(e["samples"] for e in chosen),
+        shard_counts=[e["samples"] for e in chosen],  # the loader needs no index pass
+        on_error=on_error,
+        uri=rec.uri,
+        cid=rec.cid,
+        version=record_version(rec.value),
+        sample_type=stype,
+    )
+    return ds.as_type(view) if view is not None else ds
+
+
 def load_dataset(
     source: str,
     sample_type: type | None = None,
@@ -721,17 +744,7 @@ def load_dataset(
             OfflineStore(store).keep(rec, schema_rec, entries, did=did, pds=pds, asked=asked)
         except OSError as e:
             log.warning("could not keep %s for offline loads: %s", rec.uri, e)
-    ds: Dataset[Any] = Dataset(
-        sources,
-        sample_count=sum(e["samples"] for e in chosen),
-        shard_counts=[e["samples"] for e in chosen],  # the loader needs no index pass
-        on_error=on_error,
-        uri=rec.uri,
-        cid=rec.cid,
-        version=record_version(value),
-        sample_type=stype,
-    )
-    return ds.as_type(view) if view is not None else ds
+    return _record_dataset(rec, chosen, sources, stype, view, on_error)
 
 
 def _chosen_shards(
@@ -838,14 +851,4 @@ def _load_offline(
         LocalShard(store.path_for(e["sha256"]), sha256=e["sha256"], size=e["bytes"]) for e in chosen
     ]
     log.info("offline: %s (cid %s) from %s", rec.uri, cid, store.directory)
-    ds: Dataset[Any] = Dataset(
-        sources,
-        sample_count=sum(e["samples"] for e in chosen),
-        shard_counts=[e["samples"] for e in chosen],  # the loader needs no index pass
-        on_error=on_error,
-        uri=rec.uri,
-        cid=rec.cid,
-        version=record_version(rec.value),
-        sample_type=stype,
-    )
-    return ds.as_type(view) if view is not None else ds
+    return _record_dataset(rec, chosen, sources, stype, view, on_error)
