@@ -108,6 +108,8 @@ def test_appview_serves_valid_croissant_beside_the_page(
     published: Published, appview: RunningAppView
 ) -> None:
     did, rkey = published.uri.split("/")[2], published.uri.split("/")[-1]
+    page = httpx.get(f"{appview.url}/datasets/{did}/{rkey}")
+    assert f"href='/datasets/{did}/{rkey}/croissant.json'" in page.text  # the page links it
     answer = httpx.get(f"{appview.url}/datasets/{did}/{rkey}/croissant.json")
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("application/ld+json")

@@ -514,7 +514,8 @@ async def dataset(request: web.Request) -> web.Response:
         "</article>{card}"
         "<h2>Load it</h2><div class=snippet><button type=button>copy</button>"
         "<pre id=load-snippet>{snippet}</pre></div>"
-        "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code></p>"
+        "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code> · metadata for "
+        "other tools: <a href='{croissant}'>Croissant JSON-LD</a></p>"
         "<h2>Versions</h2>{versions}<h2>Schema</h2>{schema}<h2>Shards</h2>{shards}"
         "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}"
         "<h2>Derived from</h2>{ancestors}<h2>Derived from this dataset</h2>{descendants}",
@@ -535,6 +536,7 @@ async def dataset(request: web.Request) -> web.Response:
         cid=found.get("cid", ""),
         splits=f" · splits: {', '.join(split_names)}" if split_names else "",
         snippet=load_snippet(uri, split_names, ragged_fields(found)),
+        croissant=dataset_path(uri) + "/croissant.json",
         schema=_schema_table(found),
         shards=_shards_table(found),
         lenses_from=_lens_list(lenses.get("from") or [], "from"),
