@@ -48,11 +48,11 @@ def peer_python() -> str:
 
 
 def ours_python() -> str:
-    """Python 3.12 with our package installed editable (created on first use)."""
+    """Python 3.12 with our package (editable) and webdataset, the baseline (made on first use)."""
     py = BENCH_VENV / "bin" / "python"
     if py.exists():
         check = subprocess.run(
-            [str(py), "-c", "import atdata, sys; print(atdata.__file__)"],
+            [str(py), "-c", "import webdataset, atdata; print(atdata.__file__)"],
             capture_output=True,
             text=True,
             check=False,
@@ -65,7 +65,7 @@ def ours_python() -> str:
     log(f"creating {BENCH_VENV} (Python 3.12, atdata editable)")
     subprocess.run([str(base), "-m", "venv", str(BENCH_VENV)], check=True)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "-e", str(REPO)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "-e", f"{REPO}[bench]"], check=True)
     return str(py)
 
 
