@@ -43,6 +43,20 @@ CONTEXT = web.AppKey("xrpc_context", Context)
 Handler = Callable[[Context, dict[str, Any]], Awaitable[Mapping[str, Any]]]
 
 
+def forwarding(query: Callable[..., Mapping[str, Any]], *filters: str) -> Handler:
+    """A handler for a paged list query: the named filters, ``limit`` and ``cursor`` as given.
+
+    The lexicon has already checked the parameters, and an absent filter passes as ``None``.
+    """
+
+    async def handle(ctx: Context, params: dict[str, Any]) -> Mapping[str, Any]:
+        named = {name: params.get(name) for name in filters}
+        page = {"limit": params.get("limit", 50), "cursor": params.get("cursor")}
+        return await ctx.store.read(query, **named, **page)
+
+    return handle
+
+
 def error_response(status: int, error: str, message: str) -> web.Response:
     return web.json_response({"error": error, "message": message}, status=status)
 

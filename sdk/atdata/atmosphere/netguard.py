@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import httpx
@@ -275,31 +275,25 @@ def get_bytes(
             client.close()
 
 
-def get_json(
-    url: str,
-    *,
-    params: dict[str, Any] | None = None,
-    allow_private: bool | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
-    retries: int = 4,
-    client: httpx.Client | None = None,
-) -> Any:
+class FetchOptions(TypedDict, total=False):
+    """`get_bytes`' keyword arguments, which `get_json` passes on as they are."""
+
+    params: dict[str, Any] | None
+    allow_private: bool | None
+    timeout: float
+    max_bytes: int
+    retries: int
+    client: httpx.Client | None
+
+
+def get_json(url: str, **options: Unpack[FetchOptions]) -> Any:
     """GET a JSON document through the guard: size-capped, retried on 429/5xx, one deadline.
 
-    Raises `HTTPStatusError` for other error statuses or a non-JSON body, `FetchError` for
-    transport failures and the deadline, and `UnsafeURLError` when the URL is refused or the
-    body exceeds `max_bytes`.
+    Takes `get_bytes`' options. Raises `HTTPStatusError` for other error statuses or a
+    non-JSON body, `FetchError` for transport failures and the deadline, and `UnsafeURLError`
+    when the URL is refused or the body exceeds `max_bytes`.
     """
-    status, body = get_bytes(
-        url,
-        params=params,
-        allow_private=allow_private,
-        timeout=timeout,
-        max_bytes=max_bytes,
-        retries=retries,
-        client=client,
-    )
+    status, body = get_bytes(url, **options)
     if status >= 400:
         raise HTTPStatusError(url, status, body)
     try:
