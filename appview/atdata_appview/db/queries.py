@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from atdata.versions import DEFAULT_VERSION, newest_key
@@ -46,35 +47,53 @@ def resolve_author(conn: Connection, author: str) -> str | None:
 # -- schemas --------------------------------------------------------------------------------
 
 
+def _record_view(r: Any, handle: str | None, **own: Any) -> dict[str, Any]:
+    """What every listed record shows (identity, author, name, time), plus its kind's own."""
+    common = {
+        "uri": r.uri,
+        "cid": r.cid,
+        "did": r.did,
+        "handle": handle,
+        "name": r.name,
+        "description": r.description,
+        "createdAt": r.created_at,
+    }
+    return _drop_none(common | own)
+
+
 def _schema_view(r: Any, handle: str | None) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "uri": r.uri,
-            "cid": r.cid,
-            "did": r.did,
-            "handle": handle,
-            "name": r.name,
-            "version": r.version,
-            "description": r.description,
-            "fields": _json(r.field_names) or [],
-            "createdAt": r.created_at,
-        }
-    )
+    return _record_view(r, handle, version=r.version, fields=_json(r.field_names) or [])
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which page of a newest-first list: its size, and the cursor the page before returned."""
+
+    limit: int = 50
+    cursor: str | None = None
+
+
+FIRST_PAGE = Page()
+
+
+def _visible_row(conn: Connection, table: Any, uri: str) -> Any:
+    """The row indexed at ``uri``, or None when there is none or its repo is hidden."""
+    return conn.execute(select(table).where(table.c.uri == uri, table.c.hidden.is_(False))).first()
 
 
 def _newest_first_page(
     conn: Connection,
     stmt: Any,
     table: Any,
-    limit: int,
-    cursor: str | None,
+    page: Page,
     key: str,
     view: Callable[[Any, str | None], dict[str, Any]],
 ) -> dict[str, Any]:
     """One page of ``stmt`` over ``table``, newest first, with a keyset cursor
     (createdAt, id) so pages neither skip nor repeat rows while records arrive."""
-    if cursor:
-        created, last_id = decode_cursor(cursor, "created")
+    limit = page.limit
+    if page.cursor:
+        created, last_id = decode_cursor(page.cursor, "created")
         stmt = stmt.where(
             (table.c.created_at < created)
             | ((table.c.created_at == created) & (table.c.id < last_id))
@@ -85,19 +104,14 @@ def _newest_first_page(
     more = len(rows) > limit
     rows = rows[:limit]
     handles = _handles(conn, {r.did for r in rows})
-    page: dict[str, Any] = {key: [view(r, handles.get(r.did)) for r in rows]}
+    out: dict[str, Any] = {key: [view(r, handles.get(r.did)) for r in rows]}
     if more:  # no cursor key on the last page: XRPC outputs omit absent fields
-        page["cursor"] = encode_cursor("created", rows[-1].created_at, rows[-1].id)
-    return page
+        out["cursor"] = encode_cursor("created", rows[-1].created_at, rows[-1].id)
+    return out
 
 
 def list_schemas(
-    conn: Connection,
-    *,
-    name: str | None = None,
-    author: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
+    conn: Connection, *, name: str | None = None, author: str | None = None, page: Page = FIRST_PAGE
 ) -> dict[str, Any]:
     """Schemas newest first; ``name`` filters exactly, ``author`` is a DID or handle."""
     stmt = select(schemas).where(schemas.c.hidden.is_(False))
@@ -105,14 +119,12 @@ def list_schemas(
         stmt = stmt.where(schemas.c.name == name)
     if author:
         stmt = stmt.where(schemas.c.did == resolve_author(conn, author))
-    return _newest_first_page(conn, stmt, schemas, limit, cursor, "schemas", _schema_view)
+    return _newest_first_page(conn, stmt, schemas, page, "schemas", _schema_view)
 
 
 def get_schema(conn: Connection, uri: str) -> dict[str, Any] | None:
     """A schema with its record and the other versions its author published under its name."""
-    r = conn.execute(
-        select(schemas).where(schemas.c.uri == uri, schemas.c.hidden.is_(False))
-    ).first()
+    r = _visible_row(conn, schemas, uri)
     if r is None:
         return None
     author = _author(conn, r.did)
@@ -139,19 +151,7 @@ def get_schema(conn: Connection, uri: str) -> dict[str, Any] | None:
 
 
 def _lens_view(r: Any, handle: str | None = None) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "uri": r.uri,
-            "cid": r.cid,
-            "did": r.did,
-            "handle": handle,
-            "name": r.name,
-            "description": r.description,
-            "source": r.source_schema,
-            "target": r.target_schema,
-            "createdAt": r.created_at,
-        }
-    )
+    return _record_view(r, handle, source=r.source_schema, target=r.target_schema)
 
 
 def list_lenses(
@@ -159,15 +159,15 @@ def list_lenses(
     *,
     source: str | None = None,
     target: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
+    page: Page = FIRST_PAGE,
 ) -> dict[str, Any]:
+    """Lenses newest first; ``source`` and ``target`` filter by schema at:// URI."""
     stmt = select(lenses).where(lenses.c.hidden.is_(False))
     if source:
         stmt = stmt.where(lenses.c.source_schema == source)
     if target:
         stmt = stmt.where(lenses.c.target_schema == target)
-    return _newest_first_page(conn, stmt, lenses, limit, cursor, "lenses", _lens_view)
+    return _newest_first_page(conn, stmt, lenses, page, "lenses", _lens_view)
 
 
 def find_lens_path(conn: Connection, source: str, target: str) -> list[dict[str, Any]] | None:
@@ -208,9 +208,7 @@ def find_lens_path(conn: Connection, source: str, target: str) -> list[dict[str,
 
 def get_dataset(conn: Connection, uri: str) -> dict[str, Any] | None:
     """A dataset with its record, schema, author, shards and the lenses from/to its schema."""
-    d = conn.execute(
-        select(datasets).where(datasets.c.uri == uri, datasets.c.hidden.is_(False))
-    ).first()
+    d = _visible_row(conn, datasets, uri)
     if d is None:
         return None
     author = _author(conn, d.did)
@@ -218,9 +216,7 @@ def get_dataset(conn: Connection, uri: str) -> dict[str, Any] | None:
     lenses_from: list[dict[str, Any]] = []
     lenses_to: list[dict[str, Any]] = []
     if d.schema_uri:
-        s = conn.execute(
-            select(schemas).where(schemas.c.uri == d.schema_uri, schemas.c.hidden.is_(False))
-        ).first()
+        s = _visible_row(conn, schemas, d.schema_uri)
         if s is not None:
             schema = _schema_view(s, _author(conn, s.did)["handle"])
             schema["record"] = _json(s.record)

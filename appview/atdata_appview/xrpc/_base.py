@@ -13,6 +13,7 @@ from atdata.errors import LexiconError
 from atdata.lexicon import validate_params
 
 from ..db import BadCursor, Store
+from ..db.queries import Page
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ def forwarding(query: Callable[..., Mapping[str, Any]], *filters: str) -> Handle
 
     async def handle(ctx: Context, params: dict[str, Any]) -> Mapping[str, Any]:
         named = {name: params.get(name) for name in filters}
-        page = {"limit": params.get("limit", 50), "cursor": params.get("cursor")}
-        return await ctx.store.read(query, **named, **page)
+        page = Page(limit=params.get("limit", 50), cursor=params.get("cursor"))
+        return await ctx.store.read(query, **named, page=page)
 
     return handle
 
