@@ -48,18 +48,8 @@ log = logging.getLogger("atdata.tests.services")
 
 _WATCHDOG = """
 import os, signal, sys, time
+from atdata.devnet._network import pid_alive as alive
 parent, target, sig = (int(a) for a in sys.argv[1:4])
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 while alive(parent) and alive(target):
     time.sleep(1)
 if alive(target):

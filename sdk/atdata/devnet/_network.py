@@ -122,7 +122,8 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie counts as gone); also the test watchdog's check."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -141,7 +142,7 @@ def _is_launcher(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return _pid_alive(pid)
+        return pid_alive(pid)
     return _LAUNCHER.name.encode() in cmdline
 
 
@@ -222,7 +223,7 @@ class Devnet:
         if self._proc is not None and self._proc.pid == pid:
             alive = self._proc.poll() is None
         else:
-            alive = _pid_alive(pid) and _is_launcher(pid)
+            alive = pid_alive(pid) and _is_launcher(pid)
         if not alive:
             return None
         try:
@@ -354,7 +355,7 @@ class Devnet:
                 pid = None
             was_running = pid is not None and (
                 (self._proc is not None and self._proc.poll() is None)
-                or (_pid_alive(pid) and _is_launcher(pid))
+                or (pid_alive(pid) and _is_launcher(pid))
             )
             if was_running and pid is not None:
                 self._stop_pid(pid, grace)
@@ -377,13 +378,13 @@ class Devnet:
                 self._proc.wait()
             return
         deadline = time.monotonic() + grace
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             log.warning("devnet pid %s ignored SIGTERM for %.0f s; killing it", pid, grace)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.05)
 
     def _clear_state(self) -> None:
