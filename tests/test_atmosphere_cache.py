@@ -102,6 +102,27 @@ def test_concurrent_workers_fill_one_cache_safely(tmp_path: Path) -> None:
         assert hashlib.sha256(p.read_bytes()).hexdigest() == p.stem
 
 
+class _EvictedAfterLookup(ShardCache):
+    """Another process evicts the file between the lookup and the open (the race, on cue)."""
+
+    def get(self, sha256: str, size: int | None = None) -> Path | None:
+        hit = super().get(sha256, size)
+        if hit is not None:
+            hit.unlink()
+        return hit
+
+
+def test_a_shard_evicted_between_lookup_and_open_is_fetched_again(tmp_path: Path) -> None:
+    (src,) = make_shards(tmp_path, 1, 10_000)
+    cache = _EvictedAfterLookup(tmp_path / "cache", max_bytes=1 << 20)
+    with cache.wrap(src).open() as f:  # a miss: fetched and cached
+        f.read()
+    assert cache.path_for(src.sha256).exists()
+    with cache.wrap(src).open() as f:  # a hit that vanishes: fetched again, not "not found"
+        data = f.read()
+    assert hashlib.sha256(data).hexdigest() == src.sha256
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         ShardCache("/tmp/x-atdata-unused", max_bytes=0)

@@ -21,6 +21,7 @@ from typing import Any
 
 from .._locks import file_lock
 from .._sources import LocalShard, ShardSource, ShardStream
+from ..errors import SourceError
 
 __all__ = ["CachedShard", "ShardCache", "default_cache_dir"]
 
@@ -171,7 +172,13 @@ class CachedShard:
         assert self.sha256
         hit = self.cache.get(self.sha256, self.size)
         if hit is not None:
-            return LocalShard(hit, sha256=self.sha256, size=self.size).open()
+            try:
+                return LocalShard(hit, sha256=self.sha256, size=self.size).open()
+            except SourceError:
+                if hit.exists():
+                    raise
+                # another process evicted it between the lookup and the open: fetch it again
+                log.debug("cached shard %s went away before it was opened", hit.name)
         return io.BufferedReader(_Tee(self.inner.open(), self.cache, self.sha256), 1 << 20)
 
     def __repr__(self) -> str:

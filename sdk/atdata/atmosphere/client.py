@@ -394,7 +394,6 @@ class Client:
         against one's own repository before anything is uploaded. Without it the next patch
         version after the newest is used ("1.0.0" for a new name), logged and returned.
         """
-        version = self._choose_version(name, version, allow_older)
         if license is not None:
             try:
                 check_license(license)
@@ -410,11 +409,13 @@ class Client:
                 if schema is None:
                     schema = shards.sample_type
                 shards = _materialise(shards, tmp.name)
+            facts = gather_shards(shards)
+            self._check_samples_fit(schema, shards, facts)
+            # what needs the network comes after every local check
+            version = self._choose_version(name, version, allow_older)
             lineage = derivation_entries(
                 sources, lambda uri: _fetch_any(self, uri), lambda: self.iter_records(LENS)
             )
-            facts = gather_shards(shards)
-            self._check_samples_fit(schema, shards, facts)
             kind, plan, mapping = self._plan(facts, storage, cut_oversize, tmp.name)
             base: dict[str, Any] = {
                 "name": name,
