@@ -53,7 +53,9 @@ def trickle_server(interval: float) -> Iterator[str]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(("interval", "timeout"), [(0.2, 1.0), (2.0, 3.0)])
+@pytest.mark.parametrize(
+    ("interval", "timeout"), [(0.2, 1.0), pytest.param(2.0, 3.0, marks=pytest.mark.slow)]
+)
 def test_a_json_fetch_ends_at_its_deadline_with_an_error_naming_the_url(
     interval: float, timeout: float
 ) -> None:
