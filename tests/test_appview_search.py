@@ -311,3 +311,19 @@ def test_text_with_a_tag_whose_token_collides(
     want = expect("galaxy", tags=["computer-vision"])
     got = walk(corpus_store, 2, q="galaxy", tags=["computer-vision"])
     assert want and set(got) == {d.uri for d in want} and len(got) == len(want)
+
+
+@pytest.mark.parametrize("q", ["digits-081821", "digits 081821", "081821", "v2.1-beta", "beta"])
+def test_names_with_hyphens_and_digits_are_found_by_their_words(store: Store, q: str) -> None:
+    # PostgreSQL's parser indexed "digits-081821" as 'digit' and the integer '-081821', so a
+    # search for those words found nothing there (SQLite found it)
+    async def seed() -> None:
+        async with store.transaction() as tx:
+            tx.set_repo("did:plc:hy", handle="hy.test")
+            tx.upsert_record(
+                "did:plc:hy", DATASET, "a", "c", dataset_record("digits-081821 v2.1-beta"), "r1"
+            )
+
+    run(seed())
+    uris, _ = search(store, q=q)
+    assert uris == ["at://did:plc:hy/io.atdata.dataset/a"]

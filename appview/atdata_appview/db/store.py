@@ -44,7 +44,7 @@ from .models import (
     shards,
 )
 from .ops import DeleteRecord, PurgeRepo, RepoChanges, SaveCursor, SetRepo, UpsertRecord, WriteOp
-from .search import fts_tags_text
+from .search import fts_tags_text, words
 
 log = logging.getLogger(__name__)
 
@@ -720,15 +720,16 @@ class _Writer:
         """Collect the dataset's full-text row (an old SQLite FTS row is dropped at once)."""
         if not new and not self.pg:
             self.cur.execute(self.sql.fts_del, {"id": ds_id})
-        self._fts.append(
-            {
-                "id": ds_id,
-                "name": name or "",
-                "description": description or "",
-                "tags": fts_tags_text(tags),
-                "fields": " ".join(fields),
-            }
-        )
+        texts = {
+            "name": name or "",
+            "description": description or "",
+            "tags": fts_tags_text(tags),
+            "fields": " ".join(fields),
+        }
+        if self.pg:  # PostgreSQL's parser would read "digits-081821" as a word and "-081821"
+            # (a signed integer): index the words that queries are split into instead
+            texts = {column: " ".join(words(text)) for column, text in texts.items()}
+        self._fts.append({"id": ds_id, **texts})
 
     def delete(self, did: str, collection: str, rkey: str) -> None:
         self.flush()
