@@ -437,7 +437,7 @@ def test_a_wrong_shard_count_is_an_error_not_a_silent_skip(tmp_path) -> None:
 
 def test_cuda_without_cuda_is_a_clear_error(ds) -> None:
     if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+        pytest.skip("checks the error when CUDA is absent; this machine has CUDA, so there is none")
     with pytest.raises(atdata.LoaderError, match="CUDA"):
         ds.loader(device="cuda")
 

@@ -153,7 +153,10 @@ def test_ragged_fields_in_torch_mode(tmp_path, caplog) -> None:
 
 def test_stateful_dataloader_round_trip(dataset) -> None:
     """torchdata's StatefulDataLoader: stop mid-epoch, restore in a new loader, same order."""
-    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    stateful = pytest.importorskip(
+        "torchdata.stateful_dataloader",
+        reason="torchdata is not installed beside torch (make venv installs it)",
+    )
     for workers in (0, 2):
         full = _indices(
             stateful.StatefulDataLoader(
