@@ -141,16 +141,6 @@ def as_array(value: Any) -> np.ndarray | None:
     return None
 
 
-def value_kind(value: Any) -> tuple[str, str, str]:
-    """(kind, dtype, shape) of one field value as the CLI shows it."""
-    arr = as_array(value)
-    if arr is not None:
-        return "ndarray", arr.dtype.str, str(tuple(arr.shape))
-    if value is None:
-        return "none", "", ""
-    return type(value).__name__, "", ""
-
-
 def preview(value: Any, width: int = 60) -> str:
     """A short one-line rendering of a field value."""
     arr = as_array(value)
