@@ -145,7 +145,12 @@ def test_migration_marks_the_newest_of_records_indexed_before_versions(store: St
             tx.upsert_record(A, DATASET, "b", "c2", versioned("m", "1.0.0", "2026-01-02T00:00:00Z"))
 
     run(seed())
-    with store.engine.begin() as conn:  # back to what revision 0001 left (0003 made lineage)
+    with store.engine.begin() as conn:  # back to what revision 0001 left (0003 made lineage,
+        # 0004 the peer family's tables and columns)
+        conn.execute(text("DROP TABLE labels"))
+        conn.execute(text("DROP TABLE lens_verifications"))
+        for table in ("schemas", "datasets", "lenses"):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN family"))
         conn.execute(text("DROP TABLE dataset_lineage"))
         conn.execute(text("DROP INDEX ix_datasets_did_name"))
         conn.execute(text("ALTER TABLE datasets DROP COLUMN newest"))

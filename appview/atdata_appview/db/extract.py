@@ -1,8 +1,11 @@
-"""Turn verified ``io.atdata.*`` records into the columns the index searches and sorts on.
+"""Turn verified records of both families into the columns the index searches and sorts on.
 
-The lexicons (``lexicons/io/atdata/{schema,dataset,lens}.json``) are the authority; ingest has
-already validated each record against them. This module only picks fields out, tolerating
-optional ones being absent, so a record that is valid but sparse still indexes.
+The lexicons (``lexicons/io/atdata/*.json`` and ``lexicons/science/alt/dataset/*.json``) are
+the authority; ingest has already validated each record against them. This module only picks
+fields out, tolerating optional ones being absent, so a record that is valid but sparse still
+indexes. A peer entry (``science.alt.dataset.entry``) becomes a dataset row like ours, its
+storage (HTTP, S3, blobs or the legacy URL list) shard rows; a peer schema a schema row whose
+field names come from its JSON Schema, in whichever of the three body forms it was written.
 """
 
 from __future__ import annotations
@@ -11,9 +14,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from atdata.records import DATASET, LENS, SCHEMA
+from atdata.records import (
+    DATASET,
+    LENS,
+    PEER_ENTRY,
+    PEER_SCHEMA,
+    PEER_STORAGE_BLOBS,
+    PEER_STORAGE_EXTERNAL,
+    PEER_STORAGE_HTTP,
+    PEER_STORAGE_S3,
+    SCHEMA,
+)
 
-__all__ = ["DATASET", "LENS", "SCHEMA"]
+__all__ = ["DATASET", "LENS", "PEER_ENTRY", "PEER_SCHEMA", "SCHEMA"]
 
 
 def at_uri(did: str, collection: str, rkey: str) -> str:
@@ -45,6 +58,20 @@ def _first_int(*values: Any) -> int | None:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+#: Width of the ``created_at`` columns: an RFC 3339 datetime with more fractional digits than
+#: that is valid but is stored as the time it was indexed rather than break the write.
+MAX_CREATED = 40
+
+
+def _created(record: Mapping[str, Any]) -> str | None:
+    return _fits(record.get("createdAt"), MAX_CREATED)
+
+
+def _fits(value: Any, width: int) -> str | None:
+    """A string short enough for its column (a longer one names nothing we could match)."""
+    return value if isinstance(value, str) and len(value) <= width else None
 
 
 def _blob_cid(blob: Any) -> str | None:
@@ -125,7 +152,7 @@ def schema_row(record: Mapping[str, Any]) -> SchemaRow:
         version=_str(record.get("version")),
         description=_str(record.get("description")),
         field_names=names,
-        created_at=_str(record.get("createdAt")),
+        created_at=_created(record),
     )
 
 
@@ -193,14 +220,16 @@ def lineage_edges(record: Mapping[str, Any]) -> list[LineageEdge]:
     return out
 
 
+def _tags(record: Mapping[str, Any]) -> list[str]:
+    raw = record.get("tags")
+    if not isinstance(raw, list):
+        return []
+    return sorted({t.strip().lower() for t in raw if isinstance(t, str) and t.strip()})
+
+
 def dataset_row(record: Mapping[str, Any]) -> DatasetRow:
     shards = _shards(record)
-    tags_raw = record.get("tags")
-    tags = (
-        sorted({t.strip().lower() for t in tags_raw if isinstance(t, str) and t.strip()})
-        if isinstance(tags_raw, list)
-        else []
-    )
+    tags = _tags(record)
     schema_uri, schema_cid = _ref(record.get("schema"))
     totals = record.get("totals")
     totals = totals if isinstance(totals, Mapping) else {}
@@ -227,9 +256,48 @@ def dataset_row(record: Mapping[str, Any]) -> DatasetRow:
         bytes=size,
         schema_uri=schema_uri,
         schema_cid=schema_cid,
-        created_at=_str(record.get("createdAt")),
+        created_at=_created(record),
         shards=shards,
         lineage=lineage_edges(record),
+    )
+
+
+@dataclass(slots=True)
+class LabelRow:
+    name: str | None
+    version: str | None
+    dataset_uri: str | None
+    description: str | None
+    created_at: str | None
+
+
+@dataclass(slots=True)
+class LensVerificationRow:
+    lens_uri: str | None
+    lens_cid: str | None
+    method: str | None
+    created_at: str | None
+
+
+def label_row(record: Mapping[str, Any]) -> LabelRow:
+    """A ``science.alt.dataset.label``: its entry's URI is kept even if that entry is not
+    (or not yet) indexed."""
+    return LabelRow(
+        name=_fits(record.get("name"), 512),
+        version=_fits(record.get("version"), 128),
+        dataset_uri=_fits(record.get("datasetUri"), MAX_EDGE_URI),
+        description=_str(record.get("description")),
+        created_at=_created(record),
+    )
+
+
+def lens_verification_row(record: Mapping[str, Any]) -> LensVerificationRow:
+    lens_uri, lens_cid = _ref(record.get("lens"))
+    return LensVerificationRow(
+        lens_uri=_fits(lens_uri, MAX_EDGE_URI),
+        lens_cid=_fits(_str(record.get("lensCommit")) or lens_cid, 128),
+        method=_fits(record.get("verificationMethod"), 64),
+        created_at=_created(record),
     )
 
 
@@ -241,5 +309,146 @@ def lens_row(record: Mapping[str, Any]) -> LensRow:
         description=_str(record.get("description")),
         source_schema=source,
         target_schema=target,
-        created_at=_str(record.get("createdAt")),
+        created_at=_created(record),
     )
+
+
+# -- the peer family (science.alt.dataset.*) ------------------------------------------------------
+
+
+def _json_schema_document(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The JSON Schema of a peer schema record, in any of the three body forms in circulation:
+    flattened into ``schema`` (what the 0.5-0.7 SDK writes), enveloped as ``schema.content``
+    (the lexicon repository since v0.4.0b1), or the legacy ``schemaBody``."""
+    body = record.get("schema")
+    if isinstance(body, Mapping):
+        content = body.get("content")
+        if isinstance(content, Mapping):
+            return content
+        return body
+    legacy = record.get("schemaBody")
+    return legacy if isinstance(legacy, Mapping) else {}
+
+
+def peer_field_names(record: Mapping[str, Any]) -> list[str]:
+    """Field names of a peer schema: the properties of its JSON Schema, in order."""
+    properties = _json_schema_document(record).get("properties")
+    if not isinstance(properties, Mapping):
+        return []
+    return [name for name in properties if isinstance(name, str)]
+
+
+def peer_schema_row(record: Mapping[str, Any]) -> SchemaRow:
+    return SchemaRow(
+        name=_fits(record.get("name"), 512),
+        version=_fits(record.get("version"), 64),
+        description=_str(record.get("description")),
+        field_names=peer_field_names(record),
+        created_at=_created(record),
+    )
+
+
+def _checksum_sha256(shard: Mapping[str, Any]) -> str | None:
+    """The digest of a shard's checksum when its algorithm is sha256 (placeholders such as
+    ``{"algorithm": "none"}`` and other algorithms give none; ``detail`` keeps them)."""
+    checksum = shard.get("checksum")
+    if not isinstance(checksum, Mapping) or checksum.get("algorithm") != "sha256":
+        return None
+    digest = checksum.get("digest")
+    if isinstance(digest, str) and len(digest) == 64:
+        return digest.lower()
+    return None
+
+
+def _peer_shard(position: int, shard: Mapping[str, Any], url: str | None) -> ShardRow:
+    blob = shard.get("blob")
+    return ShardRow(
+        position=position,
+        url=url,
+        blob_cid=_blob_cid(blob),
+        size=_int(blob.get("size")) if isinstance(blob, Mapping) else None,
+        sha256=_checksum_sha256(shard),
+        samples=None,
+        detail=dict(shard),
+    )
+
+
+def _storage_kind(storage: Mapping[str, Any]) -> str | None:
+    """Which storage member a ``storage`` union value is, by its ``$type`` (the 0.7 SDK
+    matches on the member's name, so a ``#``-qualified or differently prefixed type reads
+    the same; so does this)."""
+    kind = _str(storage.get("$type")) or ""
+    for nsid in (PEER_STORAGE_HTTP, PEER_STORAGE_S3, PEER_STORAGE_BLOBS, PEER_STORAGE_EXTERNAL):
+        if nsid.rsplit(".", 1)[1] in kind:
+            return nsid
+    return None
+
+
+def peer_shards(storage: Any) -> list[ShardRow]:
+    """Shard rows of a peer entry's ``storage``, whichever of the four kinds it is."""
+    if not isinstance(storage, Mapping):
+        return []
+    kind = _storage_kind(storage)
+    out: list[ShardRow] = []
+    if kind == PEER_STORAGE_EXTERNAL:  # legacy: a list of URLs (brace patterns kept as written)
+        urls = storage.get("urls")
+        for i, listed in enumerate(urls if isinstance(urls, list) else []):
+            if isinstance(listed, str):
+                out.append(
+                    ShardRow(
+                        position=i,
+                        url=listed,
+                        blob_cid=None,
+                        size=None,
+                        sha256=None,
+                        samples=None,
+                        detail={"url": listed},
+                    )
+                )
+        return out
+    items = storage.get("blobs" if kind == PEER_STORAGE_BLOBS else "shards")
+    bucket = _str(storage.get("bucket"))
+    for i, shard in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(shard, Mapping):
+            continue
+        url: str | None = None
+        if kind == PEER_STORAGE_HTTP:
+            url = _str(shard.get("url"))
+        elif kind == PEER_STORAGE_S3:
+            key = _str(shard.get("key"))
+            url = f"s3://{bucket}/{key}" if bucket and key else key
+        out.append(_peer_shard(i, shard, url))
+    return out
+
+
+def peer_entry_row(record: Mapping[str, Any]) -> DatasetRow:
+    """A ``science.alt.dataset.entry`` as a dataset row: no version (labels name versions),
+    the schema by its ``schemaRef`` URI, totals from ``size`` when given."""
+    shards = peer_shards(record.get("storage"))
+    size = record.get("size")
+    size = size if isinstance(size, Mapping) else {}
+    total_bytes = _int(size.get("bytes"))
+    if total_bytes is None and shards and all(s.size is not None for s in shards):
+        total_bytes = sum(s.size or 0 for s in shards)
+    return DatasetRow(
+        name=_fits(record.get("name"), 512),
+        version=None,
+        description=_str(record.get("description")),
+        tags=[t for t in _tags(record) if len(t) <= 128],
+        license=_fits(record.get("license"), 128),
+        samples=_int(size.get("samples")),
+        bytes=total_bytes,
+        schema_uri=_fits(record.get("schemaRef"), MAX_EDGE_URI),
+        schema_cid=None,
+        created_at=_created(record),
+        shards=shards,
+    )
+
+
+def dataset_row_of(collection: str, record: Mapping[str, Any]) -> DatasetRow:
+    """The dataset row of an ``io.atdata.dataset`` or a ``science.alt.dataset.entry``."""
+    return peer_entry_row(record) if collection == PEER_ENTRY else dataset_row(record)
+
+
+def schema_row_of(collection: str, record: Mapping[str, Any]) -> SchemaRow:
+    return peer_schema_row(record) if collection == PEER_SCHEMA else schema_row(record)

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from atdata.records import DATASET, LENS, SCHEMA
+from atdata.records import (
+    DATASET,
+    LENS,
+    OWN_NAMESPACE,
+    PEER_ENTRY,
+    PEER_LABEL,
+    PEER_LENS,
+    PEER_LENS_VERIFICATION,
+    PEER_SCHEMA,
+    SCHEMA,
+)
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -62,6 +72,16 @@ def _record_times() -> list[Column[Any]]:
     ]
 
 
+#: The lexicon family a schema, dataset or lens row was published in: ours, or the peer
+#: network's, whose records are indexed into the same tables so one search covers both.
+OWN_FAMILY = "io.atdata"
+PEER_FAMILY = "science.alt.dataset"
+
+
+def _family() -> Column[Any]:
+    return Column("family", String(32), nullable=False, server_default=OWN_FAMILY)
+
+
 def _dataset_key() -> Column[Any]:
     """A dataset child table's key: its dataset, whose deletion deletes the child rows."""
     return Column(
@@ -73,6 +93,7 @@ schemas = Table(
     "schemas",
     metadata,
     *_record_identity(),
+    _family(),
     Column("name", String(512)),
     Column("version", String(64)),
     Column("description", Text),
@@ -86,6 +107,7 @@ datasets = Table(
     "datasets",
     metadata,
     *_record_identity(),
+    _family(),
     Column("name", String(512)),
     Column("version", String(128)),
     #: The newest version of its (did, name) (highest semver, then newest created_at), kept
@@ -158,10 +180,40 @@ lenses = Table(
     "lenses",
     metadata,
     *_record_identity(),
+    _family(),
     Column("name", String(512)),
     Column("description", Text),
     Column("source_schema", String(512), index=True),
     Column("target_schema", String(512), index=True),
+    *_record_times(),
+    Column("record", JSON, nullable=False),
+)
+
+#: ``science.alt.dataset.label`` records: a name (and version) pointing at an entry. Several
+#: may share a name; the newest ``created_at`` is that name's "latest". ``dataset_uri`` is
+#: kept as written, whether or not the entry it names is indexed.
+labels = Table(
+    "labels",
+    metadata,
+    *_record_identity(),
+    Column("name", String(512)),
+    Column("version", String(128)),
+    Column("dataset_uri", String(512), index=True),
+    Column("description", Text),
+    *_record_times(),
+    Column("record", JSON, nullable=False),
+    Index("ix_labels_did_name_created", "did", "name", "created_at"),
+)
+
+#: ``science.alt.dataset.lensVerification`` records: the repo's DID vouches for a lens
+#: (``lens_uri``, pinned to the lens record's CID ``lens_cid``) by ``method``.
+lens_verifications = Table(
+    "lens_verifications",
+    metadata,
+    *_record_identity(),
+    Column("lens_uri", String(512), index=True),
+    Column("lens_cid", String(128)),
+    Column("method", String(64)),
     *_record_times(),
     Column("record", JSON, nullable=False),
 )
@@ -175,8 +227,23 @@ cursors = Table(
     Column("updated_at", String(40)),
 )
 
-COLLECTION_TABLES = {
+#: Where each indexed collection's records live; both families share schemas/datasets/lenses.
+COLLECTION_TABLES: dict[str, Table] = {
     SCHEMA: schemas,
     DATASET: datasets,
     LENS: lenses,
+    PEER_SCHEMA: schemas,
+    PEER_ENTRY: datasets,
+    PEER_LENS: lenses,
+    PEER_LABEL: labels,
+    PEER_LENS_VERIFICATION: lens_verifications,
 }
+
+#: The ``family`` each indexed collection's rows carry.
+COLLECTION_FAMILY: dict[str, str] = {
+    collection: OWN_FAMILY if collection.startswith(OWN_NAMESPACE) else PEER_FAMILY
+    for collection in COLLECTION_TABLES
+}
+
+#: Tables holding one row per record of a repo (hidden/purged with it).
+RECORD_TABLES = (schemas, datasets, lenses, labels, lens_verifications)

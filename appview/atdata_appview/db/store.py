@@ -32,12 +32,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from . import extract
 from .engine import default_db_url, make_engine, migrate
 from .models import (
+    COLLECTION_FAMILY,
     COLLECTION_TABLES,
+    RECORD_TABLES,
     cursors,
     dataset_lineage,
     dataset_records,
     dataset_tags,
     datasets,
+    labels,
+    lens_verifications,
     lenses,
     repos,
     schemas,
@@ -365,7 +369,9 @@ class _Statements:
             .values(newest=bindparam("newest"))
         )
         self.delete_by_uri = {
-            t.name: sql(delete(t).where(t.c.uri == bindparam("uri"))) for t in (schemas, lenses)
+            t.name: sql(delete(t).where(t.c.uri == bindparam("uri")))
+            for t in RECORD_TABLES
+            if t is not datasets
         }
         self.fts_pg = sql(_DATASET_FTS_PG) if pg else ""
         self.fts_del = "" if pg else sql(_DATASET_FTS_SQLITE_DEL)
@@ -406,6 +412,7 @@ class _Statements:
 
 
 _STATEMENTS: dict[str, _Statements] = {}
+_FAMILY_TABLES = (schemas, datasets, lenses)
 _RECORD_KEYS = ("dataset_id", "record")
 _REPO_DEFAULTS = {"status": ACTIVE, "resync": False}  # the columns' defaults for a new repo
 _TAG_KEYS = ("dataset_id", "tag", "hidden", "created_at", "samples")
@@ -501,7 +508,7 @@ class _Writer:
         if "status" in changes:
             hidden = changes["status"] != ACTIVE
             self._hidden[did] = hidden
-            for table in (datasets, schemas, lenses):
+            for table in RECORD_TABLES:
                 self.conn.execute(update(table).where(table.c.did == did).values(hidden=hidden))
             self.conn.execute(
                 update(dataset_tags)
@@ -559,8 +566,9 @@ class _Writer:
         ids = [r[0] for r in self.conn.execute(select(datasets.c.id).where(datasets.c.did == did))]
         self._drop_datasets(ids)
         self.deleted += len(ids)
-        for table in (schemas, lenses):
-            self.deleted += self.conn.execute(delete(table).where(table.c.did == did)).rowcount
+        for table in RECORD_TABLES:
+            if table is not datasets:
+                self.deleted += self.conn.execute(delete(table).where(table.c.did == did)).rowcount
         self.conn.execute(delete(repos).where(repos.c.did == did))
         self._hidden.pop(did, None)
         self._repo_rows.pop(did, None)
@@ -583,22 +591,43 @@ class _Writer:
             "indexed_at": self.now,
             "hidden": self.is_hidden(did),
         }
-        if collection == extract.DATASET:
-            self._upsert_dataset(common, record, extract.dataset_row(record))
-        elif collection == extract.SCHEMA:
-            self._upsert_schema(common, record, extract.schema_row(record))
-        else:
-            row = extract.lens_row(record)
+        table = COLLECTION_TABLES[collection]
+        if table in _FAMILY_TABLES:
+            common["family"] = COLLECTION_FAMILY[collection]
+        if table is datasets:
+            self._upsert_dataset(common, record, extract.dataset_row_of(collection, record))
+        elif table is schemas:
+            self._upsert_schema(common, record, extract.schema_row_of(collection, record))
+        elif table is lenses:
+            lens = extract.lens_row(record)
             common.update(
-                record=_dumps(record),
-                name=row.name,
-                description=row.description,
-                source_schema=row.source_schema,
-                target_schema=row.target_schema,
-                created_at=row.created_at or self.now,
+                name=lens.name,
+                description=lens.description,
+                source_schema=lens.source_schema,
+                target_schema=lens.target_schema,
             )
-            self._one(self.sql.insert(lenses, tuple(common), "uri", update=True), common)
+            self._upsert_plain(lenses, common, record, lens.created_at)
+        elif table is labels:
+            label = extract.label_row(record)
+            common.update(
+                name=label.name,
+                version=label.version,
+                dataset_uri=label.dataset_uri,
+                description=label.description,
+            )
+            self._upsert_plain(labels, common, record, label.created_at)
+        else:
+            check = extract.lens_verification_row(record)
+            common.update(lens_uri=check.lens_uri, lens_cid=check.lens_cid, method=check.method)
+            self._upsert_plain(lens_verifications, common, record, check.created_at)
         self.upserted += 1
+
+    def _upsert_plain(
+        self, table: Table, common: dict[str, Any], record: dict[str, Any], created: str | None
+    ) -> None:
+        """A record row with no child rows: insert it, or replace it on the same URI."""
+        common.update(record=_dumps(record), created_at=created or self.now)
+        self._one(self.sql.insert(table, tuple(common), "uri", update=True), common)
 
     def _upsert_schema(
         self, common: dict[str, Any], record: dict[str, Any], row: extract.SchemaRow
