@@ -16,6 +16,7 @@ import pytest
 from _fixtures.appview_index import DATASET, SCHEMA, ServedApp, dataset_record, run, schema_record
 from atdata.lexicon import default_lexicons
 from atdata_appview.db import Store
+from atdata_appview.xrpc import METHODS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,16 @@ S1 = f"at://{A}/{SCHEMA}/s1"
 
 
 #: Valid values for required parameters, so each request is wrong in one parameter only.
-VALID = {"uri": f"at://{A}/{DATASET}/d0", "source": S1, "target": S1}
+VALID = {
+    "uri": f"at://{A}/{DATASET}/d0",
+    "uris": f"at://{A}/{DATASET}/d0",
+    "source": S1,
+    "target": S1,
+    "handle": "alice.test",
+    "schemaId": "Img",
+    "name": "digits",
+    "q": "digits",
+}
 
 
 def _with(nsid: str, name: str, value: Any) -> list[tuple[str, Any]]:
@@ -35,12 +45,12 @@ def _with(nsid: str, name: str, value: Any) -> list[tuple[str, Any]]:
 
 
 def _queries() -> list[tuple[str, str, dict[str, Any]]]:
-    """(nsid, parameter, its lexicon def) for every parameter of every loaded query."""
+    """(nsid, parameter, its lexicon def) for every parameter of every query the app serves."""
     lex = default_lexicons()
     out = []
     for nsid in sorted(lex):
         d = lex.get_def(nsid)
-        if d["type"] != "query":
+        if d["type"] != "query" or nsid not in METHODS:
             continue
         for name, p in d.get("parameters", {}).get("properties", {}).items():
             out.append((nsid, name, p))

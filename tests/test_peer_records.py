@@ -1,0 +1,512 @@
+"""science.alt.dataset records <-> ours (atdata.peer): every schema-body layout and storage kind
+the network writes, the lexicons that validate them, and samples decoding across the two SDKs."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from _fixtures.peer import run_peer
+from atdata import LexiconError, SchemaError
+from atdata.lexicon import default_lexicons
+from atdata.peer import (
+    NDARRAY_SHIM_REF,
+    PeerShard,
+    PeerStorage,
+    entry_storage,
+    own_dataset,
+    own_schema,
+    peer_entry,
+    peer_label,
+    peer_schema,
+    peer_storage,
+)
+from atdata.records import (
+    PEER_ENTRY,
+    PEER_LABEL,
+    PEER_LENS,
+    PEER_LENS_VERIFICATION,
+    PEER_SCHEMA,
+    SCHEMA,
+)
+from atdata.schema import type_from_schema
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+DID = "did:plc:abcdefghijklmnopqrstuvwx"
+CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+SCHEMA_URI = f"at://{DID}/{PEER_SCHEMA}/3lbqjhf3mzs2a"
+ENTRY_URI = f"at://{DID}/{PEER_ENTRY}/3lbqjhf3mzs2b"
+SHA = "ab" * 32
+NEW_SHIM = "https://json-schema.alt.science/atdata-ndarray-bytes/1.1.0#/$defs/ndarray"
+
+# The JSON Schema of one sample, as the 0.7 SDK describes a class with every field type.
+PROPERTIES: dict[str, Any] = {
+    "image": {"$ref": NDARRAY_SHIM_REF},
+    "label": {"type": "string"},
+    "score": {"type": "number"},
+    "n": {"type": "integer"},
+    "ok": {"type": "boolean"},
+    "raw": {"type": "string", "format": "byte", "contentEncoding": "base64"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "note": {"type": "string"},
+}
+REQUIRED = ["image", "label", "score", "n", "ok", "raw", "tags"]
+OWN_FIELDS = [
+    {"name": "image", "type": {"kind": "ndarray"}},
+    {"name": "label", "type": {"kind": "str"}},
+    {"name": "score", "type": {"kind": "float"}},
+    {"name": "n", "type": {"kind": "int"}},
+    {"name": "ok", "type": {"kind": "bool"}},
+    {"name": "raw", "type": {"kind": "bytes"}},
+    {"name": "tags", "type": {"kind": "list", "item": {"kind": "str"}}},
+    {"name": "note", "type": {"kind": "str", "optional": True}},
+]
+# A sample of that class packed by the 0.7 SDK (Img(image=arange(6, float32).reshape(2, 3),
+# label="cat", score=0.5, n=3, ok=True, raw=b"\0\1", tags=["a", "b"]), note left None).
+PEER_PACKED = bytes.fromhex(
+    "88a5696d616765c42d033c66340202000000000000000300000000000000000000000000803f00000040"
+    "00004040000080400000a040a56c6162656ca3636174a573636f7265cb3fe0000000000000a16e03a26f"
+    "6bc3a3726177c4020001a47461677392a161a162a46e6f7465c0"
+)
+
+
+def _record(schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "$type": PEER_SCHEMA,
+        "name": "Img",
+        "version": "1.0.0",
+        "schemaType": "jsonSchema",
+        "schema": schema,
+        "createdAt": "2026-01-02T03:04:05.678901+00:00",
+        **extra,
+    }
+
+
+def flattened() -> dict[str, Any]:
+    """Layout 1: what the 0.5-0.7 SDK writes."""
+    body = {
+        "$type": f"{PEER_SCHEMA}#jsonSchemaFormat",
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": copy.deepcopy(PROPERTIES),
+        "required": list(REQUIRED),
+        "arrayFormatVersions": {"ndarrayBytes": "1.0.0"},
+    }
+    return _record(body, atdataSchemaVersion=1)
+
+
+def enveloped() -> dict[str, Any]:
+    """Layout 2: the lexicon repository since v0.4.0b1 (the document under `content`)."""
+    doc = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": copy.deepcopy(PROPERTIES),
+        "required": list(REQUIRED),
+    }
+    body = {"$type": f"{PEER_SCHEMA}#jsonSchemaFormat", "draft": "draft-07", "content": doc}
+    return _record(body, **{"$atdataSchemaVersion": 1})
+
+
+def nested() -> dict[str, Any]:
+    """Layout 3: legacy, the document under `schemaBody`."""
+    doc = {"type": "object", "properties": copy.deepcopy(PROPERTIES), "required": list(REQUIRED)}
+    return _record({"$type": f"{PEER_SCHEMA}#jsonSchemaFormat", "schemaBody": doc})
+
+
+LAYOUTS = [flattened, enveloped, nested]
+
+
+def blob(cid: str = CID, size: int = 10240) -> dict[str, Any]:
+    return {"$type": "blob", "ref": {"$link": cid}, "mimeType": "application/x-tar", "size": size}
+
+
+def entry(storage: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "$type": PEER_ENTRY,
+        "name": "digits",
+        "schemaRef": SCHEMA_URI,
+        "storage": storage,
+        "createdAt": "2026-01-02T03:04:05.678901+00:00",
+        **extra,
+    }
+
+
+STORAGES: dict[str, dict[str, Any]] = {
+    "blobs": {
+        "$type": "science.alt.dataset.storageBlobs",
+        "blobs": [{"blob": blob(), "checksum": {"algorithm": "sha256", "digest": SHA}}],
+    },
+    "http": {
+        "$type": "science.alt.dataset.storageHttp",
+        "shards": [
+            {
+                "url": "https://data.example/a-000.tar",
+                "checksum": {"algorithm": "none", "digest": ""},
+            },
+            {
+                "url": "https://data.example/a-001.tar",
+                "checksum": {"algorithm": "sha256", "digest": SHA},
+            },
+        ],
+    },
+    "s3": {
+        "$type": "science.alt.dataset.storageS3",
+        "bucket": "datasets",
+        "endpoint": "http://127.0.0.1:9000",
+        "shards": [{"key": "digits/a-000.tar", "checksum": {"algorithm": "sha256", "digest": SHA}}],
+    },
+    "s3-aws": {
+        "$type": "science.alt.dataset.storageS3",
+        "bucket": "datasets",
+        "region": "us-east-1",
+        "shards": [{"key": "digits/a-000.tar", "checksum": {"algorithm": "sha256", "digest": SHA}}],
+    },
+    "external": {
+        "$type": "science.alt.dataset.storageExternal",
+        "urls": ["https://data.example/b-{000..002}.tar", "https://data.example/c.tar"],
+    },
+}
+
+
+# --- lexicons -------------------------------------------------------------------------------
+
+
+def test_peer_lexicons_load_with_refs_across_files() -> None:
+    lx = default_lexicons()
+    for nsid in (PEER_SCHEMA, PEER_ENTRY, PEER_LENS, PEER_LABEL, PEER_LENS_VERIFICATION):
+        assert lx.get_def(nsid)["type"] == "record"
+    for name in [
+        "resolveSchema",
+        "resolveLabel",
+        "resolveBlobs",
+        "getEntry",
+        "getEntries",
+        "getSchema",
+        "listEntries",
+        "listSchemas",
+        "listLenses",
+        "searchLenses",
+        "searchDatasets",
+        "describeService",
+        "getEntryStats",
+    ]:
+        assert lx.get_def(f"science.alt.dataset.{name}")["type"] == "query", name
+    for member in ("storageHttp", "storageS3", "storageBlobs", "storageExternal"):
+        assert lx.get_def(f"science.alt.dataset.{member}")["type"] == "object"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda f: f.__name__)
+def test_every_schema_layout_validates(layout: Any) -> None:
+    default_lexicons().validate_record(PEER_SCHEMA, layout())
+
+
+@pytest.mark.parametrize("kind", STORAGES)
+def test_every_storage_kind_validates(kind: str) -> None:
+    default_lexicons().validate_record(PEER_ENTRY, entry(copy.deepcopy(STORAGES[kind])))
+
+
+def test_label_lens_and_verification_validate() -> None:
+    lx = default_lexicons()
+    lx.validate_record(PEER_LABEL, peer_label(name="digits", dataset_uri=ENTRY_URI, version="1"))
+    code = {"repository": "https://github.com/a/b", "commit": "a" * 40, "path": "m:get"}
+    lens = {
+        "$type": PEER_LENS,
+        "name": "crop",
+        "sourceSchema": SCHEMA_URI,
+        "targetSchema": SCHEMA_URI,
+        "getterCode": code,
+        "putterCode": {**code, "path": "m:put", "language": "python"},
+        "createdAt": "2026-01-02T03:04:05Z",
+    }
+    lx.validate_record(PEER_LENS, lens)
+    verification = {
+        "lens": f"at://{DID}/{PEER_LENS}/3lbqjhf3mzs2c",
+        "lensCommit": CID,
+        "verificationMethod": "codeReview",
+        "codeHash": {"algorithm": "sha256", "digest": SHA},
+        "createdAt": "2026-01-02T03:04:05Z",
+    }
+    lx.validate_record(PEER_LENS_VERIFICATION, verification)
+    with pytest.raises(LexiconError, match="getterCode.commit"):
+        lx.validate_record(PEER_LENS, {**lens, "getterCode": {**code, "commit": 5}})
+
+
+# --- schemas --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda f: f.__name__)
+def test_own_schema_reads_every_layout_and_decodes_a_peer_sample(layout: Any) -> None:
+    own = own_schema(layout())
+    assert own["fields"] == OWN_FIELDS
+    assert (own["$type"], own["name"], own["version"]) == (SCHEMA, "Img", "1.0.0")
+    default_lexicons().validate_record(SCHEMA, own)
+    sample = type_from_schema(own).from_bytes(PEER_PACKED)
+    np.testing.assert_array_equal(sample.image, np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert (sample.label, sample.score, sample.n, sample.ok) == ("cat", 0.5, 3, True)
+    assert (sample.raw, sample.tags, sample.note) == (b"\0\1", ["a", "b"], None)
+
+
+def test_ndarray_shims_of_both_url_generations_and_annotations() -> None:
+    rec = flattened()
+    props = rec["schema"]["properties"]
+    props["image"] = {"$ref": NEW_SHIM, "dtype": "float32", "shape": [None, 28, 28]}
+    props["mask"] = {
+        "$ref": "https://alt.science/schemas/atdata-ndarray-bytes/1.0.0#/$defs/ndarray"
+    }
+    props["sparse"] = {
+        "$ref": "https://alt.science/schemas/atdata-sparse-bytes/1.0.0#/$defs/sparse"
+    }
+    props["free"] = {"type": "object"}
+    props["maybe"] = {"type": ["integer", "null"]}
+    fields = {f["name"]: f["type"] for f in own_schema(rec)["fields"]}
+    assert fields["image"] == {"kind": "ndarray", "dtype": "<f4", "shape": [-1, 28, 28]}
+    assert fields["mask"] == {"kind": "ndarray", "optional": True}
+    assert fields["sparse"] == {"kind": "bytes", "optional": True}
+    assert fields["free"] == {"kind": "any", "optional": True}
+    assert fields["maybe"] == {"kind": "int", "optional": True}
+
+
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        (lambda r: r["schema"]["properties"].update({"class": {"type": "string"}}), "'class'"),
+        (lambda r: r["schema"]["properties"].update({"x": "string"}), "'x'"),
+        (lambda r: r["schema"]["properties"]["image"].update({"dtype": "nope"}), "'image'"),
+        (lambda r: r["schema"]["properties"]["tags"].update({"items": [{}]}), "'tags'"),
+        (lambda r: r.update({"version": "one"}), "version"),
+        (lambda r: r["schema"].pop("properties"), "no JSON Schema"),
+        (lambda r: r["schema"].update({"properties": {}}), "no fields"),
+    ],
+)
+def test_unmappable_schemas_raise_schema_error_naming_the_field(change: Any, names: str) -> None:
+    rec = flattened()
+    change(rec)
+    with pytest.raises(SchemaError, match=names):
+        own_schema(rec)
+
+
+def test_peer_schema_is_the_flattened_layout_and_validates() -> None:
+    rec = peer_schema({"name": "Img", "version": "1.0.0", "fields": OWN_FIELDS}, created_at="x")
+    assert rec["atdataSchemaVersion"] == 1 and rec["schemaType"] == "jsonSchema"
+    assert rec["schema"]["properties"] == PROPERTIES
+    assert rec["schema"]["required"] == REQUIRED
+    assert rec["schema"]["arrayFormatVersions"] == {"ndarrayBytes": "1.0.0"}
+    rec["createdAt"] = "2026-01-02T03:04:05Z"
+    default_lexicons().validate_record(PEER_SCHEMA, rec)
+    for kind in ({"kind": "dict"}, {"kind": "any"}, {"kind": "sample", "sample": "X"}):
+        with pytest.raises(SchemaError, match="'bad'"):
+            peer_schema(
+                {"name": "A", "version": "1.0.0", "fields": [{"name": "bad", "type": kind}]}
+            )
+
+
+_dtypes = st.sampled_from(["<f4", "<f8", "|u1", "<i8", "|b1", "<f2", "<c8"])
+_shapes = st.lists(st.integers(-1, 64), max_size=4)
+
+
+def _kinds(depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
+    scalar = st.sampled_from(["str", "bytes", "int", "float", "bool"]).map(lambda k: {"kind": k})
+    ndarray = st.builds(
+        lambda d, s: {"kind": "ndarray", **d, **s},
+        st.one_of(st.just({}), _dtypes.map(lambda d: {"dtype": d})),
+        st.one_of(st.just({}), _shapes.map(lambda s: {"shape": s})),
+    )
+    options = [scalar, ndarray, st.just({"kind": "list"})]
+    if depth < 2:
+        options.append(_kinds(depth + 1).map(lambda t: {"kind": "list", "item": t}))
+    return st.one_of(*options)
+
+
+_field_names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
+    lambda n: n not in {"if", "in", "is", "or", "as", "def", "for", "and", "not", "del"}
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    names=st.lists(_field_names, min_size=1, max_size=6, unique=True),
+    data=st.data(),
+    version=st.from_regex(r"(0|[1-9][0-9]?)\.(0|[1-9])\.(0|[1-9])(-rc\.[1-9])?", fullmatch=True),
+)
+def test_round_trip_own_schema_of_peer_schema(names: list[str], data: Any, version: str) -> None:
+    fields = []
+    for n in names:
+        t = data.draw(_kinds())
+        if data.draw(st.booleans()):
+            t = {**t, "optional": True}
+        fields.append({"name": n, "type": t})
+    own = {
+        "$type": SCHEMA,
+        "name": "Sample",
+        "version": version,
+        "fields": fields,
+        "createdAt": "2026-01-02T03:04:05Z",
+    }
+    peer = peer_schema(own)
+    default_lexicons().validate_record(PEER_SCHEMA, peer)
+    assert own_schema(peer) == own
+    assert own_schema(json.loads(json.dumps(peer))) == own
+
+
+# --- storage and entries --------------------------------------------------------------------
+
+
+def test_entry_storage_of_every_kind() -> None:
+    b = entry_storage(entry(STORAGES["blobs"]))
+    assert b.kind == "blobs" and b.shards[0].blob_cid == CID and b.shards[0].sha256 == SHA
+    h = entry_storage(entry(STORAGES["http"]))
+    assert [s.url for s in h.shards] == [
+        "https://data.example/a-000.tar",
+        "https://data.example/a-001.tar",
+    ]
+    assert [(s.algorithm, s.digest) for s in h.shards] == [(None, None), ("sha256", SHA)]
+    s3 = entry_storage(entry(STORAGES["s3"]))
+    assert (s3.kind, s3.bucket, s3.endpoint, s3.region) == (
+        "s3",
+        "datasets",
+        "http://127.0.0.1:9000",
+        None,
+    )
+    assert s3.shards == (PeerShard(key="digits/a-000.tar", algorithm="sha256", digest=SHA),)
+    aws = entry_storage(STORAGES["s3-aws"])  # the storage member alone works too
+    assert (aws.endpoint, aws.region) == (None, "us-east-1")
+    ext = entry_storage(entry(STORAGES["external"]))
+    assert [s.url for s in ext.shards] == [
+        "https://data.example/b-000.tar",
+        "https://data.example/b-001.tar",
+        "https://data.example/b-002.tar",
+        "https://data.example/c.tar",
+    ]
+    assert all(s.sha256 is None for s in ext.shards)
+
+
+def test_bare_legacy_blobs_are_read() -> None:
+    st_ = {"$type": "science.alt.dataset.storageBlobs", "blobs": [blob(), blob()]}
+    assert [s.blob_cid for s in entry_storage(st_).shards] == [CID, CID]
+
+
+@pytest.mark.parametrize(
+    ("storage", "path"),
+    [
+        ({"$type": "science.alt.dataset.storageFtp"}, "storage.$type"),
+        ({"$type": "science.alt.dataset.storageHttp", "shards": []}, "storage.shards"),
+        ({"$type": "science.alt.dataset.storageHttp", "shards": [{"url": 3}]}, "shards[0].url"),
+        ({"$type": "science.alt.dataset.storageS3", "shards": [{"key": "k"}]}, "storage.bucket"),
+        ({"$type": "science.alt.dataset.storageBlobs", "blobs": [{"blob": {}}]}, "blobs[0].blob"),
+        ({"$type": "science.alt.dataset.storageExternal", "urls": ["a", 1]}, "urls[1]"),
+    ],
+)
+def test_malformed_storage_raises_lexicon_error_with_path(storage: Any, path: str) -> None:
+    with pytest.raises(LexiconError, match=path.replace("[", r"\[").replace("$", r"\$")):
+        entry_storage(entry(storage))
+
+
+def test_own_dataset_view() -> None:
+    rec = entry(STORAGES["http"], tags=["vision"], size={"samples": 100, "bytes": 2048})
+    view = own_dataset(rec, DID)
+    assert view["did"] == DID and view["schemaUri"] == SCHEMA_URI and view["tags"] == ["vision"]
+    assert view["storage"] == {"kind": "http"}
+    assert view["shards"] == [
+        {"url": "https://data.example/a-000.tar"},
+        {
+            "url": "https://data.example/a-001.tar",
+            "sha256": SHA,
+            "checksum": {"algorithm": "sha256", "digest": SHA},
+        },
+    ]
+    assert view["totals"] == {"shards": 2, "samples": 100, "bytes": 2048}
+    b = own_dataset(entry(STORAGES["blobs"]), DID)["shards"][0]
+    assert (b["cid"], b["blob"], b["sha256"]) == (CID, blob(), SHA)
+    s3 = own_dataset(entry(STORAGES["s3"]), DID)
+    assert s3["storage"] == {
+        "kind": "s3",
+        "bucket": "datasets",
+        "endpoint": "http://127.0.0.1:9000",
+    }
+    assert s3["shards"][0]["key"] == "digits/a-000.tar"
+    assert s3["shards"][0]["url"] == "s3://datasets/digits/a-000.tar"
+
+
+@pytest.mark.parametrize("kind", ["blobs", "http", "s3", "s3-aws"])
+def test_peer_storage_reverses_entry_storage(kind: str) -> None:
+    assert peer_storage(entry_storage(STORAGES[kind])) == STORAGES[kind]
+
+
+def test_peer_entry_and_label_validate() -> None:
+    storage = PeerStorage(
+        "blobs", (PeerShard(blob_cid=CID, blob=blob(), algorithm="sha256", digest=SHA),)
+    )
+    rec = peer_entry(
+        name="digits",
+        schema_uri=SCHEMA_URI,
+        storage=storage,
+        description="d",
+        tags=["vision"],
+        license="MIT",
+        samples=10,
+        size_bytes=10240,
+        metadata={"split": "train"},
+    )
+    default_lexicons().validate_record(PEER_ENTRY, rec)
+    assert rec["size"] == {"shards": 1, "samples": 10, "bytes": 10240}
+    assert entry_storage(rec) == storage
+    label = peer_label(name="digits", dataset_uri=ENTRY_URI, version="1.0.0")
+    default_lexicons().validate_record(PEER_LABEL, label)
+
+
+# --- against the real 0.7 SDK ---------------------------------------------------------------
+
+_PEER_SCRIPT = r"""
+import json, sys
+import numpy as np
+from typing import Optional
+from numpy.typing import NDArray
+import atdata
+from atdata.atmosphere.schema import SchemaPublisher
+from atdata._schema_codec import _schema_to_type
+
+@atdata.packable
+class Img:
+    image: NDArray
+    label: str
+    score: float
+    n: int
+    ok: bool
+    raw: bytes
+    tags: list[str]
+    note: Optional[str] = None
+
+record = SchemaPublisher.__new__(SchemaPublisher)._build_schema_record(
+    Img, name=None, version="1.0.0", description="d", metadata=None).to_record()
+ours = json.loads(sys.argv[1])
+Theirs = _schema_to_type(ours["record"])
+got = Theirs.from_bytes(bytes.fromhex(ours["packed"]))
+print(json.dumps({"record": record, "read": [got.label, got.n, got.image.tolist(), got.tags]}))
+"""
+
+
+@pytest.mark.peer
+def test_schemas_cross_between_the_sdks(peer_python: str) -> None:
+    own = {"name": "Img", "version": "1.0.0", "fields": OWN_FIELDS}
+    ours_type = type_from_schema(own)
+    sample = ours_type(
+        image=np.eye(2, dtype=np.float32),
+        label="dog",
+        score=1.5,
+        n=7,
+        ok=False,
+        raw=b"x",
+        tags=[],
+        note=None,
+    )
+    arg = json.dumps({"record": peer_schema(own), "packed": sample.packed.hex()})
+    out = run_peer(peer_python, _PEER_SCRIPT, arg)
+    # theirs -> ours: the record their SDK writes gives our fields, and validates
+    default_lexicons().validate_record(PEER_SCHEMA, out["record"])
+    assert own_schema(out["record"])["fields"] == OWN_FIELDS
+    # ours -> theirs: their SDK builds a type from our record and decodes our sample
+    assert out["read"] == ["dog", 7, [[1.0, 0.0], [0.0, 1.0]], []]
