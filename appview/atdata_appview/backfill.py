@@ -1,4 +1,5 @@
-"""Backfill: fetch whole repos that hold `io.atdata.*` records, verify them, index them.
+"""Backfill: fetch whole repos that hold records we index (`io.atdata.*` and the peer
+network's `science.alt.dataset.*`), verify them, index them.
 
 Only repos with our records are fetched, never the whole network: a host that
 implements `com.atproto.sync.listReposByCollection` (a relay) names them; a PDS
@@ -32,9 +33,9 @@ import aiohttp
 from atdata.atmosphere.netguard import check_url
 from atdata.errors import ResolutionError, UnsafeURLError
 from atdata.ratelimit import retry_after_seconds
-from atdata.records import OWN_COLLECTIONS
+from atdata.records import OWN_COLLECTIONS, PEER_COLLECTIONS
 
-from .frames import ATDATA_PREFIX, Car, CarError, CarReader
+from .frames import INDEXED_PREFIXES, Car, CarError, CarReader, Prefixes
 from .identity import Identity, IdentityResolver
 from .indexer import IngestCounters
 from .verify import VerifiedRepo, VerifyError, verify_repo
@@ -49,7 +50,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OUR_COLLECTIONS = OWN_COLLECTIONS
+#: The collections a repo is backfilled for: both families', asked one by one.
+OUR_COLLECTIONS = OWN_COLLECTIONS + PEER_COLLECTIONS
 #: Largest getRepo body fetched. Repos holding datasets are mostly records of a few KB
 #: each (the shards are blobs, not in the repo); a PDS caps a single blob far lower.
 DEFAULT_MAX_REPO_BYTES = 256 * 1024 * 1024
@@ -119,7 +121,7 @@ class Backfiller:
         limiter: HostRateLimiter | None = None,
         workers: int = 2,
         timeout: float = 60.0,
-        prefix: str = ATDATA_PREFIX,
+        prefix: Prefixes = INDEXED_PREFIXES,
         max_retries: int = 5,
         allow_private: bool | None = None,
         max_repo_bytes: int = DEFAULT_MAX_REPO_BYTES,

@@ -3,7 +3,8 @@
 A frame is two concatenated DAG-CBOR objects: a header `{op, t}` and a body.
 We decode both with one `libipld.decode_dag_cbor_multi` call (the CAR in a
 commit stays an opaque byte string), look at the op paths, and only go on to
-parse the CAR of a commit that touches an `io.atdata.*` collection. Pydantic
+parse the CAR of a commit that touches a collection of ours (`io.atdata.*`) or of the peer
+network (`science.alt.dataset.*`), both indexed. Pydantic
 models are never built: on this path they cost about three times the decode.
 """
 
@@ -14,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import libipld
-from atdata.records import OWN_NAMESPACE
+from atdata.records import OWN_NAMESPACE, PEER_NAMESPACE
 
 __all__ = [
-    "ATDATA_PREFIX",
+    "INDEXED_PREFIXES",
     "AccountEvent",
     "CarError",
     "CarReader",
@@ -37,7 +38,10 @@ __all__ = [
     "parse_cid",
 ]
 
-ATDATA_PREFIX = OWN_NAMESPACE
+#: Record paths the AppView looks into: both lexicon families it indexes. A parameter typed
+#: `Prefixes` takes one prefix or several (what `str.startswith` takes).
+INDEXED_PREFIXES: tuple[str, ...] = (OWN_NAMESPACE, PEER_NAMESPACE)
+Prefixes = str | tuple[str, ...]
 
 _SHA256 = 0x12
 _DAG_CBOR = 0x71
@@ -170,7 +174,7 @@ def _split_path(path: Any) -> tuple[str, str]:
     return collection, rkey
 
 
-def decode_frame(data: bytes, prefix: str = ATDATA_PREFIX) -> Event:
+def decode_frame(data: bytes, prefix: Prefixes = INDEXED_PREFIXES) -> Event:
     """Decode one binary websocket message; raise `FrameError` on garbage.
 
     A commit whose ops all lie outside `prefix` comes back as a `SkippedCommit`
@@ -220,7 +224,7 @@ def decode_frame(data: bytes, prefix: str = ATDATA_PREFIX) -> Event:
     return InfoEvent(str(kind), None, seq if isinstance(seq, int) else None)
 
 
-def _commit(body: dict[str, Any], prefix: str) -> CommitEvent | SkippedCommit:
+def _commit(body: dict[str, Any], prefix: Prefixes) -> CommitEvent | SkippedCommit:
     seq = _req(body, "seq", int)
     repo = _req(body, "repo", str)
     rev = _req(body, "rev", str)

@@ -23,6 +23,7 @@ from typing import Any
 from atdata.errors import LexiconError
 from atdata.lexicon import default_lexicons
 
+from .db.models import COLLECTION_TABLES
 from .db.ops import DeleteRecord, PurgeRepo, SaveCursor, SetRepo, UpsertRecord, WriteOp
 from .db.store import RepoInfo
 from .identity import Identity
@@ -208,6 +209,12 @@ class Indexer:
         self.resync.discard(did)
 
     def _valid(self, did: str, op: VerifiedOp) -> bool:
+        """Whether to index the record: of a collection we index (another collection under
+        a followed namespace, e.g. one the peer network adds later, is passed over without
+        counting) and valid against its lexicon (counted and logged with the reason if not)."""
+        if op.collection not in COLLECTION_TABLES:
+            log.debug("record of unindexed collection %s skipped", op.collection)
+            return False
         if self.validator is None:
             return True
         assert op.record is not None

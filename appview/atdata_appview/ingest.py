@@ -23,7 +23,7 @@ import aiohttp
 
 from .backfill import DEFAULT_MAX_REPO_BYTES, Backfiller, HostRateLimiter
 from .firehose import DEFAULT_CONNECT_TIMEOUT, FirehoseConnection, HostState
-from .frames import ATDATA_PREFIX, ErrorFrame, Event, FrameError, decode_frame
+from .frames import INDEXED_PREFIXES, ErrorFrame, Event, FrameError, Prefixes, decode_frame
 from .handlers import EventRouter, HandlerDeps
 from .identity import Identity, IdentityResolver
 from .indexer import Indexer, IngestCounters, RecordValidator, default_validator
@@ -52,7 +52,7 @@ class IngestService:
         batch_interval: float = 0.25,
         heartbeat: float = 20.0,
         rate_limit: float = 20.0,
-        prefix: str = ATDATA_PREFIX,
+        prefix: Prefixes = INDEXED_PREFIXES,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_repo_bytes: int = DEFAULT_MAX_REPO_BYTES,
         allow_private: bool | None = None,
@@ -104,6 +104,7 @@ class IngestService:
         self._stopping = asyncio.Event()
         self._kick = asyncio.Event()
         self._started = asyncio.Event()
+        self._enumerating: asyncio.Task[None] | None = None
 
     @property
     def backfill_enabled(self) -> bool:
@@ -123,8 +124,10 @@ class IngestService:
             for did in sorted(self.indexer.resync):
                 self.backfiller.enqueue(did)
             if self.backfill_at_start:
-                enumerate_all = self.resync.enumerate(self.hosts)
-                self._tasks.append(spawn(enumerate_all, name="ingest-enumerate"))
+                self._enumerating = spawn(
+                    self.resync.enumerate(self.hosts), name="ingest-enumerate"
+                )
+                self._tasks.append(self._enumerating)
         for host in self.hosts:
             self._essential.append(spawn(self._consume(host), name=f"ingest-{host}"))
         self._tasks.extend(self._essential)
@@ -201,7 +204,23 @@ class IngestService:
         return {
             **self.counters.as_dict(),
             "backfill_queue": self.backfiller.queued,
+            "backlog": self.backlog(),
             "hosts": hosts,
+        }
+
+    def backlog(self) -> dict[str, Any]:
+        """What the index still waits for, so an operator can tell when it has caught up:
+        repos awaiting a whole fetch (backfill or resync), the live events held for them,
+        and whether the start-up listing of repos is still running. The hosts' cursors can
+        reach the end of their streams while held records have not landed yet."""
+        listing = self._enumerating is not None and not self._enumerating.done()
+        repos = self.resync.awaiting()
+        held = self.resync.held_events
+        return {
+            "repos": repos,
+            "heldEvents": held,
+            "listingRepos": listing,
+            "caughtUp": repos == 0 and held == 0 and not listing,
         }
 
     # -- frames in ---------------------------------------------------------------------------

@@ -98,6 +98,17 @@ class _IndexValues(Collector):
         yield _gauge(
             "backfill_queue", "Repos waiting for backfill.", int(ingest.get("backfill_queue") or 0)
         )
+        backlog: Mapping[str, Any] = ingest.get("backlog") or {}
+        yield _gauge(
+            "backlog_repos",
+            "Repos awaiting a whole fetch (backfill or resync).",
+            int(backlog.get("repos") or 0),
+        )
+        yield _gauge(
+            "backlog_held_events",
+            "Firehose events held until their repo's fetch ends.",
+            int(backlog.get("heldEvents") or 0),
+        )
         hosts: Mapping[str, Mapping[str, Any]] = ingest.get("hosts") or {}
         lag = GaugeMetricFamily(
             f"{PREFIX}_host_lag_seconds",

@@ -51,6 +51,15 @@ class ResyncPolicy:
         self.counters.held_events += 1
         return True
 
+    @property
+    def held_events(self) -> int:
+        """Events waiting, now, for their repo's fetch to end."""
+        return sum(len(events) for events in self._held.values())
+
+    def awaiting(self) -> int:
+        """Repos waiting for a whole fetch: queued or fetching, or marked for resync."""
+        return len(self.backfiller.active | self.indexer.resync)
+
     def release(self, did: str) -> list[HeldEvent]:
         """The fetch of `did` ended: its held events, in arrival order, to replay now."""
         self.backfiller.active.discard(did)

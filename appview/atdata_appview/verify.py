@@ -16,7 +16,7 @@ from typing import Any
 
 import libipld
 
-from .frames import ATDATA_PREFIX, Car, CarError, CommitEvent, cid_str, parse_car
+from .frames import INDEXED_PREFIXES, Car, CarError, CommitEvent, Prefixes, cid_str, parse_car
 from .identity import Identity, VerifyKey
 from .mst import ProofError, mst_lookup, mst_walk
 
@@ -205,7 +205,10 @@ async def verify_commit(event: CommitEvent, resolve: Resolve) -> VerifiedCommit:
 
 
 def verify_repo(
-    did: str, car_bytes: bytes | Car, key: VerifyKey | None, prefix: str = ATDATA_PREFIX
+    did: str,
+    car_bytes: bytes | Car,
+    key: VerifyKey | None,
+    prefix: Prefixes = INDEXED_PREFIXES,
 ) -> VerifiedRepo:
     """Verify a whole-repo CAR (getRepo; bytes, or already split by a `CarReader`) and
     return the records of our collections."""
@@ -222,7 +225,7 @@ def verify_repo(
         leaves = mst_walk(car.get, commit["data"])
     except ProofError as exc:
         raise VerifyError(f"repo {did}: {exc}") from exc
-    pre = prefix.encode()
+    pre = tuple(p.encode() for p in ((prefix,) if isinstance(prefix, str) else prefix))
     records: list[VerifiedOp] = []
     for key_bytes, value in leaves:
         if not key_bytes.startswith(pre):

@@ -319,15 +319,15 @@ def lens_row(record: Mapping[str, Any]) -> LensRow:
 def _json_schema_document(record: Mapping[str, Any]) -> Mapping[str, Any]:
     """The JSON Schema of a peer schema record, in any of the three body forms in circulation:
     flattened into ``schema`` (what the 0.5-0.7 SDK writes), enveloped as ``schema.content``
-    (the lexicon repository since v0.4.0b1), or the legacy ``schemaBody``."""
+    (the lexicon repository since v0.4.0b1), or nested as ``schema.schemaBody`` (legacy)."""
     body = record.get("schema")
-    if isinstance(body, Mapping):
-        content = body.get("content")
-        if isinstance(content, Mapping):
-            return content
-        return body
-    legacy = record.get("schemaBody")
-    return legacy if isinstance(legacy, Mapping) else {}
+    if not isinstance(body, Mapping):
+        return {}
+    for nested in ("content", "schemaBody"):
+        inner = body.get(nested)
+        if isinstance(inner, Mapping):
+            return inner
+    return body
 
 
 def peer_field_names(record: Mapping[str, Any]) -> list[str]:
