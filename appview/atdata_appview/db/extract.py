@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from atdata.errors import SchemaError
+from atdata.peer import schema_body
 from atdata.records import (
     DATASET,
     LENS,
@@ -316,24 +318,12 @@ def lens_row(record: Mapping[str, Any]) -> LensRow:
 # -- the peer family (science.alt.dataset.*) ------------------------------------------------------
 
 
-def _json_schema_document(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The JSON Schema of a peer schema record, in any of the three body forms in circulation:
-    flattened into ``schema`` (what the 0.5-0.7 SDK writes), enveloped as ``schema.content``
-    (the lexicon repository since v0.4.0b1), or nested as ``schema.schemaBody`` (legacy)."""
-    body = record.get("schema")
-    if not isinstance(body, Mapping):
-        return {}
-    for nested in ("content", "schemaBody"):
-        inner = body.get(nested)
-        if isinstance(inner, Mapping):
-            return inner
-    return body
-
-
 def peer_field_names(record: Mapping[str, Any]) -> list[str]:
-    """Field names of a peer schema: the properties of its JSON Schema, in order."""
-    properties = _json_schema_document(record).get("properties")
-    if not isinstance(properties, Mapping):
+    """Field names of a peer schema: the properties of its JSON Schema, in whichever of the
+    three body layouts it was written (`atdata.peer.schema_body`); none when it has none."""
+    try:
+        properties = schema_body(record)["properties"]
+    except SchemaError:
         return []
     return [name for name in properties if isinstance(name, str)]
 
