@@ -34,7 +34,17 @@ from ..errors import (
 from ..lens import Lens
 from ..lexicon import Lexicons, default_lexicons
 from ..packable import as_packable, is_packable
-from ..records import DATASET, LENS, SCHEMA, DatasetRef, Record, RecordRef
+from ..records import (
+    DATASET,
+    LENS,
+    PEER_ENTRY,
+    PEER_LABEL,
+    PEER_SCHEMA,
+    SCHEMA,
+    DatasetRef,
+    Record,
+    RecordRef,
+)
 from ..versions import InvalidVersion, next_patch, parse_version, record_version
 from ..writer import ShardInfo, observe_arrays, write_samples
 from .cards import CARD_INLINE_MAX, CARD_MIME, read_card
@@ -42,6 +52,17 @@ from .identity import parse_at_uri
 from .lens_code import import_lens, lens_code_ref
 from .lineage import derivation_entries
 from .netguard import get_json
+from .peer_publish import (
+    OWN_FAMILY,
+    PEER_FAMILY,
+    check_family,
+    not_a_peer_schema,
+    peer_entry_record,
+    peer_entry_storage,
+    peer_label_record,
+    peer_schema_record,
+    refuse_unheld,
+)
 from .resolve import fetch_record
 from .shards import (
     PublishError,
@@ -61,6 +82,8 @@ TAR_MIME = "application/x-tar"
 MAX_INLINE_SHARDS = 1000
 _MAX_INLINE_JSON = 300_000  # bytes of JSON: well under the 1 MB record limit
 _PLACEHOLDER_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+#: The largest blob a science.alt.dataset.storageBlobs entry may reference (its lexicon).
+_PEER_BLOB_MAX = 50 * 1024 * 1024
 
 
 def now_iso() -> str:
@@ -236,21 +259,27 @@ class Client:
         return uris
 
     # -- schemas -------------------------------------------------------------------------
-    def publish_schema(self, sample_type: Any) -> RecordRef:
+    def publish_schema(self, sample_type: Any, *, family: str = OWN_FAMILY) -> RecordRef:
         """Publish the schema of a packable class (or a schema record dict); returns its ref.
 
         Publishing identical content again returns the existing record. The same name and
         version with different content is an error: schemas are immutable, bump the version.
+
+        `family="science.alt.dataset"` publishes a ``science.alt.dataset.schema`` record (the
+        JSON Schema form the atdata 0.7 SDK writes) instead of an ``io.atdata.schema``.
         """
+        nsid = SCHEMA if check_family(family) == OWN_FAMILY else PEER_SCHEMA
         record = (
             dict(sample_type)
             if isinstance(sample_type, Mapping)
             else schema_mod.schema_of(sample_type)
         )
         record.setdefault("createdAt", now_iso())
-        self._validate(SCHEMA, {"$type": SCHEMA, **record})
+        if nsid == PEER_SCHEMA:
+            record = peer_schema_record(record)
+        self._validate(nsid, {"$type": nsid, **record})
         name, version = record.get("name"), record.get("version")
-        for existing in self.iter_records(SCHEMA):
+        for existing in self.iter_records(nsid):
             v = existing.value
             if v.get("name") == name and v.get("version") == version:
                 if _content(v) == _content(record):
@@ -260,7 +289,7 @@ class Client:
                     f"schema {name}@{version} is already published ({existing.uri}) with different "
                     "content; schemas are immutable: publish it under a new version"
                 )
-        return self.create_record(SCHEMA, record)
+        return self.create_record(nsid, record)
 
     def _schema_ref(self, schema: Any, shards: Any) -> RecordRef:
         if isinstance(schema, RecordRef):
@@ -287,6 +316,8 @@ class Client:
             schema = getattr(shards, "sample_type", None)
         if isinstance(schema, str):  # an at:// URI or a RecordRef
             rec = _fetch_any(self, str(schema))
+            if rec.value.get("$type") == PEER_SCHEMA:
+                return  # checked against the peer schema once peer.py can read it
             if rec.value.get("$type") != SCHEMA:
                 raise PublishError(f"{schema} is not an {SCHEMA} record")
             schema = schema_mod.type_from_schema(rec.value)
@@ -371,6 +402,7 @@ class Client:
         derived_from: Any = None,
         version: str | None = None,
         allow_older: bool = False,
+        family: str = OWN_FAMILY,
     ) -> DatasetRef:
         """Publish shards as an `io.atdata.dataset` record; returns its ref (with `.version`).
 
@@ -393,7 +425,22 @@ class Client:
         under `name`, nor lower than its newest unless `allow_older=True`; both are checked
         against one's own repository before anything is uploaded. Without it the next patch
         version after the newest is used ("1.0.0" for a new name), logged and returned.
+
+        `family="science.alt.dataset"` publishes for the atdata 0.7 network instead: a
+        ``science.alt.dataset.entry`` (storageBlobs, storageHttp or storageS3, each shard
+        with its sha256), its schema as a ``science.alt.dataset.schema``, and a
+        ``science.alt.dataset.label`` naming the entry `name`@`version` (the version chosen
+        and checked as above, against one's labels of that name). `card`, `derived_from`
+        and `splits` have no place in that family's records and are refused.
         """
+        if check_family(family) == PEER_FAMILY:
+            refuse_unheld(card=card, derived_from=derived_from, splits=splits)
+            if isinstance(shards, Dataset) and shards.lens is not None and shards.uri:
+                raise PublishError(
+                    f"family={PEER_FAMILY!r} cannot hold lineage, which a dataset viewed "
+                    "through a lens records (its source): write the view out with "
+                    "atdata.write_samples and publish those shards"
+                )
         if license is not None:
             try:
                 check_license(license)
@@ -411,6 +458,23 @@ class Client:
                 shards = _materialise(shards, tmp.name)
             facts = gather_shards(shards)
             self._check_samples_fit(schema, shards, facts)
+            if family == PEER_FAMILY:
+                return self._publish_peer_entry(
+                    shards,
+                    facts,
+                    tmp.name,
+                    name=name,
+                    schema=schema,
+                    storage=storage,
+                    description=description,
+                    tags=tags,
+                    license=license,
+                    cut_oversize=cut_oversize,
+                    s3_client_kwargs=s3_client_kwargs,
+                    progress=progress,
+                    version=version,
+                    allow_older=allow_older,
+                )
             # what needs the network comes after every local check
             version = self._choose_version(name, version, allow_older)
             lineage = derivation_entries(
@@ -480,13 +544,96 @@ class Client:
         finally:
             tmp.cleanup()
 
-    def _choose_version(self, name: str, version: str | None, allow_older: bool) -> str:
+    def _publish_peer_entry(
+        self,
+        shards: Any,
+        facts: list[ShardInfo],
+        tmp: str,
+        *,
+        name: str,
+        schema: Any,
+        storage: str | Sequence[str],
+        description: str | None,
+        tags: Sequence[str],
+        license: str | None,
+        cut_oversize: bool,
+        s3_client_kwargs: Mapping[str, Any] | None,
+        progress: bool | None,
+        version: str | None,
+        allow_older: bool,
+    ) -> DatasetRef:
+        """`publish_dataset(family="science.alt.dataset")` once the shards passed the local
+        checks: entry and label drafted and validated, then schema, shards, entry, label."""
+        version = self._choose_version(name, version, allow_older, collection=PEER_LABEL)
+        kind, plan, _ = self._plan(facts, storage, cut_oversize, tmp, cap=_PEER_BLOB_MAX)
+        totals = {
+            "samples": sum(s.samples for s in plan),
+            "bytes": sum(s.bytes for s in plan),
+            "shards": len(plan),
+        }
+
+        def entry(schema_uri: str, entries: list[dict[str, Any]], where: dict[str, Any]) -> dict:
+            return peer_entry_record(
+                name=name,
+                schema_uri=schema_uri,
+                storage=peer_entry_storage(kind, where, entries),
+                totals=totals,
+                created_at=now_iso(),
+                description=description,
+                tags=list(tags),
+                license=license,
+            )
+
+        entries, storage_obj = self._locations(
+            kind, storage, plan, dry=True, s3_kwargs=s3_client_kwargs
+        )
+        if self._needs_manifest(entries):
+            raise PublishError(
+                f"{len(entries)} shards do not fit in one {PEER_ENTRY} record (that family has "
+                f"no manifest; limit {MAX_INLINE_SHARDS}): write larger shards"
+            )
+        placeholder = f"at://{self.did}/{PEER_ENTRY}/placeholder"
+        self._validate(
+            PEER_ENTRY, {"$type": PEER_ENTRY, **entry(placeholder, entries, storage_obj)}
+        )
+        label = peer_label_record(
+            name=name, entry_uri=placeholder, version=version, created_at=now_iso()
+        )
+        self._validate(PEER_LABEL, {"$type": PEER_LABEL, **label})
+        # Only now, with the plan and both records checked, is anything written.
+        schema_uri = self._peer_schema_uri(schema, shards)
+        entries, storage_obj = self._locations(
+            kind, storage, plan, dry=False, s3_kwargs=s3_client_kwargs, progress=progress
+        )
+        ref = self.create_record(PEER_ENTRY, entry(schema_uri, entries, storage_obj))
+        self.create_record(PEER_LABEL, {**label, "datasetUri": ref.uri, "createdAt": now_iso()})
+        log.info("published %s version %s as %s (%s)", name, version, ref.uri, PEER_ENTRY)
+        return DatasetRef(ref.uri, ref.cid, version)
+
+    def _peer_schema_uri(self, schema: Any, shards: Any) -> str:
+        """The at:// URI of the entry's ``science.alt.dataset.schema`` (published from the
+        sample class when needed; a given ref must be one of that family)."""
+        if isinstance(schema, str):  # an at:// URI or a RecordRef
+            rec = _fetch_any(self, str(schema))
+            if rec.value.get("$type") != PEER_SCHEMA:
+                raise not_a_peer_schema(str(schema), rec.value)
+            return rec.uri
+        if schema is None:
+            schema = getattr(shards, "sample_type", None)
+            if schema is None:
+                raise PublishError("publish_dataset needs schema= (a sample class or a schema ref)")
+        return str(self.publish_schema(schema, family=PEER_FAMILY))
+
+    def _choose_version(
+        self, name: str, version: str | None, allow_older: bool, collection: str = DATASET
+    ) -> str:
         """The version to publish `name` as, checked against one's own records of that name
-        (listRecords on one's PDS, never an AppView: right after a publish it already counts).
+        in `collection` (datasets, or labels for the peer family; listRecords on one's PDS,
+        never an AppView: right after a publish it already counts).
         """
         used = [
             record_version(r.value)
-            for r in self.iter_records(DATASET)
+            for r in self.iter_records(collection)
             if r.value.get("name") == name
         ]
         if version is None:
@@ -541,8 +688,15 @@ class Client:
         return record
 
     def _plan(
-        self, facts: list[ShardInfo], storage: Any, cut_oversize: bool, tmp: str
+        self,
+        facts: list[ShardInfo],
+        storage: Any,
+        cut_oversize: bool,
+        tmp: str,
+        cap: int | None = None,
     ) -> tuple[str, list[ShardInfo], list[list[int]]]:
+        """Storage kind, the shards to upload (cut to the blob limit: the PDS's, or `cap`
+        when lower) and which of them each given shard became."""
         if isinstance(storage, str) and storage == "blobs":
             kind = "blobs"
         elif isinstance(storage, str) and storage.startswith("s3://"):
@@ -562,6 +716,8 @@ class Client:
         if kind != "blobs":
             return kind, facts, mapping
         limit = self.blob_limit()
+        if cap is not None:
+            limit = cap if limit is None else min(limit, cap)
         if limit is None:
             return kind, facts, mapping  # unknown: the largest shard goes first (see _locations)
         plan: list[ShardInfo] = []

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from .._sources import LocalShard, expand_sources
-from ..records import DATASET
+from ..records import DATASET, PEER_ENTRY
 from . import EXIT_INTERRUPTED, CliError
 from ._common import (
     HANDLE_OPTION,
@@ -86,6 +86,13 @@ _CARD = typer.Option(
     show_default=False,
 )
 
+_FAMILY = typer.Option(
+    "io.atdata",
+    "--family",
+    help="io.atdata, or science.alt.dataset: the atdata 0.7 network's entry, schema and a "
+    "label naming the version (no --card, --split or --derived-from).",
+)
+
 _URLS = typer.Option(
     [],
     "--url",
@@ -140,6 +147,7 @@ def publish(
     allow_older: bool = typer.Option(
         False, "--allow-older", help="Allow a version lower than your newest of this name."
     ),
+    family: str = _FAMILY,
     pds: str = PDS_OPTION,
     handle: str = HANDLE_OPTION,
     password: str = PASSWORD_OPTION,
@@ -160,6 +168,8 @@ def publish(
       atdata publish out/*.tar --name digits --schema mypkg:Digit --storage s3://bucket/digits
 
       atdata publish out/*.tar --name digits --schema mypkg:Digit --version 2.0.0
+
+      atdata publish out/*.tar --name digits --schema mypkg:Digit --family science.alt.dataset
     """
 
     use_plc(plc)
@@ -195,6 +205,7 @@ def publish(
             derived_from=[_derivation(d) for d in derived_from],
             version=version,
             allow_older=allow_older,
+            family=family,
         )
     except KeyboardInterrupt:
         note(watch.interrupted(name))
@@ -252,7 +263,7 @@ class _PublishWatch:
 
     @property
     def dataset(self) -> str | None:
-        return next((uri for nsid, uri in self.records if nsid == DATASET), None)
+        return next((uri for nsid, uri in self.records if nsid in (DATASET, PEER_ENTRY)), None)
 
     def interrupted(self, name: str) -> str:
         """One line: what an interrupted publish of `name` did and did not publish."""

@@ -120,6 +120,11 @@ def publish(
     target: str = typer.Argument(
         ..., help="The @packable class to publish, as module:Class.", show_default=False
     ),
+    family: str = typer.Option(
+        "io.atdata",
+        "--family",
+        help="io.atdata, or science.alt.dataset (the atdata 0.7 network's JSON Schema form).",
+    ),
     pds: str = PDS_OPTION,
     handle: str = HANDLE_OPTION,
     password: str = PASSWORD_OPTION,
@@ -139,7 +144,7 @@ def publish(
     """
     cls = sample_class(target)
     client = login(pds, handle, password)
-    ref = client.publish_schema(cls)
+    ref = client.publish_schema(cls, family=family)
     out(str(ref))
 
 
