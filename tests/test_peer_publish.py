@@ -21,7 +21,8 @@ from _fixtures.local_http import file_server
 from _fixtures.peer_network import make_samples, peer_read, plain
 from _fixtures.services import login
 from atdata.atmosphere import Client, PublishError
-from atdata.atmosphere.peer_publish import NDARRAY_SHIM, peer_schema_record
+from atdata.atmosphere.peer_publish import peer_schema_record
+from atdata.peer import NDARRAY_SHIM_REF as NDARRAY_SHIM
 from atdata.records import PEER_ENTRY, PEER_LABEL, PEER_SCHEMA
 from numpy.typing import NDArray
 
@@ -78,7 +79,7 @@ def test_schema_in_the_flattened_form_the_peer_writes() -> None:
     assert body["$schema"] == "http://json-schema.org/draft-07/schema#"
     assert body["type"] == "object"
     assert body["properties"] == {
-        "image": {"$ref": NDARRAY_SHIM},
+        "image": {"$ref": NDARRAY_SHIM, "dtype": "<f4"},
         "label": {"type": "string"},
         "count": {"type": "integer"},
         "score": {"type": "number"},
@@ -93,7 +94,7 @@ def test_schema_in_the_flattened_form_the_peer_writes() -> None:
 
 
 def test_nested_sample_types_are_refused_by_name() -> None:
-    with pytest.raises(PublishError, match=r"peerpub\.Outer\.inner.*nested sample types"):
+    with pytest.raises(PublishError, match=r"peerpub\.Outer: field 'inner': kind 'sample'"):
         peer_schema_record(atdata.schema.schema_of(Outer))
 
 
@@ -162,7 +163,11 @@ def test_blob_dataset_records_in_the_peer_shapes(author: Client, tmp_path: Path)
 
     schema = only(author, PEER_SCHEMA)
     assert schema["name"] == "peerpub.Glyph" and schema["atdataSchemaVersion"] == 1
-    assert schema["schema"]["properties"]["image"] == {"$ref": NDARRAY_SHIM}
+    assert schema["schema"]["properties"]["image"] == {
+        "$ref": NDARRAY_SHIM,
+        "dtype": "|u1",
+        "shape": [3, 4],
+    }
 
     entry = only(author, PEER_ENTRY)
     assert entry["uri"] == ref

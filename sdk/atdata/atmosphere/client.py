@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import semver
 
+from .. import peer
 from .. import schema as schema_mod
 from .._sources import s3_client
 from ..dataset import Dataset
@@ -57,10 +58,8 @@ from .peer_publish import (
     PEER_FAMILY,
     check_family,
     not_a_peer_schema,
-    peer_entry_record,
-    peer_entry_storage,
-    peer_label_record,
     peer_schema_record,
+    peer_storage_of,
     refuse_unheld,
 )
 from .resolve import fetch_record
@@ -317,10 +316,11 @@ class Client:
         if isinstance(schema, str):  # an at:// URI or a RecordRef
             rec = _fetch_any(self, str(schema))
             if rec.value.get("$type") == PEER_SCHEMA:
-                return  # checked against the peer schema once peer.py can read it
-            if rec.value.get("$type") != SCHEMA:
+                schema = schema_mod.type_from_schema(peer.own_schema(rec.value))
+            elif rec.value.get("$type") != SCHEMA:
                 raise PublishError(f"{schema} is not an {SCHEMA} record")
-            schema = schema_mod.type_from_schema(rec.value)
+            else:
+                schema = schema_mod.type_from_schema(rec.value)
         if not (isinstance(schema, type) and is_packable(schema)):
             return  # `_schema_ref` reports what is wrong with it
         first = next((f for f in facts if f.samples), None)
@@ -566,22 +566,20 @@ class Client:
         checks: entry and label drafted and validated, then schema, shards, entry, label."""
         version = self._choose_version(name, version, allow_older, collection=PEER_LABEL)
         kind, plan, _ = self._plan(facts, storage, cut_oversize, tmp, cap=_PEER_BLOB_MAX)
-        totals = {
-            "samples": sum(s.samples for s in plan),
-            "bytes": sum(s.bytes for s in plan),
-            "shards": len(plan),
-        }
 
-        def entry(schema_uri: str, entries: list[dict[str, Any]], where: dict[str, Any]) -> dict:
-            return peer_entry_record(
+        def entry(
+            schema_uri: str, entries: list[dict[str, Any]], where: dict[str, Any]
+        ) -> dict[str, Any]:
+            return peer.peer_entry(
                 name=name,
                 schema_uri=schema_uri,
-                storage=peer_entry_storage(kind, where, entries),
-                totals=totals,
-                created_at=now_iso(),
+                storage=peer_storage_of(kind, where, entries),
                 description=description,
                 tags=list(tags),
                 license=license,
+                samples=sum(s.samples for s in plan),
+                size_bytes=sum(s.bytes for s in plan),
+                created_at=now_iso(),
             )
 
         entries, storage_obj = self._locations(
@@ -592,13 +590,11 @@ class Client:
                 f"{len(entries)} shards do not fit in one {PEER_ENTRY} record (that family has "
                 f"no manifest; limit {MAX_INLINE_SHARDS}): write larger shards"
             )
-        placeholder = f"at://{self.did}/{PEER_ENTRY}/placeholder"
+        placeholder = f"at://did:plc:placeholder/{PEER_ENTRY}/placeholder"
         self._validate(
             PEER_ENTRY, {"$type": PEER_ENTRY, **entry(placeholder, entries, storage_obj)}
         )
-        label = peer_label_record(
-            name=name, entry_uri=placeholder, version=version, created_at=now_iso()
-        )
+        label = peer.peer_label(name=name, dataset_uri=placeholder, version=version)
         self._validate(PEER_LABEL, {"$type": PEER_LABEL, **label})
         # Only now, with the plan and both records checked, is anything written.
         schema_uri = self._peer_schema_uri(schema, shards)
