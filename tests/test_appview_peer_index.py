@@ -294,3 +294,43 @@ def test_a_created_at_longer_than_its_column_is_indexed_at_the_time_of_indexing(
     (row,) = _rows(store, datasets, rkey="lt")
     assert row.created_at is not None and len(row.created_at) <= 40
     assert row.family == "io.atdata"
+
+
+def test_families_version_apart(store: Store) -> None:
+    """Our dataset and a peer entry of the same author and name are not versions of one
+    another: each is the newest of its family. Peer entries of one name version among
+    themselves (no version field: the newest createdAt wins)."""
+
+    async def go() -> None:
+        async with store.transaction() as tx:
+            ours = dataset_record("mnist")
+            ours["version"] = "2.0.0"
+            tx.upsert_record(P, DATASET, "ours", "c1", ours)
+            tx.upsert_record(
+                P,
+                PEER_ENTRY,
+                "old",
+                "c2",
+                peer.entry_record("mnist", "at://s", created="2026-01-01T00:00:00+00:00"),
+            )
+            tx.upsert_record(
+                P,
+                PEER_ENTRY,
+                "new",
+                "c3",
+                peer.entry_record("mnist", "at://s", created="2026-02-01T00:00:00+00:00"),
+            )
+
+    run(go())
+    assert {r.rkey: bool(r.newest) for r in _rows(store, datasets)} == {
+        "ours": True,
+        "old": False,
+        "new": True,
+    }
+
+    async def drop() -> None:
+        async with store.transaction() as tx:
+            tx.delete_record(P, PEER_ENTRY, "new")
+
+    run(drop())
+    assert {r.rkey: bool(r.newest) for r in _rows(store, datasets)} == {"ours": True, "old": True}

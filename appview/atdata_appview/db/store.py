@@ -354,14 +354,18 @@ class _Statements:
             select(schemas.c.field_names).where(schemas.c.uri == bindparam("uri"))
         )
         self.dataset_ids = sql(
-            select(datasets.c.id, datasets.c.did, datasets.c.name).where(
+            select(datasets.c.id, datasets.c.did, datasets.c.name, datasets.c.family).where(
                 datasets.c.uri == bindparam("uri")
             )
         )
         self.versions_of = sql(
             select(
                 datasets.c.id, datasets.c.version, datasets.c.created_at, datasets.c.newest
-            ).where(datasets.c.did == bindparam("did"), datasets.c.name == bindparam("name"))
+            ).where(
+                datasets.c.did == bindparam("did"),
+                datasets.c.name == bindparam("name"),
+                datasets.c.family == bindparam("family"),
+            )
         )
         self.set_newest = sql(
             update(datasets)
@@ -447,8 +451,9 @@ class _Writer:
         self._shards: list[dict[str, Any]] = []
         self._lineage: list[dict[str, Any]] = []
         self._fts: list[dict[str, Any]] = []
-        #: (did, name) of every dataset written or deleted: their newest is settled at the end.
-        self._names: set[tuple[str, str]] = set()
+        #: (did, family, name) of every dataset written or deleted: their newest is settled at
+        #: the end. Families version apart: a peer entry is no older version of our dataset.
+        self._names: set[tuple[str, str, str]] = set()
         self.upserted = 0
         self.deleted = 0
 
@@ -544,8 +549,8 @@ class _Writer:
         """Mark the newest version of each (did, name) written or deleted in this batch (and
         only it): search then collapses versions by filtering one column."""
         changes: list[dict[str, Any]] = []
-        for did, name in self._names:
-            self.cur.execute(self.sql.versions_of, {"did": did, "name": name})
+        for did, family, name in self._names:
+            self.cur.execute(self.sql.versions_of, {"did": did, "name": name, "family": family})
             rows = self.cur.fetchall()
             best = newest(rows, lambda r: (r[1], r[2]))
             changes += [
@@ -687,15 +692,15 @@ class _Writer:
         if not new:
             self.flush()  # collected rows may belong to this dataset
             self.cur.execute(self.sql.dataset_ids, {"uri": common["uri"]})
-            for _, old_did, old_name in self.cur.fetchall():  # a renamed record leaves a name
+            for _, old_did, old_name, family in self.cur.fetchall():  # a rename leaves a name
                 if old_name is not None:
-                    self._names.add((old_did, old_name))
+                    self._names.add((old_did, family, old_name))
             ds_id = self._one(self.sql.insert(datasets, keys, "uri", update=True), common)
             self.cur.execute(self.sql.del_tags, {"id": ds_id})
             self.cur.execute(self.sql.del_shards, {"id": ds_id})
             self.cur.execute(self.sql.del_lineage, {"id": ds_id})
         if row.name is not None:
-            self._names.add((common["did"], row.name))
+            self._names.add((common["did"], common["family"], row.name))
         self._records.append({"dataset_id": ds_id, "record": _dumps(record)})
         hidden = common["hidden"]
         self._tags.extend(
@@ -768,7 +773,7 @@ class _Writer:
             self.cur.execute(self.sql.dataset_ids, {"uri": uri})
             found = self.cur.fetchall()
             ids = [r[0] for r in found]
-            self._names.update((r[1], r[2]) for r in found if r[2] is not None)
+            self._names.update((r[1], r[3], r[2]) for r in found if r[2] is not None)
             self._drop_datasets(ids)
             self.deleted += len(ids)
         else:
