@@ -605,7 +605,15 @@ RECORD_NSIDS = sorted(
 
 def record_strategy(nsid: str) -> st.SearchStrategy[dict[str, Any]]:
     lx = default_lexicons()
-    return values(lx, nsid, lx.get_def(nsid)["record"]).map(lambda r: {"$type": nsid, **r})
+    records = values(lx, nsid, lx.get_def(nsid)["record"]).map(lambda r: {"$type": nsid, **r})
+    return records.map(_peer_schema_rules) if nsid == "science.alt.dataset.schema" else records
+
+
+def _peer_schema_rules(rec: dict[str, Any]) -> dict[str, Any]:
+    """Peer schema records are checked beyond their lexicon (atdata.lexicon._peer): a semver
+    version and one JSON Schema body."""
+    body = {"$type": "science.alt.dataset.schema#jsonSchemaFormat", "properties": {}}
+    return {**rec, "version": "1.0.0", "schema": body}
 
 
 def _leaves(v: Any, path: str = ""):

@@ -3,10 +3,13 @@ the network writes, the lexicons that validate them, and samples decoding across
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import re
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 from _fixtures.peer import run_peer
@@ -30,6 +33,7 @@ from atdata.records import (
     PEER_LENS,
     PEER_LENS_VERIFICATION,
     PEER_SCHEMA,
+    PEER_STORAGE_EXTERNAL,
     SCHEMA,
 )
 from atdata.schema import type_from_schema
@@ -510,3 +514,284 @@ def test_schemas_cross_between_the_sdks(peer_python: str) -> None:
     assert own_schema(out["record"])["fields"] == OWN_FIELDS
     # ours -> theirs: their SDK builds a type from our record and decodes our sample
     assert out["read"] == ["dog", 7, [[1.0, 0.0], [0.0, 1.0]], []]
+
+
+# --- validation tolerance: what the network writes beyond its lexicons ----------------------
+
+
+def _metadata_forms(meta: dict[str, Any]) -> list[Any]:
+    packed = msgpack.packb(meta)
+    return [meta, packed, {"$bytes": base64.b64encode(packed).decode()}]
+
+
+def test_entry_metadata_as_object_bytes_or_dollar_bytes() -> None:
+    lx = default_lexicons()
+    for form in _metadata_forms({"split": "train", "custom": {"n": 3}}):
+        rec = entry(copy.deepcopy(STORAGES["http"]), metadata=form)
+        before = copy.deepcopy(rec)
+        lx.validate_record(PEER_ENTRY, rec)
+        assert rec == before  # validated as is: nothing rewritten in the caller's record
+    big = b"\x00" * 100_001
+    for form, path in [
+        (big, "metadata"),
+        ({"$bytes": base64.b64encode(big).decode()}, "metadata"),
+        ({"$bytes": "not base64!"}, r"metadata\.\$bytes"),
+        ({"$bytes": 5}, r"metadata\.\$bytes"),
+        ("a string", "metadata"),
+        (["a", "list"], "metadata"),
+        ({"ratio": 0.5}, r"metadata\.ratio"),
+    ]:
+        with pytest.raises(LexiconError, match=rf"{PEER_ENTRY}: {path}: "):
+            lx.validate_record(PEER_ENTRY, entry(copy.deepcopy(STORAGES["http"]), metadata=form))
+
+
+def test_both_schema_version_spellings_and_plus_zero_datetimes() -> None:
+    lx = default_lexicons()
+    for key in ("atdataSchemaVersion", "$atdataSchemaVersion"):
+        rec = flattened()
+        rec.pop("atdataSchemaVersion")
+        rec[key] = 1
+        rec["createdAt"] = "2026-01-02T03:04:05+00:00"
+        lx.validate_record(PEER_SCHEMA, rec)
+        rec[key] = 0
+        with pytest.raises(LexiconError, match=rf"{re.escape(key)}: 0 is below the minimum"):
+            lx.validate_record(PEER_SCHEMA, rec)
+
+
+def test_name_at_version_record_keys_in_references() -> None:
+    lx = default_lexicons()
+    rec = entry(STORAGES["http"], schemaRef=f"at://{DID}/{PEER_SCHEMA}/Img@1.0.0")
+    lx.validate_record(PEER_ENTRY, rec)
+    assert rec["schemaRef"].endswith("Img@1.0.0")
+    label = peer_label(name="d", dataset_uri=f"at://{DID}/{PEER_ENTRY}/digits@2.0.0")
+    lx.validate_record(PEER_LABEL, label)
+    for bad in ("Img 1.0.0", "not a uri", f"at://{DID}/{PEER_SCHEMA}/a@b/c"):
+        with pytest.raises(LexiconError, match=r"schemaRef: "):
+            lx.validate_record(PEER_ENTRY, {**rec, "schemaRef": bad})
+
+
+def test_bare_legacy_blobs_validate() -> None:
+    storage = {"$type": "science.alt.dataset.storageBlobs", "blobs": [blob(), blob()]}
+    default_lexicons().validate_record(PEER_ENTRY, entry(storage))
+    storage["blobs"][1] = {"$type": "blob", "ref": {"$link": CID}, "mimeType": "x/y"}
+    with pytest.raises(LexiconError, match=r"storage\.blobs\[1\]\.blob\.size"):
+        default_lexicons().validate_record(PEER_ENTRY, entry(storage))
+
+
+def _drop(path: list[Any]) -> Any:
+    def change(rec: dict[str, Any]) -> None:
+        node: Any = rec
+        for p in path[:-1]:
+            node = node[p]
+        del node[path[-1]]
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("layout", "change", "path"),
+    [
+        (flattened, lambda r: r.update(version="1.0"), "version"),
+        (flattened, lambda r: r.update(version="v1.0.0"), "version"),
+        (flattened, _drop(["schema", "properties"]), "schema"),
+        (flattened, lambda r: r["schema"].update(content={}), "schema"),
+        (flattened, lambda r: r["schema"].update(properties=[]), r"schema\.properties"),
+        (flattened, lambda r: r["schema"]["properties"].update(x=1), r"schema\.properties\.x"),
+        (flattened, lambda r: r["schema"].update(required="image"), r"schema\.required"),
+        (enveloped, lambda r: r["schema"].update(content=[]), r"schema\.content"),
+        (enveloped, _drop(["schema", "content", "properties"]), r"schema\.content\.properties"),
+        (
+            enveloped,
+            lambda r: r["schema"]["content"].update(required=[1]),
+            r"schema\.content\.required",
+        ),
+        (
+            nested,
+            lambda r: r["schema"]["schemaBody"]["properties"].update(y="s"),
+            r"schema\.schemaBody\.properties\.y",
+        ),
+        (flattened, lambda r: r.update(schemaType=3), "schemaType"),
+        (flattened, _drop(["schemaType"]), "schemaType"),
+    ],
+)
+def test_invalid_peer_schemas_name_the_path(layout: Any, change: Any, path: str) -> None:
+    rec = layout()
+    change(rec)
+    with pytest.raises(LexiconError, match=rf"{PEER_SCHEMA}: {path}: "):
+        default_lexicons().validate_record(PEER_SCHEMA, rec)
+
+
+def test_another_schema_format_passes_the_open_union() -> None:
+    rec = flattened()
+    rec["schema"] = {"$type": "com.example.avro#schema", "avsc": "{}"}
+    default_lexicons().validate_record(PEER_SCHEMA, rec)
+
+
+# --- property tests of the parsers ----------------------------------------------------------
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=8)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_maybe_float = st.one_of(_json, st.floats(allow_nan=False), st.binary(max_size=8))
+
+
+@PROPERTY
+@given(meta=st.dictionaries(st.text(max_size=8), _json, max_size=5))
+def test_any_metadata_in_any_form_validates(meta: dict[str, Any]) -> None:
+    for form in _metadata_forms(meta):
+        default_lexicons().validate_record(PEER_ENTRY, entry(STORAGES["s3"], metadata=form))
+
+
+_RECORDS = {PEER_ENTRY: lambda: entry(copy.deepcopy(STORAGES["blobs"])), PEER_SCHEMA: flattened}
+_RECORDS |= {PEER_LABEL: lambda: peer_label(name="d", dataset_uri=ENTRY_URI)}
+
+
+@PROPERTY
+@given(data=st.data())
+def test_validation_of_junk_raises_only_lexicon_errors(data: Any) -> None:
+    nsid = data.draw(st.sampled_from(sorted(_RECORDS)))
+    rec = _RECORDS[nsid]()
+    for _ in range(data.draw(st.integers(1, 3))):
+        node = rec
+        while True:  # walk down to some object, then replace or add one of its keys
+            keys = [k for k, v in node.items() if isinstance(v, dict)]
+            if not keys or data.draw(st.booleans()):
+                break
+            node = node[data.draw(st.sampled_from(keys))]
+        names = st.text(max_size=6)
+        key = data.draw(st.one_of(st.sampled_from(sorted(node)), names) if node else names)
+        node[key] = data.draw(_maybe_float)
+    try:
+        default_lexicons().validate_record(nsid, rec)
+    except LexiconError as exc:
+        assert exc.path is not None and str(exc).startswith(nsid)
+
+
+_field_schema = st.recursive(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["string", "integer", "number", "boolean", "null", "x"])},
+            optional={"format": st.sampled_from(["byte", "date"])},
+        ),
+        st.builds(lambda r: {"$ref": r}, st.sampled_from([NDARRAY_SHIM_REF, NEW_SHIM, "#/a", ""])),
+        st.fixed_dictionaries(
+            {"$ref": st.just(NEW_SHIM)},
+            optional={
+                "dtype": st.sampled_from(["float32", "<i8", "uint8", "O", "nope", 3]),
+                "shape": st.lists(st.one_of(st.none(), st.integers(-3, 9)), max_size=3),
+            },
+        ),
+        _json,
+    ),
+    lambda inner: st.fixed_dictionaries(
+        {"type": st.just("array")}, optional={"items": st.one_of(inner, st.lists(inner))}
+    ),
+    max_leaves=4,
+)
+
+
+@PROPERTY
+@given(
+    props=st.dictionaries(
+        st.one_of(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), st.text(max_size=4)),
+        _field_schema,
+        max_size=5,
+    ),
+    required=st.one_of(st.none(), st.lists(st.text(max_size=4), max_size=3)),
+    layout=st.sampled_from(LAYOUTS),
+    name=st.text(max_size=12),
+)
+def test_own_schema_maps_or_raises_schema_error(
+    props: dict[str, Any], required: Any, layout: Any, name: str
+) -> None:
+    rec = layout()
+    body = rec["schema"].get("content") or rec["schema"].get("schemaBody") or rec["schema"]
+    body["properties"] = props
+    if required is None:
+        body.pop("required", None)
+    else:
+        body["required"] = required
+    rec["name"] = name
+    try:
+        own = own_schema(rec)
+    except SchemaError:
+        return
+    default_lexicons().validate_record(SCHEMA, own)
+    sample_type = type_from_schema(own)
+    assert [f["name"] for f in own["fields"]] == list(props)
+    assert sample_type.__atdata_name__ == own["name"]
+
+
+_storage_junk = st.fixed_dictionaries(
+    {
+        "$type": st.sampled_from(
+            [
+                "science.alt.dataset.storageBlobs",
+                "science.alt.dataset.storageHttp",
+                "science.alt.dataset.storageS3",
+                "science.alt.dataset.storageExternal",
+                "x",
+            ]
+        )
+    },
+    optional={
+        "blobs": st.one_of(_json, st.lists(st.one_of(st.just(blob()), _json), max_size=3)),
+        "shards": st.one_of(
+            _json,
+            st.lists(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "url": st.one_of(st.just("https://a/b.tar"), _json),
+                        "key": _json,
+                        "checksum": st.one_of(
+                            st.just({"algorithm": "sha256", "digest": SHA}),
+                            st.just({"algorithm": "none", "digest": ""}),
+                            _json,
+                        ),
+                    },
+                ),
+                max_size=3,
+            ),
+        ),
+        "urls": st.lists(st.one_of(st.just("https://a/{0..2}.tar"), _json), max_size=3),
+        "bucket": _json,
+    },
+)
+
+
+@PROPERTY
+@given(storage=_storage_junk)
+def test_entry_storage_reads_or_raises_lexicon_error(storage: dict[str, Any]) -> None:
+    try:
+        got = entry_storage(entry(storage))
+    except LexiconError as exc:
+        assert exc.path and exc.path.startswith("storage")
+        return
+    assert got.shards
+    for s in got.shards:
+        assert sum(x is not None for x in (s.url, s.blob_cid, s.key)) == 1
+        assert (s.algorithm is None) == (s.digest is None)
+
+
+@PROPERTY
+@given(
+    prefix=st.from_regex(r"https://[a-z]{1,5}\.example/[a-z_-]{0,6}", fullmatch=True),
+    lo=st.integers(0, 50),
+    n=st.integers(1, 20),
+    width=st.integers(1, 4),
+)
+def test_brace_ranges_expand_in_order(prefix: str, lo: int, n: int, width: int) -> None:
+    hi = lo + n - 1
+    spec = f"{prefix}{{{lo:0{width}d}..{hi:0{width}d}}}.tar"
+    urls = [s.url for s in entry_storage({"$type": PEER_STORAGE_EXTERNAL, "urls": [spec]}).shards]
+    assert len(urls) == n and urls[0].startswith(prefix) and urls[-1].endswith(f"{hi}.tar")
+    assert urls == sorted(urls, key=lambda u: int(u[len(prefix) : -4]))

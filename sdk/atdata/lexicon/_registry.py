@@ -3,7 +3,9 @@
 Values are checked in their JSON form (the form records take over XRPC): blobs as
 `{"$type": "blob", "ref": {"$link": cid}, "mimeType", "size"}`, cid-links as `{"$link": cid}`,
 bytes as `{"$bytes": base64}` (raw `bytes` are accepted too). Floats are refused anywhere,
-because the atproto data model has none. Errors name the path inside the value.
+because the atproto data model has none. Errors name the path inside the value. Records of
+the peer network's family (`science.alt.dataset.*`) also get the tolerance and the checks of
+`_peer`: what its SDK writes beyond its lexicons.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from ..errors import LexiconError
 from ..records import OWN_NAMESPACE
+from . import _peer
 from ._document import absolute_ref, check_document, iter_refs
 from ._formats import check_format, grapheme_length
 
@@ -166,7 +169,15 @@ class Lexicons:
             t = record.get("$type", nsid)
             if t != nsid:
                 raise _Invalid("$type", f"is {t!r}, expected {nsid!r}")
-            self._value(nsid, d["record"], record, "")
+            peer = _peer.is_peer(nsid)  # what that network writes beyond its lexicons
+            try:
+                if peer:
+                    record = _peer.normalise(nsid, record)
+                self._value(nsid, d["record"], record, "")
+                if peer:
+                    _peer.check(nsid, record)
+            except _peer.PeerInvalid as e:
+                raise _Invalid(e.path, e.msg) from None
         except _Invalid as e:
             self._raise(nsid, e)
 
