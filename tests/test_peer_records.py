@@ -293,6 +293,18 @@ def test_unmappable_schemas_raise_schema_error_naming_the_field(change: Any, nam
         own_schema(rec)
 
 
+def test_field_order_is_recovered_from_required_after_a_pds_reorders_properties() -> None:
+    rec = flattened()
+    props = rec["schema"]["properties"]
+    # DAG-CBOR map order: shorter keys first, then bytewise
+    rec["schema"]["properties"] = {k: props[k] for k in sorted(props, key=lambda k: (len(k), k))}
+    assert list(rec["schema"]["properties"])[:3] == ["n", "ok", "raw"]
+    assert own_schema(rec)["fields"] == OWN_FIELDS
+    rec["schema"]["required"] = ["label", "image", "ghost"]  # ghost: not a property, left out
+    names = [f["name"] for f in own_schema(rec)["fields"]]
+    assert names == ["label", "image", "n", "ok", "raw", "note", "tags", "score"]
+
+
 def test_peer_schema_is_the_flattened_layout_and_validates() -> None:
     rec = peer_schema({"name": "Img", "version": "1.0.0", "fields": OWN_FIELDS}, created_at="x")
     assert rec["atdataSchemaVersion"] == 1 and rec["schemaType"] == "jsonSchema"
@@ -343,6 +355,7 @@ def test_round_trip_own_schema_of_peer_schema(names: list[str], data: Any, versi
         if data.draw(st.booleans()):
             t = {**t, "optional": True}
         fields.append({"name": n, "type": t})
+    fields.sort(key=lambda f: f["type"].get("optional", False))  # the order the format keeps
     own = {
         "$type": SCHEMA,
         "name": "Sample",

@@ -118,8 +118,10 @@ def own_schema(value: Mapping[str, Any]) -> dict[str, Any]:
     given), an NDArray shim ``$ref`` (either URL generation; 1.1.0 ``dtype``/``shape``
     annotations kept) -> ndarray, other array-format shims -> bytes, anything else -> any.
     A field not in ``required`` is optional. The name is made a valid sample type name
-    (other characters become '_'); the version must be semver. Fields keep the order of
-    the body's ``properties`` (after a trip through a PDS that is DAG-CBOR key order).
+    (other characters become '_'); the version must be semver. Field order: the required
+    fields in the order of ``required``, then the optional ones in the order of
+    ``properties`` (which, after a trip through a PDS, is DAG-CBOR key order, not the
+    author's). Samples decode by field name, whatever the order.
     """
     if not isinstance(value, Mapping):
         raise SchemaError(f"a peer schema record is an object, not {type(value).__name__}")
@@ -134,7 +136,15 @@ def own_schema(value: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(version, str) or not SEMVER.match(version):
         raise SchemaError(f"peer schema record: version {version!r} is not a semantic version")
     fields = []
-    for fname, prop in props.items():
+    # Declaration order: `required` is an array, so it keeps the order the author's class
+    # declared; `properties` is a map, which a PDS returns in DAG-CBOR key order. Required
+    # fields come first in their order, then the optional ones (last in a dataclass anyway,
+    # where they have defaults).
+    required_set = set(required)
+    ordered = [r for r in dict.fromkeys(required) if r in props]
+    ordered += [n for n in props if n not in required_set]
+    for fname in ordered:
+        prop = props[fname]
         if (
             not isinstance(fname, str)
             or not _IDENT.match(fname)
@@ -143,7 +153,7 @@ def own_schema(value: Mapping[str, Any]) -> dict[str, Any]:
         ):
             raise SchemaError(f"peer schema field {fname!r}: not a usable field name")
         ftype = _own_field_type(prop, f"peer schema field {fname!r}")
-        if fname not in required:
+        if fname not in required_set:
             ftype["optional"] = True
         fields.append({"name": fname, "type": ftype})
     out: dict[str, Any] = {
@@ -249,7 +259,8 @@ def peer_schema(value: Mapping[str, Any], *, created_at: str | None = None) -> d
 
     The flattened layout with ``atdataSchemaVersion: 1``, which the 0.7 SDK reads back.
     Kinds it cannot hold (dict, nested sample, any, optional list items) raise
-    ``SchemaError`` naming the field.
+    ``SchemaError`` naming the field. ``own_schema`` of the result gives ``value`` back
+    when its optional fields come after the required ones (the format keeps no other order).
     """
     fields = value.get("fields")
     if not isinstance(fields, list) or not fields:
