@@ -10,6 +10,7 @@ PUBLIC = {
     # errors
     "AppViewError",
     "AtdataError",
+    "AtdataWarning",  # a warning, not an error: unverified shards, unpinned lens code
     "DecodeError",
     "FieldTypeError",
     "InvalidVersion",

@@ -213,8 +213,12 @@ def test_missing_versions_and_no_appview_are_clear_errors(
     with pytest.raises(ResolutionError, match="knows no dataset"):
         load_dataset(f"@{handle}/no-such-{world.name}", appview=indexed.url)
     monkeypatch.delenv("ATDATA_APPVIEW", raising=False)
-    with pytest.raises(ResolutionError, match="needs an AppView"):
-        load_dataset(f"@{handle}/{world.name}")
+    monkeypatch.setenv("ATDATA_PDS", world.alice.account.pds_url)  # resolves the handle
+    # without an AppView, the author's own PDS lists the versions
+    assert load_dataset(f"@{handle}/{world.name}").version == "2.0.0"
+    assert load_dataset(f"@{handle}/{world.name}@1.0.1").version == "1.0.1"
+    with pytest.raises(ResolutionError, match=r"no version 9\.9\.9 in the PDS.*1\.0\.0, 1\.0\.1"):
+        load_dataset(f"@{handle}/{world.name}@9.9.9")
     monkeypatch.setenv("ATDATA_APPVIEW", indexed.url)  # the environment's AppView is used
     assert load_dataset(f"@{handle}/{world.name}@1.5.0").version == "1.5.0"
 

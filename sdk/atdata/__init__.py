@@ -12,6 +12,7 @@ from .dict_sample import DictSample
 from .errors import (
     AppViewError,
     AtdataError,
+    AtdataWarning,
     DecodeError,
     FieldTypeError,
     InvalidVersion,
@@ -42,6 +43,7 @@ __all__ = [
     "AppViewClient",
     "AppViewError",
     "AtdataError",
+    "AtdataWarning",
     "DecodeError",
     "FieldTypeError",
     "InvalidVersion",

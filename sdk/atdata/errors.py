@@ -7,6 +7,11 @@ class AtdataError(Exception):
     """Base class of every error atdata raises on purpose."""
 
 
+class AtdataWarning(UserWarning):
+    """Something the user should know that does not stop the work: shards that cannot be
+    verified, a name that two record families both answer, code run without a pinned hash."""
+
+
 class FieldTypeError(AtdataError, TypeError):
     """A class field has an annotation atdata cannot store (raised at decoration time)."""
 

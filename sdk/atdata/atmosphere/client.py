@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import semver
@@ -40,6 +40,7 @@ from ..records import (
     LENS,
     PEER_ENTRY,
     PEER_LABEL,
+    PEER_LENS,
     PEER_SCHEMA,
     SCHEMA,
     DatasetRef,
@@ -62,6 +63,7 @@ from .peer_publish import (
     peer_storage_of,
     refuse_unheld,
 )
+from .peer_resolve import load_peer_lens
 from .resolve import fetch_record
 from .shards import (
     PublishError,
@@ -884,16 +886,20 @@ class Client:
             lens.record = ref  # lineage names it for datasets this lens converts
         return ref
 
-    def load_lens(self, uri: str, trust: bool = False) -> Any:
+    def load_lens(self, uri: str, trust: bool | Literal["unpinned"] = False) -> Any:
         """Import the lens a record names, only with `trust=True` and a matching sha256.
 
         The module must already be importable locally (nothing is downloaded); its source
-        file must hash to the record's sha256, checked before the module is imported.
+        file must hash to the record's sha256, checked before the module is imported. A
+        `science.alt.dataset.lens` record pins no hash of its code: it is imported only with
+        `trust="unpinned"`, with a warning that the code is not pinned.
         """
         rec = fetch_record(uri, allow_private=self.allow_private)
+        if rec.value.get("$type") == PEER_LENS:
+            return load_peer_lens(rec, trust)
         if rec.value.get("$type") != LENS:
-            raise LensError(f"{uri} is not an {LENS} record")
-        loaded = import_lens(rec.value["code"], trust=trust, uri=uri)
+            raise LensError(f"{uri} is not an {LENS} (or {PEER_LENS}) record")
+        loaded = import_lens(rec.value["code"], trust=bool(trust), uri=uri)
         if isinstance(loaded, Lens):
             loaded.record = rec.ref
         return loaded

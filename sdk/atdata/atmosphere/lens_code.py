@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import os
 import subprocess
 import sys
@@ -32,7 +33,9 @@ from typing import Any
 from ..errors import LensError
 from .shards import PublishError, sha256_file
 
-__all__ = ["import_lens", "lens_code_ref", "locate_module"]
+__all__ = ["import_lens", "import_unpinned", "lens_code_ref", "locate_module"]
+
+log = logging.getLogger(__name__)
 
 
 def _entry_point(lens: Any) -> tuple[str, str]:
@@ -104,6 +107,31 @@ def import_lens(code: Mapping[str, Any], *, trust: bool, uri: str = "") -> Any:
             f"lens {uri} names code {entry!r}; it is only imported with trust=True "
             "(read the code first: it runs in your process)"
         )
+    module, qualname, spec, origin, source = _local_source(entry)
+    got = hashlib.sha256(source).hexdigest()
+    if got != code.get("sha256"):
+        raise LensError(
+            f"lens module {module} ({origin}) has sha256 {got}, but the record {uri} "
+            f"says {code.get('sha256')}: not the published code, refusing to import it"
+        )
+    return _attribute(_exec_verified(module, spec, origin, source), module, qualname)
+
+
+def import_unpinned(entry: str, *, uri: str = "") -> Any:
+    """Import the object `entry` (`module:qualname`) names from a locally installed module,
+    with no hash to check it against (records of the peer network pin none).
+
+    The caller has asked for this explicitly; as with `import_lens`, nothing is downloaded
+    and the bytes read are the bytes executed.
+    """
+    module, qualname, spec, origin, source = _local_source(entry)
+    log.info("lens %s: running %s from %s, not pinned by any hash", uri, entry, origin)
+    return _attribute(_exec_verified(module, spec, origin, source), module, qualname)
+
+
+def _local_source(entry: str) -> tuple[str, str, ModuleSpec, str, bytes]:
+    """Module, qualname, spec, file and source bytes of a locally installed entry point,
+    found without running any code."""
     module, _, qualname = entry.partition(":")
     if not module or not qualname or not all(p.isidentifier() for p in module.split(".")):
         raise LensError(f"bad lens entry point {entry!r}")
@@ -113,14 +141,11 @@ def import_lens(code: Mapping[str, Any], *, trust: bool, uri: str = "") -> Any:
         raise LensError(f"lens module {module} is not installed locally; nothing is downloaded")
     if not origin.endswith(".py"):
         raise LensError(f"lens module {module} is not Python source ({origin}); refusing it")
-    source = Path(origin).read_bytes()
-    got = hashlib.sha256(source).hexdigest()
-    if got != code.get("sha256"):
-        raise LensError(
-            f"lens module {module} ({origin}) has sha256 {got}, but the record {uri} "
-            f"says {code.get('sha256')}: not the published code, refusing to import it"
-        )
-    obj: Any = _exec_verified(module, spec, origin, source)
+    return module, qualname, spec, origin, Path(origin).read_bytes()
+
+
+def _attribute(mod: ModuleType, module: str, qualname: str) -> Any:
+    obj: Any = mod
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
         if obj is None:

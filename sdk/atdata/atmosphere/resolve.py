@@ -16,28 +16,27 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
-from urllib.parse import urlencode, urlsplit
-
-import httpx
+from urllib.parse import urlencode
 
 from .. import schema as schema_mod
-from .._sources import HttpShard, LocalShard, S3Shard, ShardSource, shared_http_client
+from .._sources import LocalShard, S3Shard, ShardSource
 from ..appview_client import AppViewClient
 from ..dataset import Dataset
 from ..errors import (
     AppViewError,
+    AtdataWarning,
     LexiconError,
     ResolutionError,
     SchemaError,
-    SourceError,
     UnsafeURLError,
 )
 from ..lens import registry as lens_registry
 from ..lexicon import default_lexicons
-from ..records import DATASET, SCHEMA, Record
+from ..records import DATASET, PEER_ENTRY, PEER_LABEL, SCHEMA, Record
 from ..versions import InvalidVersion, newest, parse_version, record_version, split_version_ref
 from .cache import ShardCache
 from .cid import check_record_cid, cid_bytes, record_cid
@@ -50,10 +49,16 @@ from .netguard import (
     check_url,
     get_bytes,
     get_json,
-    guarded_client,
     private_network_allowed,
 )
 from .offline import OfflineStore, offline_requested
+from .peer_resolve import LabelPick, find_label, list_records, load_entry
+from .remote_shards import (
+    BlobShard,
+    GuardedHttpShard,
+    s3_client_options,
+    trusted_s3_endpoints,
+)
 
 # What `appview=` takes: a URL, a client, True for $ATDATA_APPVIEW, or None (the PDS only).
 AppViewArg: TypeAlias = "str | AppViewClient | bool | None"
@@ -69,82 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class GuardedHttpShard(HttpShard):
-    """An `HttpShard` whose requests (and redirects) pass the network guard.
-
-    Only the client differs: the URL is checked up front, and the process's shared guarded
-    client re-checks every request and redirect (no private addresses unless allowed).
-    Streaming, resume and sha256/size verification are `HttpShard`'s.
-    """
-
-    def __init__(self, url: str, *, allow_private: bool | None = None, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
-        self.allow_private = allow_private
-        check_url(url, allow_private=allow_private)
-
-    def _client(self) -> httpx.Client:
-        allow, timeout = self.allow_private, self.timeout
-        return shared_http_client(
-            ("guarded", allow, timeout),
-            lambda: guarded_client(allow_private=allow, timeout=timeout),
-        )
-
-
-_GONE_ERRORS = frozenset(("BlobNotFound", "RepoNotFound", "RepoDeactivated", "RepoTakendown"))
-"""XRPC errors of getBlob meaning the blob or its repository is no longer served."""
-
-
-class BlobShard(GuardedHttpShard):
-    """A shard stored as a PDS blob of the dataset record `dataset_uri`.
-
-    A PDS drops a blob with the last record that references it, so "blob not found" while
-    reading a dataset resolved earlier means the dataset was deleted: said so, naming it.
-    """
-
-    def __init__(self, url: str, *, dataset_uri: str | None = None, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
-        self.dataset_uri = dataset_uri
-
-    def refused(self, status: int, body: bytes) -> SourceError:
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            answer = None
-        error = answer.get("error") if isinstance(answer, dict) else None
-        message = answer.get("message") if isinstance(answer, dict) else None
-        said = f"{error}: {message}" if error and message else (error or message or "")
-        gone = error in _GONE_ERRORS or (
-            status in (400, 404) and "not found" in str(message or "").lower()
-        )
-        if not gone:
-            return super().refused(status, body)
-        return SourceError(
-            f"{self.dataset_uri or 'this dataset'}: the dataset was deleted (or its blobs are "
-            f"gone): its PDS answered HTTP {status} {said} for {self.url}"
-        )
-
-
-def trusted_s3_endpoints(extra: Sequence[str] = ()) -> set[str]:
-    """Endpoints that may receive the user's AWS credentials.
-
-    The user's own configured endpoint (`AWS_ENDPOINT_URL[_S3]`), anything in
-    `ATDATA_TRUSTED_S3_ENDPOINTS` (comma-separated) and `extra`. Compared by scheme+host+port.
-    """
-    items = [
-        os.environ.get("AWS_ENDPOINT_URL_S3", ""),
-        os.environ.get("AWS_ENDPOINT_URL", ""),
-        *os.environ.get("ATDATA_TRUSTED_S3_ENDPOINTS", "").split(","),
-        *extra,
-    ]
-    return {_origin(e) for e in items if e.strip()}
-
-
-def _origin(url: str) -> str:
-    p = urlsplit(url.strip())
-    port = p.port or (443 if p.scheme == "https" else 80)
-    return f"{p.scheme}://{(p.hostname or '').lower()}:{port}"
 
 
 class Resolver:
@@ -230,19 +159,27 @@ class Resolver:
                 self._records[(uri, rec.cid)] = rec
         return rec
 
-    def sample_type_for(self, schema: Record, sample_type: type | None) -> tuple[type, type | None]:
+    def sample_type_for(
+        self,
+        schema: Record,
+        sample_type: type | None,
+        *,
+        differences: Callable[[type, Mapping[str, Any]], list[str]] | None = None,
+    ) -> tuple[type, type | None]:
         """The type to read samples as, and the type to view them as through a lens (or None).
 
         Without `sample_type`: a type generated from the schema (cached). With it: that class
         when it matches the schema; else a registered class that matches the schema and has a
         lens (or chain) to it, viewed through the lens; else a `SchemaError` naming the
-        fields that differ.
+        fields that differ. `differences` (default: our schemas' exact comparison) says
+        what keeps a class from matching; empty means it matches.
         """
+        differ = differences or schema_mod.schema_differences
         if sample_type is not None:
-            if schema_mod.schema_matches(sample_type, schema.value):
+            if not differ(sample_type, schema.value):
                 return sample_type, None
             for source in _lens_sources(sample_type):
-                if schema_mod.schema_matches(source, schema.value):
+                if not differ(source, schema.value):
                     log.info(
                         "reading %s as %s, viewed as %s through a lens",
                         schema.uri,
@@ -254,7 +191,7 @@ class Resolver:
             raise SchemaError(
                 f"{name} does not match schema {schema.uri} "
                 f"({schema.value.get('name')}@{schema.value.get('version')}): "
-                + "; ".join(schema_mod.schema_differences(sample_type, schema.value))
+                + "; ".join(differ(sample_type, schema.value))
                 + ". Register a lens from a class matching the schema to "
                 f"{name}, or pass no sample_type to use a type generated from the schema"
             )
@@ -348,26 +285,13 @@ def shard_sources(
                 )
             )
     elif kind == f"{DATASET}#s3Storage":
-        from botocore import UNSIGNED
-        from botocore.config import Config
-
-        endpoint = storage.get("endpoint")
-        trusted = not endpoint or _origin(endpoint) in trusted_s3_endpoints(trusted_endpoints)
-        kwargs: dict[str, Any] = dict(s3_client_kwargs or {}) if trusted else {}
-        config = Config()
-        if endpoint:
-            check_url(endpoint, allow_private=allow_private)
-            kwargs["endpoint_url"] = endpoint
-            config = Config(s3={"addressing_style": "path"})  # S3-compatible services
-        if storage.get("region"):
-            kwargs.setdefault("region_name", storage["region"])
-        if not trusted:
-            # A record-supplied endpoint gets anonymous requests, never the user's keys.
-            config = config.merge(Config(signature_version=UNSIGNED))
-            log.info("S3 endpoint %s is not trusted: reading anonymously", endpoint)
-        if "config" in kwargs:
-            config = config.merge(kwargs["config"])
-        kwargs["config"] = config
+        kwargs = s3_client_options(
+            storage.get("endpoint"),
+            storage.get("region"),
+            trusted_endpoints=trusted_endpoints,
+            s3_client_kwargs=s3_client_kwargs,
+            allow_private=allow_private,
+        )
         for i, e in enumerate(entries):
             if "key" not in e:
                 raise ResolutionError(f"shard {i} of an S3 dataset has no key")
@@ -574,6 +498,99 @@ def find_version(ref: str, appview: AppViewArg = None) -> VersionPick:
     return VersionPick(f"at://{handle}/{DATASET}/{rkey}", name, version, str(chosen.get("version")))
 
 
+def find_named(
+    ref: str, appview: AppViewArg = None, *, allow_private: bool | None = None
+) -> VersionPick | LabelPick:
+    """What `@handle/name[@version]` names across both record families.
+
+    The author's `io.atdata.dataset` of that name (and version) comes first: through the
+    AppView's listing when one is given (`appview=`), else listed on the author's PDS. When
+    there is none, the newest `science.alt.dataset.label` of that name (by `createdAt`; with
+    `@version`, the label of that version) names the entry to load. When both exist, ours
+    wins and an `AtdataWarning` names the label passed over.
+    """
+    head, version = split_version_ref(ref)
+    handle, _, name = head[1:].partition("/")
+    if not head.startswith("@") or not handle or not name:
+        raise ResolutionError(f"{ref!r} is not @handle/name or @handle/name@version")
+    semver_ok = version is None or _is_semver(version)  # a label's version may be free-form
+    av = _appview_client(appview)
+    r = _resolver(allow_private, [av.url] if av is not None else [])
+    own: VersionPick | None = None
+    missing: VersionNotListed | None = None
+    try:
+        if semver_ok:
+            try:
+                own = (
+                    find_version(ref, av)
+                    if av is not None
+                    else _find_version_on_pds(r, handle, name, version)
+                )
+            except VersionNotListed as e:
+                missing = e
+        try:
+            label = find_label(r, handle, name, version, av)
+        except ResolutionError as e:
+            if own is None:
+                if missing is None:
+                    raise
+                raise VersionNotListed(
+                    f"{missing}; and its {PEER_LABEL} records cannot be listed: {e}"
+                ) from e
+            log.info("%s: no label lookup (%s); loading %s", ref, e, own.uri)
+            label = None
+    finally:
+        if av is not None and av is not appview:
+            av.close()
+    if own is not None:
+        if label is not None:
+            warnings.warn(
+                f"{ref} names both {handle}'s {DATASET} {own.uri} and the {PEER_LABEL} "
+                f"{label.label.uri} (pointing at {label.entry_uri}): loading the {DATASET}; "
+                "load the other by its at:// URI",
+                AtdataWarning,
+                stacklevel=3,
+            )
+        return own
+    if label is not None:
+        log.info("%s is the label %s, naming %s", ref, label.label.uri, label.entry_uri)
+        return label
+    said = str(missing) if missing is not None else f"{handle} has no {DATASET} {name}@{version}"
+    raise VersionNotListed(
+        f"{said}; nor is there a {PEER_LABEL} {name}"
+        + (f" of version {version}" if version is not None else "")
+    )
+
+
+def _is_semver(text: str) -> bool:
+    try:
+        parse_version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _find_version_on_pds(r: Resolver, handle: str, name: str, version: str | None) -> VersionPick:
+    """`find_version` without an AppView: the author's datasets listed on their own PDS."""
+    did = r.identity.resolve_identifier(handle)
+    listed = [rec for rec in list_records(r, did, DATASET) if rec.value.get("name") == name]
+    where = f"the PDS of {handle}"
+    if version is not None:
+        matches = [rec for rec in listed if _same_version(record_version(rec.value), version)]
+        if not matches:
+            have = ", ".join(sorted({str(record_version(rec.value)) for rec in listed})) or "none"
+            raise VersionNotListed(
+                f"@{handle}/{name} has no version {version} in {where} (versions: {have})"
+            )
+    else:
+        matches = listed
+    chosen = newest(matches, lambda rec: (record_version(rec.value), rec.value.get("createdAt")))
+    if chosen is None:
+        raise VersionNotListed(f"{where} holds no dataset @{handle}/{name}")
+    log.info("@%s/%s is %s (version %s)", handle, name, chosen.uri, record_version(chosen.value))
+    return VersionPick(chosen.uri, name, version, str(record_version(chosen.value)))
+
+
 def check_version(rec: Record, name: str, version: str | None) -> None:
     """The record the author's PDS holds must be the name (and version) asked for."""
     got = (rec.value.get("name"), record_version(rec.value))
@@ -672,21 +689,49 @@ def load_dataset(
             on_error=on_error,
         )
     wanted: tuple[str, str | None] | None = None  # (name, version) of an @handle/name load
+    if cid is not None:
+        check_record_cid(cid)
     if isinstance(source, str) and source.startswith("@"):
         if appview is None and os.environ.get("ATDATA_APPVIEW"):
             appview = True
-        pick = find_version(source, appview)
+        pick = find_named(source, appview, allow_private=allow_private)
+        if isinstance(pick, LabelPick):
+            return _load_peer(
+                pick.label.uri,
+                appview,
+                pick.label,
+                cid=cid,
+                sample_type=sample_type,
+                split=split,
+                allow_private=allow_private,
+                cache=_shard_cache(cache, cache_max_bytes),
+                trusted_endpoints=trusted_s3_endpoints,
+                s3_client_kwargs=s3_client_kwargs,
+                on_error=on_error,
+            )
         source, wanted = pick.uri, (pick.name, pick.version)
     if not isinstance(source, str) or not source.startswith("at://"):
         raise ResolutionError(
-            f"load_dataset needs an at:// URI of an {DATASET} record or @handle/name[@version],"
-            f" got {source!r}"
+            f"load_dataset needs an at:// URI of an {DATASET} record (or a {PEER_ENTRY} or "
+            f"{PEER_LABEL}) or @handle/name[@version], got {source!r}"
         )
     at = parse_at_uri(source)
+    if at.collection in (PEER_ENTRY, PEER_LABEL):
+        return _load_peer(
+            source,
+            appview,
+            None,
+            cid=cid,
+            sample_type=sample_type,
+            split=split,
+            allow_private=allow_private,
+            cache=_shard_cache(cache, cache_max_bytes),
+            trusted_endpoints=trusted_s3_endpoints,
+            s3_client_kwargs=s3_client_kwargs,
+            on_error=on_error,
+        )
     if at.collection != DATASET:
         raise ResolutionError(f"{source} is an {at.collection} record, not an {DATASET}")
-    if cid is not None:
-        check_record_cid(cid)
     av = _appview_client(appview)
     r = _resolver(allow_private, [av.url] if av is not None else [])
     found = None
@@ -735,16 +780,39 @@ def load_dataset(
         timeout=r.timeout,
         uri=rec.uri,
     )
-    if cache is not None:
-        store = (
-            cache if isinstance(cache, ShardCache) else ShardCache(cache, max_bytes=cache_max_bytes)
-        )
+    store = _shard_cache(cache, cache_max_bytes)
+    if store is not None:
         sources = [store.wrap(s) for s in sources]
         try:  # what an offline load of this record needs later
             OfflineStore(store).keep(rec, schema_rec, entries, did=did, pds=pds, asked=asked)
         except OSError as e:
             log.warning("could not keep %s for offline loads: %s", rec.uri, e)
     return _record_dataset(rec, chosen, sources, stype, view, on_error)
+
+
+def _shard_cache(
+    cache: ShardCache | str | os.PathLike[str] | None, max_bytes: int
+) -> ShardCache | None:
+    """`cache=` as a `ShardCache` (a folder gets one capped at `max_bytes`), or None."""
+    if cache is None or isinstance(cache, ShardCache):
+        return cache
+    return ShardCache(cache, max_bytes=max_bytes)
+
+
+def _load_peer(
+    source: str,
+    appview: AppViewArg,
+    label: Record | None,
+    *,
+    allow_private: bool | None,
+    **options: Any,
+) -> Dataset[Any]:
+    """`load_dataset` for the peer network's entries and labels (see `peer_resolve`)."""
+    av = _appview_client(appview)
+    services = [av.url] if av is not None else []
+    if av is not None and av is not appview:
+        av.close()
+    return load_entry(_resolver(allow_private, services), source, label=label, **options)
 
 
 def _chosen_shards(

@@ -1,0 +1,478 @@
+"""Loading the peer network's records (`science.alt.dataset.*`) with our SDK, on the devnet.
+
+Records are written as the atdata 0.7 SDK writes them (schemas in each of the three body
+forms, entries with each storage kind, labels, lenses), with our own atproto client, then
+loaded by URI, by label and by `@handle/name`; batches must equal what was written. The 0.7
+SDK itself publishing is tested end to end in tests/test_peer_network*.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import atdata
+import numpy as np
+import pytest
+from _fixtures.local_http import file_server, serving
+from _fixtures.peer_records import SCHEMA_FORMS, schema_record
+from _fixtures.services import login
+from atdata import AtdataWarning, LensError, ResolutionError, SchemaError, ShardIntegrityError
+from atdata.atmosphere import Client, ShardCache, load_dataset
+from atdata.records import (
+    PEER_ENTRY,
+    PEER_LABEL,
+    PEER_LENS,
+    PEER_SCHEMA,
+    PEER_STORAGE_BLOBS,
+    PEER_STORAGE_EXTERNAL,
+    PEER_STORAGE_HTTP,
+    PEER_STORAGE_S3,
+)
+from numpy.typing import NDArray
+
+SHIM_OLD = "https://alt.science/schemas/atdata-ndarray-bytes/1.0.0#/$defs/ndarray"
+SHIM_NEW = "https://json-schema.alt.science/atdata-ndarray-bytes/1.1.0#/$defs/ndarray"
+N_PER_SHARD = 5
+
+
+@atdata.packable(name="PeerScene", version="1.0.0")
+class Scene:
+    image: NDArray[np.uint8]
+    label: str
+    score: float
+
+
+@atdata.packable(name="PeerSceneWrong", version="1.0.0")
+class WrongScene:
+    image: NDArray[np.uint8]
+    label: int
+    score: float
+
+
+def scenes(n: int) -> list[Scene]:
+    rng = np.random.default_rng(11)
+    return [
+        Scene(
+            image=rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8),
+            label=f"scene-{i}",
+            score=i / 7,
+        )
+        for i in range(n)
+    ]
+
+
+def when(minutes: int) -> str:
+    """A datetime the way the 0.7 SDK writes it (`+00:00`, not `Z`), `minutes` after a base."""
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return (base + dt.timedelta(minutes=minutes)).isoformat()
+
+
+# -- the three schema-body forms (fixtures: tests/_fixtures/peer_records.py) --------------
+
+
+def schema_value(form: str) -> dict[str, Any]:
+    """A `science.alt.dataset.schema` value for `Scene` in body form `form` (the envelope
+    with the newer shim URL: both generations must be recognised)."""
+    fields = {
+        "image": {"$ref": SHIM_NEW if form == "envelope" else SHIM_OLD},
+        "label": {"type": "string"},
+        "score": {"type": "number"},
+    }
+    value = schema_record("PeerScene", form=form, fields=fields, created=when(0))
+    value.pop("$type")
+    return value
+
+
+# -- the world: an author with shards, blobs and schemas ----------------------------------
+
+
+def put(client: Client, collection: str, value: dict[str, Any]) -> str:
+    """Write a record as the 0.7 SDK does: createRecord with no lexicon validation."""
+    from atproto import models
+
+    out = client.atproto.com.atproto.repo.create_record(
+        models.ComAtprotoRepoCreateRecord.Data(
+            repo=client.did,
+            collection=collection,
+            record={"$type": collection, **value},
+            validate=False,
+        )
+    )
+    return str(out.uri)
+
+
+@dataclass
+class World:
+    alice: Client
+    samples: list[Scene]
+    paths: list[Path]
+    shas: list[str]
+    blobs: list[dict[str, Any]]
+    schemas: dict[str, str]  # form -> at:// URI
+
+    def entry(self, storage: dict[str, Any], name: str = "scenes", **extra: Any) -> str:
+        value = {
+            "name": name,
+            "schemaRef": self.schemas["flat"],
+            "storage": storage,
+            "createdAt": when(1),
+            "size": {"samples": len(self.samples), "shards": len(self.paths)},
+            **extra,
+        }
+        return put(self.alice, PEER_ENTRY, value)
+
+    def blob_storage(self, checksums: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        sums = checksums or [{"algorithm": "sha256", "digest": s} for s in self.shas]
+        return {
+            "$type": PEER_STORAGE_BLOBS,
+            "blobs": [{"blob": b, "checksum": c} for b, c in zip(self.blobs, sums, strict=True)],
+        }
+
+    def label(self, name: str, entry: str, version: str | None, minutes: int) -> str:
+        value: dict[str, Any] = {"name": name, "datasetUri": entry, "createdAt": when(minutes)}
+        if version is not None:
+            value["version"] = version
+        return put(self.alice, PEER_LABEL, value)
+
+
+@pytest.fixture(scope="module")
+def world(make_account: Any, tmp_path_factory: pytest.TempPathFactory) -> World:
+    alice = login(make_account(0))
+    root = tmp_path_factory.mktemp("peer-load")
+    samples = scenes(2 * N_PER_SHARD)
+    infos = atdata.write_samples(samples, str(root / "www" / "s-%06d.tar"), maxcount=N_PER_SHARD)
+    paths = [Path(i.path) for i in infos]
+    blobs = [alice.upload_blob(p.read_bytes()) for p in paths]
+    schemas = {form: put(alice, PEER_SCHEMA, schema_value(form)) for form in SCHEMA_FORMS}
+    return World(alice, samples, paths, [i.sha256 for i in infos], blobs, schemas)
+
+
+def same(got: list[Any], want: list[Scene]) -> bool:
+    return len(got) == len(want) and all(
+        np.array_equal(g.image, w.image) and g.label == w.label and g.score == w.score
+        for g, w in zip(got, want, strict=True)
+    )
+
+
+@pytest.fixture
+def no_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AtdataWarning)
+        yield
+
+
+# -- entries by URI: schema forms and storage kinds ---------------------------------------
+
+
+@pytest.mark.parametrize("form", SCHEMA_FORMS)
+def test_a_blob_entry_loads_with_its_type_built_from_each_schema_form(
+    world: World, form: str, no_warnings: None
+) -> None:
+    value = {
+        "name": f"scenes-{form}",
+        "schemaRef": world.schemas[form],
+        "storage": world.blob_storage(),
+        "createdAt": when(1),
+    }
+    uri = put(world.alice, PEER_ENTRY, value)
+    ds = load_dataset(uri)
+    assert ds.uri == uri and ds.cid is not None
+    assert sorted(f.name for f in atdata.sample_fields(ds.sample_type)) == [
+        "image",
+        "label",
+        "score",
+    ]
+    assert same(list(ds.ordered()), world.samples)
+    typed = load_dataset(uri, sample_type=Scene)  # our own class matches by names and kinds
+    assert typed.sample_type is Scene and same(list(typed.ordered()), world.samples)
+
+
+def test_blob_checksums_the_blob_cid_verifies_them_even_when_none(world: World) -> None:
+    none = [{"algorithm": "none", "digest": ""} for _ in world.shas]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AtdataWarning)  # the blob's CID is its sha256
+        ds = load_dataset(world.entry(world.blob_storage(none)))
+    assert same(list(ds.ordered()), world.samples)
+    wrong_sums = [{"algorithm": "sha256", "digest": "0" * 64}] + [
+        {"algorithm": "sha256", "digest": s} for s in world.shas[1:]
+    ]
+    with pytest.raises(ResolutionError, match="shard 0 of .*CID and the record's sha256 disagree"):
+        load_dataset(world.entry(world.blob_storage(wrong_sums)))
+
+
+def test_http_entry_verifies_sha256_and_a_wrong_one_names_the_shard(
+    world: World, tmp_path: Path, no_warnings: None
+) -> None:
+    with file_server(world.paths[0].parent) as base:
+        urls = [f"{base}/{p.name}" for p in world.paths]
+        good = world.entry(
+            {
+                "$type": PEER_STORAGE_HTTP,
+                "shards": [
+                    {"url": u, "checksum": {"algorithm": "sha256", "digest": s}}
+                    for u, s in zip(urls, world.shas, strict=True)
+                ],
+            }
+        )
+        cache = ShardCache(tmp_path / "cache", max_bytes=1 << 24)
+        assert same(list(load_dataset(good, cache=cache).ordered()), world.samples)
+        assert len(cache.entries()) == 2  # verified shards are cached as ours are
+        bad = world.entry(
+            {
+                "$type": PEER_STORAGE_HTTP,
+                "shards": [
+                    {"url": urls[0], "checksum": {"algorithm": "sha256", "digest": world.shas[0]}},
+                    {"url": urls[1], "checksum": {"algorithm": "sha256", "digest": "ab" * 32}},
+                ],
+            }
+        )
+        with pytest.raises(ShardIntegrityError, match=world.paths[1].name):
+            list(load_dataset(bad).ordered())
+
+
+def test_a_none_checksum_loads_with_one_warning_naming_the_shards(world: World) -> None:
+    with file_server(world.paths[0].parent) as base:
+        urls = [f"{base}/{p.name}" for p in world.paths]
+        uri = world.entry(
+            {
+                "$type": PEER_STORAGE_HTTP,
+                "shards": [
+                    {"url": u, "checksum": {"algorithm": "none", "digest": ""}} for u in urls
+                ],
+            }
+        )
+        with pytest.warns(AtdataWarning) as caught:
+            ds = load_dataset(uri)
+            got = list(ds.ordered())
+        assert same(got, world.samples)
+    said = [str(w.message) for w in caught if issubclass(w.category, AtdataWarning)]
+    assert len(said) == 1, said
+    assert "2 shard(s) are unverified" in said[0]
+    assert all(u in said[0] for u in urls) and "checksum 'none'" in said[0]
+
+
+def test_external_urls_in_brace_notation(world: World) -> None:
+    with file_server(world.paths[0].parent) as base:
+        pattern = f"{base}/s-{{000000..000001}}.tar"
+        uri = world.entry({"$type": PEER_STORAGE_EXTERNAL, "urls": [pattern]})
+        with pytest.warns(AtdataWarning, match="2 shard.*unverified.*none given"):
+            ds = load_dataset(uri)
+        assert len(ds.shards) == 2
+        assert same(list(ds.ordered()), world.samples)
+
+
+def test_s3_entry_with_endpoint_and_without_it(
+    world: World, s3_server: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, no_warnings: None
+) -> None:
+    s3 = s3_server.client()
+    keys = [f"peer/{p.name}" for p in world.paths]
+    for key, path in zip(keys, world.paths, strict=True):
+        s3.put_object(Bucket=s3_bucket, Key=key, Body=path.read_bytes())
+    shards = [
+        {"key": k, "checksum": {"algorithm": "sha256", "digest": s}}
+        for k, s in zip(keys, world.shas, strict=True)
+    ]
+    with_endpoint = world.entry(
+        {
+            "$type": PEER_STORAGE_S3,
+            "bucket": s3_bucket,
+            "endpoint": s3_server.endpoint_url,
+            "region": "us-east-1",
+            "shards": shards,
+        }
+    )
+    ds = load_dataset(
+        with_endpoint,
+        trusted_s3_endpoints=[s3_server.endpoint_url],
+        s3_client_kwargs=s3_server.client_kwargs(),
+    )
+    assert same(list(ds.ordered()), world.samples)
+    # no endpoint: AWS itself, i.e. wherever the user's own AWS configuration points
+    no_endpoint = world.entry({"$type": PEER_STORAGE_S3, "bucket": s3_bucket, "shards": shards})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.region)
+    assert same(list(load_dataset(no_endpoint).ordered()), world.samples)
+
+
+# -- labels and @handle/name --------------------------------------------------------------
+
+
+def test_a_label_uri_resolves_to_its_entry(world: World, no_warnings: None) -> None:
+    entry = world.entry(world.blob_storage(), name="labelled")
+    label = world.label("labelled", entry, "1.0.0", minutes=5)
+    ds = load_dataset(label)
+    assert (ds.uri, ds.version) == (entry, "1.0.0")
+    assert same(list(ds.ordered()), world.samples)
+    not_entry = world.label("broken", world.schemas["flat"], None, minutes=5)
+    with pytest.raises(ResolutionError, match=f"not a {PEER_ENTRY}"):
+        load_dataset(not_entry)
+
+
+def test_handle_name_falls_back_to_the_newest_label(
+    world: World, monkeypatch: pytest.MonkeyPatch, no_warnings: None
+) -> None:
+    monkeypatch.setenv("ATDATA_PDS", world.alice.pds_url)  # resolves handles, no AppView
+    monkeypatch.delenv("ATDATA_APPVIEW", raising=False)
+    name = f"labels-{secrets.token_hex(3)}"
+    first = world.entry(world.blob_storage(), name=name)
+    second = world.entry(world.blob_storage(), name=name)
+    # the newer label is written first; `Z` and `+00:00` forms compare as times
+    world.label(name, second, "2.0.0", minutes=30)
+    world.label(name, first, "1.0.0", minutes=10)
+    handle = world.alice.handle
+    newest = load_dataset(f"@{handle}/{name}")
+    assert (newest.uri, newest.version) == (second, "2.0.0")
+    older = load_dataset(f"@{handle}/{name}@1.0.0")
+    assert (older.uri, older.version) == (first, "1.0.0")
+    assert same(list(older.ordered()), world.samples)
+    with pytest.raises(ResolutionError, match=f"no version 3.0.0.*nor is there a {PEER_LABEL}"):
+        load_dataset(f"@{handle}/{name}@3.0.0")
+
+
+def test_our_dataset_wins_over_a_label_of_the_same_name_and_says_so(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATDATA_PDS", world.alice.pds_url)
+    monkeypatch.delenv("ATDATA_APPVIEW", raising=False)
+    name = f"both-{secrets.token_hex(3)}"
+    infos = atdata.write_samples(world.samples[:3], str(world.paths[0].parent / f"{name}-%02d.tar"))
+    ours = world.alice.publish_dataset(infos, name=name, schema=Scene, progress=False)
+    label = world.label(name, world.entry(world.blob_storage(), name=name), "1.0.0", minutes=60)
+    with pytest.warns(AtdataWarning, match="names both") as caught:
+        ds = load_dataset(f"@{world.alice.handle}/{name}")
+    assert ds.uri == str(ours) and len(list(ds.ordered())) == 3
+    assert label in str(caught[0].message)
+
+
+class _ScriptedAppView(BaseHTTPRequestHandler):
+    """An AppView that lists no io.atdata dataset and answers resolveLabel with one label."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if url.path.endswith("io.atdata.searchDatasets"):
+            self._answer(200, {"datasets": []})
+        elif url.path.endswith("science.alt.dataset.resolveLabel"):
+            self.server.asked.append(query)  # type: ignore[attr-defined]
+            self._answer(200, self.server.label)  # type: ignore[attr-defined]
+        else:
+            self._answer(404, {"error": "MethodNotImplemented"})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_handle_name_through_an_appview_is_checked_on_the_pds(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATDATA_PDS", world.alice.pds_url)
+    name = f"viaav-{secrets.token_hex(3)}"
+    entry = world.entry(world.blob_storage(), name=name)
+    label = world.label(name, entry, "1.0.0", minutes=3)
+    other = world.label(f"{name}-other", entry, "1.0.0", minutes=4)
+    rec = world.alice.get_record(label)
+    with serving(
+        _ScriptedAppView, asked=[], label={"uri": label, "cid": rec.cid, "label": rec.value}
+    ) as av:
+        ds = load_dataset(f"@{world.alice.handle}/{name}", appview=av.url)
+        assert (ds.uri, ds.version) == (entry, "1.0.0")
+        assert av.asked and av.asked[0]["name"] == [name]  # the AppView was asked
+        stale = world.alice.get_record(other)
+        av.label = {"uri": other, "cid": stale.cid, "label": stale.value}
+        with pytest.raises(ResolutionError, match="stale or altered"):
+            load_dataset(f"@{world.alice.handle}/{name}", appview=av.url)
+
+
+# -- sample types and lenses ---------------------------------------------------------------
+
+
+def test_a_sample_type_that_does_not_match_the_schema_is_refused(world: World) -> None:
+    uri = world.entry(world.blob_storage())
+    with pytest.raises(SchemaError, match=r"field 'label': int here, str in the schema"):
+        load_dataset(uri, sample_type=WrongScene)
+
+
+def test_a_peer_lens_is_imported_only_with_trust_unpinned(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"peerlens_{secrets.token_hex(4)}"
+    (tmp_path / f"{module}.py").write_text(
+        "def get(s):\n    return s.upper()\n\n\ndef put(view, s):\n    return view.lower()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = {"repository": "https://example.com/lenses", "commit": "0" * 40}
+    uri = put(
+        world.alice,
+        PEER_LENS,
+        {
+            "name": "shout",
+            "sourceSchema": world.schemas["flat"],
+            "targetSchema": world.schemas["envelope"],
+            "getterCode": {**code, "path": f"{module}:get"},
+            "putterCode": {**code, "path": f"{module}:put"},
+            "createdAt": when(2),
+        },
+    )
+    for trust in (False, True):
+        with pytest.raises(LensError, match='pins no hash.*trust="unpinned"'):
+            world.alice.load_lens(uri, trust=trust)
+    assert module not in sys.modules  # nothing ran
+    with pytest.warns(AtdataWarning, match="does not pin by a hash"):
+        lens = world.alice.load_lens(uri, trust="unpinned")
+    assert lens.get("abc") == "ABC" and lens.put("XY", "ab") == "xy"
+    sys.modules.pop(module, None)
+
+
+# -- without a network ---------------------------------------------------------------------
+
+
+def test_shard_digest_and_kind_rules() -> None:
+    from atdata.atmosphere.peer_resolve import _sha256, peer_differences
+    from atdata.peer import PeerShard
+
+    sha = hashlib.sha256(b"x").hexdigest()
+    unverified: list[str] = []
+    assert (
+        _sha256(PeerShard(url="u", algorithm="sha256", digest=sha.upper()), "u", "s", unverified)
+        == sha
+    )
+    assert _sha256(PeerShard(url="a"), "a", "s", unverified) is None
+    assert (
+        _sha256(PeerShard(url="b", algorithm="blake3", digest="ab"), "b", "s", unverified) is None
+    )
+    assert unverified == [
+        "a (checksum 'none' or none given)",
+        "b (blake3 checksum, which this SDK does not compute)",
+    ]
+    with pytest.raises(ResolutionError, match="not 64 hex digits"):
+        _sha256(PeerShard(url="c", algorithm="sha256", digest="xyz"), "c", "s", unverified)
+    own = {
+        "fields": [
+            {"name": "score", "type": {"kind": "float"}},
+            {"name": "image", "type": {"kind": "ndarray"}},
+            {"name": "label", "type": {"kind": "str", "optional": True}},
+        ]
+    }
+    assert peer_differences(Scene, own) == []  # any order, any dtype for the shim
+    assert peer_differences(WrongScene, own) == ["field 'label': int here, str in the schema"]
