@@ -139,8 +139,9 @@ def test_search_datasets_output_shape(api: httpx.Client) -> None:
     (item,) = body["datasets"]
     assert set(item) == {
         "uri", "cid", "did", "handle", "name", "description", "tags", "license", "samples",
-        "bytes", "schema", "createdAt", "version", "versions", "newest",
+        "bytes", "schema", "createdAt", "version", "versions", "newest", "family",
     }  # fmt: skip
+    assert item["family"] == "io.atdata"
     assert (item["version"], item["versions"], item["newest"]) == ("0.0.0", 1, True)
     assert item["uri"] == DS and item["handle"] == "alice.test" and item["samples"] == 1797
     assert item["schema"] == {"uri": S1, "name": "ImageSample", "version": "1.0.0"}

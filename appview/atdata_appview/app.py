@@ -44,15 +44,18 @@ def create_app(
     *,
     run_ingest: bool = False,
     metrics_dir: str | None = None,
+    plc_url: str | None = None,
 ) -> web.Application:
     """An app serving ``store``. With ``run_ingest`` the app starts ``ingest.run()`` on
     startup and stops it on cleanup (otherwise the caller owns the ingest lifecycle).
-    ``metrics_dir``: prometheus_client's multiprocess folder when several processes serve."""
+    ``metrics_dir``: prometheus_client's multiprocess folder when several processes serve.
+    ``plc_url``: where queries check DID documents when there is no ingest to ask
+    (default ``ATDATA_PLC_URL``)."""
     app_metrics = metrics.AppMetrics(metrics_dir)
     app = web.Application(middlewares=[_request_metrics(app_metrics)])
     app[STORE] = store
     app[INGEST] = ingest
-    app[CONTEXT] = Context(store=store, ingest=ingest)
+    app[CONTEXT] = Context(store=store, ingest=ingest, plc_url=plc_url)
     app[METRICS] = app_metrics
     app[COUNTS] = {"stamp": -COUNTS_TTL, "value": {}}  # mutated in place (app is frozen)
     app.router.add_get("/_health", _health)
@@ -151,7 +154,7 @@ def build(settings: Settings, *, follow: bool = True) -> web.Application:
     """Store (migrated) + ingest following ``settings.firehose`` + the app around them."""
     store = Store(settings.db)
     ingest = make_ingest(settings, store) if follow else None
-    app = create_app(store, ingest, run_ingest=follow)
+    app = create_app(store, ingest, run_ingest=follow, plc_url=settings.plc)
 
     async def close_store(_app: web.Application) -> None:
         await store.aclose()

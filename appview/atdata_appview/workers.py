@@ -87,7 +87,12 @@ def _write_snapshot(path: Path, ingest: IngestService | None, store: Store) -> N
 def _serve_process(settings: Settings, sock: socket.socket, state_dir: str) -> None:
     """A serving process: the app over its own store connections, no ingest."""
     store = Store(settings.db, run_migrations=False)
-    app = create_app(store, IngestSnapshot(Path(state_dir) / SNAPSHOT), metrics_dir=state_dir)
+    app = create_app(
+        store,
+        IngestSnapshot(Path(state_dir) / SNAPSHOT),
+        metrics_dir=state_dir,
+        plc_url=settings.plc,
+    )
 
     async def close_store(_app: web.Application) -> None:
         await store.aclose()

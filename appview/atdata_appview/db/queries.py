@@ -243,6 +243,7 @@ def get_dataset(conn: Connection, uri: str) -> dict[str, Any] | None:
             "uri": d.uri,
             "cid": d.cid,
             "did": d.did,
+            "family": d.family,
             "handle": author["handle"],
             "name": d.name,
             "description": d.description,

@@ -53,6 +53,8 @@ class SearchParams:
     name: str | None = None
     #: Every version of each dataset, not just the newest of each (author, name).
     all_versions: bool = False
+    #: Only records of this lexicon family (``io.atdata`` or ``science.alt.dataset``).
+    family: str | None = None
 
 
 @dataclass(slots=True)
@@ -154,6 +156,8 @@ def _filters(qb: _Query, p: SearchParams, pg: bool, *, driving_tag: bool = False
             )
     if p.license:
         qb.where.append(f"d.license = {qb.bind(p.license)}")
+    if p.family:
+        qb.where.append(f"d.family = {qb.bind(p.family)}")
     if p.min_samples is not None:
         qb.where.append(f"d.samples >= {qb.bind(p.min_samples)}")
     if p.max_samples is not None:
@@ -603,7 +607,7 @@ _HYDRATE = (
     "SELECT d.id, d.uri, d.cid, d.did, r.handle, d.name, d.description,"
     " CAST(d.tags AS TEXT) AS tags, d.license,"
     " d.samples, d.bytes, d.schema_uri, s.name AS schema_name, s.version AS schema_version,"
-    " d.created_at, d.version, d.newest FROM datasets d LEFT JOIN repos r ON r.did = d.did"
+    " d.created_at, d.version, d.newest, d.family FROM datasets d LEFT JOIN repos r ON r.did = d.did"
     " LEFT JOIN schemas s ON s.uri = d.schema_uri WHERE d.id IN ({ids})"
 )
 #: Hydration binds its ids padded to one of these counts: a few fixed statements that
@@ -653,6 +657,7 @@ def _hydrate(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
                     "version": r.version or DEFAULT_VERSION,
                     "versions": counts.get(r.id, 1),
                     "newest": bool(r.newest),
+                    "family": r.family,
                 }
             )
         )

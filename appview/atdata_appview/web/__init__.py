@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .croissant import croissant_json
-from .pages import dataset, dataset_path, index
+from .pages import dataset, dataset_path, entry, index
 
 __all__ = ["add_routes", "dataset_path"]
 
@@ -17,6 +17,7 @@ __all__ = ["add_routes", "dataset_path"]
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index, name="web-index")
     app.router.add_get("/datasets/{did}/{rkey}", dataset, name="web-dataset")
+    app.router.add_get("/entries/{did}/{rkey}", entry, name="web-entry")
     app.router.add_get(
         "/datasets/{did}/{rkey}/croissant.json", croissant_json, name="web-croissant"
     )

@@ -1,4 +1,5 @@
-"""The server-rendered pages: search (`/`) and one dataset (`/datasets/{did}/{rkey}`).
+"""The server-rendered pages: search (`/`), one dataset (`/datasets/{did}/{rkey}`) and one
+entry of the peer network (`/entries/{did}/{rkey}`, a `science.alt.dataset.entry`).
 
 They read through the same query layer as XRPC (`db.search_datasets`, `db.queries`), so the
 page shows exactly what the API answers. Every value that comes from a record is untrusted and
@@ -18,9 +19,10 @@ from aiohttp import web
 from atdata.display import dtype_text, human_bytes, shape_text, type_text
 from atdata.errors import AtdataError, LexiconError
 from atdata.lexicon import validate_params
-from atdata.records import DATASET
+from atdata.peer import own_schema
+from atdata.records import DATASET, PEER_ENTRY
 
-from ..db import BadCursor, SearchParams, Store, queries, search_datasets
+from ..db import BadCursor, SearchParams, Store, peer_queries, queries, search_datasets
 from ..db.lineage import get_lineage
 from ..xrpc import CONTEXT
 from ._html import Markup, attr_url, join, render
@@ -37,10 +39,32 @@ PAGE_LINEAGE_DEPTH = 3
 _BLOB_CARDS = BlobCards()
 
 
+#: Page path prefix of each collection whose records have a page.
+PAGE_PREFIX = {DATASET: "/datasets", PEER_ENTRY: "/entries"}
+#: The badge naming where a dataset came from, by its lexicon family.
+FAMILY_BADGES = {
+    "io.atdata": "io.atdata",
+    "science.alt.dataset": "science.alt.dataset · atdata 0.5-0.7 network",
+}
+
+
 def dataset_path(uri: str) -> str:
-    """Page path of a dataset at-uri (`at://did/io.atdata.dataset/rkey`)."""
-    did, _, rkey = uri.removeprefix("at://").partition(f"/{DATASET_COLLECTION}/")
-    return f"/datasets/{quote(did, safe=':')}/{quote(rkey, safe='')}"
+    """Page path of a dataset at-uri (`at://did/io.atdata.dataset/rkey`, or a peer entry's
+    `at://did/science.alt.dataset.entry/rkey`)."""
+    did, _, rest = uri.removeprefix("at://").partition("/")
+    collection, _, rkey = rest.partition("/")
+    prefix = PAGE_PREFIX.get(collection, "/datasets")
+    return f"{prefix}/{quote(did, safe=':')}/{quote(rkey, safe='')}"
+
+
+def _badge(family: Any) -> Markup:
+    if not family:
+        return Markup("")
+    return render(
+        " <span class='badge family-{cls}' title='record family'>{text}</span>",
+        cls=str(family).replace(".", "-"),
+        text=FAMILY_BADGES.get(str(family), str(family)),
+    )
 
 
 # -- layout -----------------------------------------------------------------------------------
@@ -81,10 +105,14 @@ def _nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _search_form(q: str, tags: Sequence[str], license: str | None) -> Markup:
+def _search_form(
+    q: str, tags: Sequence[str], license: str | None, family: str | None = None
+) -> Markup:
     hidden = join(render("<input type=hidden name=tag value='{t}'>", t=t) for t in tags)
     if license:
         hidden = Markup(hidden + render("<input type=hidden name=license value='{v}'>", v=license))
+    if family:
+        hidden = Markup(hidden + render("<input type=hidden name=family value='{v}'>", v=family))
     return render(
         "<form class=search method=get action='/' role=search>"
         "<input type=search name=q value='{q}' placeholder='Search datasets: names, "
@@ -153,7 +181,7 @@ def ragged_fields(dataset: Mapping[str, Any]) -> list[str]:
 
 def _facet_list(
     title: str,
-    counts: Mapping[str, int],
+    counts: Mapping[str, Any],
     active: set[str],
     link: Any,
 ) -> Markup:
@@ -191,13 +219,14 @@ def _card(d: Mapping[str, Any]) -> Markup:
     )
     tags = join(render("<span class=tag>{t}</span>", t=t) for t in d.get("tags") or [])
     return render(
-        "<article class=card><h2><a href='{href}'>{name}</a></h2>"
+        "<article class=card><h2><a href='{href}'>{name}</a>{badge}</h2>"
         "<div class=meta>by {author}{version} · {samples} samples · {size}{license}{schema}</div>"
         "<p>{description}</p><div>{tags}</div><div class='meta uri'>{uri}</div></article>",
         href=dataset_path(str(d.get("uri", ""))),
         name=d.get("name") or "(unnamed)",
+        badge=_badge(d.get("family")) if d.get("family") != "io.atdata" else "",
         author=_author(d),
-        version=_version_text(d),
+        version=_version_text(d) if d.get("family") != "science.alt.dataset" else "",
         samples=_count(d.get("samples")),
         size=human_bytes(d.get("bytes")),
         license=f" · {d['license']}" if d.get("license") else "",
@@ -212,7 +241,7 @@ async def index(request: web.Request) -> web.Response:
     """`/`: the search box, facets and result cards (a GET form: every search is a plain URL)."""
     store: Store = request.app[CONTEXT].store
     raw: dict[str, str | list[str]] = {}
-    for key in ("q", "tag", "license", "sort", "cursor"):
+    for key in ("q", "tag", "license", "sort", "cursor", "family"):
         values = [v for v in request.query.getall(key, []) if v.strip()]
         if values:
             raw[key] = values if key == "tag" else values[0]
@@ -222,6 +251,7 @@ async def index(request: web.Request) -> web.Response:
         params = validate_params(SEARCH_NSID, raw)
         tags = list(dict.fromkeys(t.strip().lower() for t in params.get("tag", [])))
         license = params.get("license")
+        family = params.get("family")
         sort = params.get("sort") or ("relevance" if q else "created")
         page = await store.read(
             search_datasets,
@@ -232,6 +262,7 @@ async def index(request: web.Request) -> web.Response:
                 sort=sort,
                 limit=PAGE_SIZE,
                 cursor=params.get("cursor"),
+                family=family,
             ),
         )
     except (LexiconError, BadCursor) as exc:
@@ -248,6 +279,7 @@ async def index(request: web.Request) -> web.Response:
             "tag": tags,
             "license": license,
             "sort": params.get("sort"),
+            "family": family,
         }
         state.update(changes)
         pairs = [(k, v) for k, v in state.items() if not isinstance(v, list)]
@@ -260,11 +292,20 @@ async def index(request: web.Request) -> web.Response:
     def toggle_license(name: str) -> Markup:
         return url(license=None if name == license else name)
 
+    def toggle_family(name: str) -> Markup:
+        return url(family=None if name == family else name)
+
     facets = page.facets or {}
     side = Markup(
         _facet_list("Tags", facets.get("tags", {}), set(tags), toggle_tag)
         + _facet_list(
             "Licenses", facets.get("licenses", {}), {license} if license else set(), toggle_license
+        )
+        + _facet_list(
+            "Family",
+            dict.fromkeys(FAMILY_BADGES, ""),
+            {family} if family else set(),
+            toggle_family,
         )
     )
     if page.datasets:
@@ -279,11 +320,17 @@ async def index(request: web.Request) -> web.Response:
         else Markup("")
     )
     heading = f"Results for “{q}”" if q else "Recently published datasets"
-    filters = ", ".join([*(f"tag {t}" for t in tags), *([f"license {license}"] if license else [])])
+    filters = ", ".join(
+        [
+            *(f"tag {t}" for t in tags),
+            *([f"license {license}"] if license else []),
+            *([f"family {family}"] if family else []),
+        ]
+    )
     body = render(
         "{form}<div class=layout><aside>{side}</aside><section><h1>{heading}</h1>"
         "<p class=meta>{filters}</p>{results}{more}</section></div>",
-        form=_search_form(q, tags, license),
+        form=_search_form(q, tags, license, family),
         side=side,
         heading=heading,
         filters=f"Filtered by {filters}" if filters else "",
@@ -479,11 +526,184 @@ def _lineage_list(items: Sequence[Mapping[str, Any]], empty: str) -> Markup:
     )
 
 
+# -- peer entries -----------------------------------------------------------------------------
+
+STORAGE_KINDS = {
+    "storageBlobs": "blobs in the author's repository (fetched with com.atproto.sync.getBlob)",
+    "storageHttp": "HTTP(S) URLs",
+    "storageS3": "an S3 bucket",
+    "storageExternal": "external URLs (the older storageExternal form)",
+}
+
+
+def _storage_kind(storage: Mapping[str, Any]) -> str:
+    return str(storage.get("$type", "")).rpartition(".")[2].partition("#")[0]
+
+
+def _storage_section(record: Mapping[str, Any]) -> Markup:
+    """Where the entry's shards are, as its ``storage`` says."""
+    storage = record.get("storage")
+    if not isinstance(storage, Mapping):
+        return Markup("<p class=empty>The record names no storage.</p>")
+    kind = _storage_kind(storage)
+    detail = ""
+    if kind == "storageS3":
+        endpoint = storage.get("endpoint") or "AWS"
+        region = f", region {storage['region']}" if storage.get("region") else ""
+        detail = f" {storage.get('bucket', '?')} at {endpoint}{region}"
+    return render(
+        "<p>Stored as {what}{detail} <span class=meta>({kind})</span></p>{shards}",
+        what=STORAGE_KINDS.get(kind, "an unknown kind of storage"),
+        detail=detail,
+        kind=storage.get("$type", "?"),
+        shards=_peer_shards_table(storage),
+    )
+
+
+def _checksum_text(checksum: Any) -> str:
+    if not isinstance(checksum, Mapping):
+        return ""
+    algorithm = checksum.get("algorithm")
+    if algorithm == "none":
+        return "none (not verified)"
+    return f"{algorithm}:{checksum.get('digest', '')}"
+
+
+def _peer_shards(storage: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(location, checksum) of each shard the storage lists."""
+    kind = _storage_kind(storage)
+    if kind == "storageExternal":
+        return [(str(u), "") for u in storage.get("urls") or []]
+    out = []
+    for item in storage.get("blobs" if kind == "storageBlobs" else "shards") or []:
+        if not isinstance(item, Mapping):
+            continue
+        if kind == "storageBlobs":
+            blob = item.get("blob", item)
+            ref = blob.get("ref") if isinstance(blob, Mapping) else None
+            where = f"blob {ref.get('$link') if isinstance(ref, Mapping) else ref}"
+        elif kind == "storageS3":
+            where = f"s3://{storage.get('bucket', '?')}/{item.get('key', '?')}"
+        else:
+            where = str(item.get("url", "?"))
+        out.append((where, _checksum_text(item.get("checksum"))))
+    return out
+
+
+def _peer_shards_table(storage: Mapping[str, Any]) -> Markup:
+    shards = _peer_shards(storage)
+    if not shards:
+        return Markup("<p class=empty>No shards listed.</p>")
+    rows = join(
+        render(
+            "<tr><td>{i}</td><td class=hash>{where}</td><td class=hash>{checksum}</td></tr>",
+            i=i,
+            where=where,
+            checksum=checksum,
+        )
+        for i, (where, checksum) in enumerate(shards)
+    )
+    return render(
+        "<table class=shards><thead><tr><th>#</th><th>location</th><th>checksum</th></tr>"
+        "</thead><tbody>{rows}</tbody></table>",
+        rows=rows,
+    )
+
+
+def _peer_schema_table(found: Mapping[str, Any]) -> Markup:
+    """The entry's schema, its JSON Schema read as our fields (NDArray fields recognised by
+    the ndarray shim's ``$ref``), shown with the table our schemas get."""
+    schema = dict(found.get("schema") or {})
+    record = schema.get("record")
+    if isinstance(record, Mapping):
+        try:
+            schema["record"] = own_schema(dict(record))
+        except (AtdataError, KeyError, TypeError, ValueError) as exc:
+            return render(
+                "<p class=empty>The schema {uri} cannot be read: {why}</p>",
+                uri=schema.get("uri", ""),
+                why=str(exc),
+            )
+    return _schema_table({**found, "schema": schema})
+
+
+def _labels_table(labels: Sequence[Mapping[str, Any]]) -> Markup:
+    if not labels:
+        return Markup("<p class=empty>No label names this entry.</p>")
+    rows = join(
+        render(
+            "<tr><td><b>{name}</b>{latest}</td><td>{version}</td><td>{created}</td>"
+            "<td>{description}</td><td class=hash>{uri}</td></tr>",
+            name=x.get("name", ""),
+            latest=" (latest)" if x.get("latest") else "",
+            version=x.get("version", ""),
+            created=x.get("createdAt", ""),
+            description=x.get("description", ""),
+            uri=x.get("uri", ""),
+        )
+        for x in labels
+    )
+    return render(
+        "<p class=meta>A label names a version of an entry; the newest label of a name "
+        "(by its creation time) is that name's latest.</p><table class=labels><thead><tr>"
+        "<th>label</th><th>version</th><th>created</th><th>description</th><th>at:// URI</th>"
+        "</tr></thead><tbody>{rows}</tbody></table>",
+        rows=rows,
+    )
+
+
+def _entry_body(found: Mapping[str, Any], labels: Sequence[Mapping[str, Any]]) -> Markup:
+    """A ``science.alt.dataset.entry``: what it says, its schema, storage, labels and how to
+    load it with this SDK."""
+    uri = str(found.get("uri", ""))
+    record = found.get("record") or {}
+    tags = join(render("<span class=tag>{t}</span>", t=t) for t in found.get("tags") or [])
+    lenses = found.get("lenses") or {}
+    return render(
+        "{form}<article class=card><h1 class=name>{name}{badge}</h1>"
+        "<div class=meta>by {author} · {samples} samples · {size}{license} · published {created}"
+        "</div><p class=description>{description}</p><div>{tags}</div>"
+        "<p class='uri at-uri'>{uri}</p><p class=meta>record CID <code>{cid}</code></p></article>"
+        "<h2>Load it</h2><div class=snippet><button type=button>copy</button>"
+        "<pre id=load-snippet>{snippet}</pre></div>"
+        "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code></p>"
+        "<h2>Labels</h2>{labels}<h2>Schema</h2>{schema}<h2>Storage</h2>{storage}"
+        "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}",
+        form=_search_form("", [], None),
+        name=found.get("name") or "(unnamed)",
+        badge=_badge(found.get("family")),
+        author=_author(found),
+        samples=_count(found.get("samples")),
+        size=human_bytes(found.get("bytes")),
+        license=f" · {found['license']}" if found.get("license") else "",
+        created=found.get("createdAt", "?"),
+        description=found.get("description") or "",
+        tags=tags,
+        uri=uri,
+        cid=found.get("cid", ""),
+        snippet=load_snippet(uri, []),
+        labels=_labels_table(labels),
+        schema=_peer_schema_table(found),
+        storage=_storage_section(record if isinstance(record, Mapping) else {}),
+        lenses_from=_lens_list(lenses.get("from") or [], "from"),
+        lenses_to=_lens_list(lenses.get("to") or [], "to"),
+    )
+
+
 async def dataset(request: web.Request) -> web.Response:
     """One dataset: description, schema table, shards, lenses, at:// URI and a load snippet."""
+    return await _record_page(request, DATASET_COLLECTION)
+
+
+async def entry(request: web.Request) -> web.Response:
+    """One entry of the peer network: the same page, with its storage and labels."""
+    return await _record_page(request, PEER_ENTRY)
+
+
+async def _record_page(request: web.Request, collection: str) -> web.Response:
     store: Store = request.app[CONTEXT].store
     did, rkey = request.match_info["did"], request.match_info["rkey"]
-    uri = f"at://{did}/{DATASET_COLLECTION}/{rkey}"
+    uri = f"at://{did}/{collection}/{rkey}"
     nonce = _nonce()
     try:  # the same check getDataset's uri gets (an at-uri, no NUL) before the database
         validate_params(GET_DATASET_NSID, {"uri": uri})
@@ -500,6 +720,9 @@ async def dataset(request: web.Request) -> web.Response:
             + render("<p class=error>No dataset {uri} in this index.</p>", uri=uri)
         )
         return _page("Not found", body, nonce, status=404)
+    if collection == PEER_ENTRY:
+        labels = await store.read(peer_queries.labels_of, uri)
+        return _page(str(found.get("name") or "Entry"), _entry_body(found, labels), nonce)
     lineage = await store.read(get_lineage, uri, PAGE_LINEAGE_DEPTH) or {}
     card = await _card_section(found)
     record = found.get("record") or {}
@@ -507,7 +730,7 @@ async def dataset(request: web.Request) -> web.Response:
     tags = join(render("<span class=tag>{t}</span>", t=t) for t in found.get("tags") or [])
     lenses = found.get("lenses") or {}
     body = render(
-        "{form}<article class=card><h1 class=name>{name}</h1>"
+        "{form}<article class=card><h1 class=name>{name}{badge}</h1>"
         "<div class=meta>by {author} · version {version}{newest} · {samples} samples · {size}"
         " · {nshards} shards{license} · published {created}</div><p class=description>{description}</p><div>{tags}</div>"
         "<p class='uri at-uri'>{uri}</p><p class=meta>record CID <code>{cid}</code>{splits}</p>"
@@ -521,6 +744,7 @@ async def dataset(request: web.Request) -> web.Response:
         "<h2>Derived from</h2>{ancestors}<h2>Derived from this dataset</h2>{descendants}",
         form=_search_form("", [], None),
         name=found.get("name") or "(unnamed)",
+        badge=_badge(found.get("family")),
         author=_author(found),
         version=found.get("version", ""),
         newest=" (newest)" if found.get("newest") else "",

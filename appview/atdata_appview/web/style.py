@@ -27,6 +27,9 @@ aside li a.on { background: #dfe7fb; font-weight: 600; }
 .meta { color: var(--muted); font-size: 13px; }
 .tag { display: inline-block; background: #eef1f6; border-radius: 10px; padding: 0 8px;
        margin: 2px 4px 2px 0; font-size: 12px; }
+.badge { display: inline-block; border-radius: 10px; padding: 1px 9px; font-size: 12px;
+         font-weight: 600; vertical-align: middle; background: #e4ecfb; color: #1e3a8a; }
+.badge.family-science-alt-dataset { background: #fdf0d5; color: #7c4a03; }
 .uri, code, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
 .uri { word-break: break-all; }
 table { border-collapse: collapse; width: 100%; background: #fff; margin: 6px 0 18px; }

@@ -1,4 +1,6 @@
-"""XRPC query methods, one module each, served as ``GET /xrpc/<nsid>``."""
+"""XRPC query methods, served as ``GET /xrpc/<nsid>``: ours (``io.atdata.*``), one module
+each, and the peer network's (``science.alt.dataset.*``, module `peer`) that the atdata 0.7 SDK
+calls. Each NSID is its own route, so /metrics counts requests per method."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from . import (
     getSchema,
     listLenses,
     listSchemas,
+    peer,
     searchDatasets,
 )
-from ._base import CONTEXT, Context, NotFound, XrpcError, error_response, make_route
+from ._base import CONTEXT, Context, Handler, NotFound, XrpcError, error_response, make_route
+from ._handles import close as close_identity
 
-METHODS = {
+METHODS: dict[str, Handler] = {
     m.NSID: m.handle
     for m in (
         searchDatasets,
@@ -28,7 +32,7 @@ METHODS = {
         findLensPath,
         describeService,
     )
-}
+} | peer.METHODS
 
 __all__ = ["CONTEXT", "METHODS", "Context", "NotFound", "XrpcError", "add_routes"]
 
@@ -46,3 +50,8 @@ def add_routes(app: web.Application) -> None:
         )
 
     app.router.add_route("*", "/xrpc/{nsid:.*}", unknown)
+
+    async def close_resolver(app: web.Application) -> None:
+        await close_identity(app.get(CONTEXT))
+
+    app.on_cleanup.append(close_resolver)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,8 @@ from atdata.lexicon import validate_params
 
 from ..db import BadCursor, Store
 from ..db.queries import Page
+from ..identity import IdentityResolver
+from ._stats import EntryStats
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +36,18 @@ class NotFound(XrpcError):
 
 @dataclass(slots=True)
 class Context:
-    """What a handler may use: the store (queries) and the ingest service (if any)."""
+    """What a handler may use: the store (queries), the ingest service (if any), an identity
+    resolver of its own when there is no ingest to borrow one from, and usage counts."""
 
     store: Store
     ingest: Any | None
+    plc_url: str | None = None
+    identity: IdentityResolver | None = None
+    stats: EntryStats = field(default_factory=lambda: EntryStats())
+
+
+#: The Host header of the request being answered (for answers that name this service).
+REQUEST_HOST: ContextVar[str] = ContextVar("xrpc_request_host", default="localhost")
 
 
 CONTEXT = web.AppKey("xrpc_context", Context)
@@ -75,6 +86,7 @@ def query_params(request: web.Request) -> dict[str, str | list[str]]:
 
 def make_route(nsid: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def route(request: web.Request) -> web.Response:
+        REQUEST_HOST.set(request.host)
         try:
             params = validate_params(nsid, query_params(request))
             body = await handler(request.app[CONTEXT], params)

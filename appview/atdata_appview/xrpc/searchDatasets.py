@@ -24,6 +24,7 @@ async def handle(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         cursor=params.get("cursor"),
         name=params.get("name"),
         all_versions=params.get("allVersions", False),
+        family=params.get("family"),
     )
     page = await ctx.store.read(search_datasets, p)
     out: dict[str, Any] = {"datasets": page.datasets, "facets": page.facets}
