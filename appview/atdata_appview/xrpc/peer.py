@@ -141,8 +141,8 @@ async def describe_service(ctx: Context, params: dict[str, Any]) -> Mapping[str,
     ingest = metrics() if callable(metrics) else {}
     if isinstance(ingest.get("backfill_queue"), int):
         out["backfillPending"] = ingest["backfill_queue"]
-    if isinstance(ingest.get("resync_queue"), int):
-        out["resyncPending"] = ingest["resync_queue"]
+    if isinstance(ingest.get("backlog"), Mapping):  # as io.atdata.describeService says it
+        out["backlog"] = ingest["backlog"]
     return out
 
 
