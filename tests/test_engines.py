@@ -313,6 +313,96 @@ def test_arrow_and_pandas_round_trip_any_schema(drawn: tuple[type, list[Any]]) -
     assert all_same(samples, cls.from_pandas(samples_to_frame(samples, cls)))
 
 
+# Field kinds whose Arrow blocks are built straight from the sample messages (MessageColumns)
+COLUMNAR = {"i", "f", "b", "s", "y", "oi", "os", "fixed", "ragged", "ragged2", "mask", "zero_d"}
+
+
+def _blocks_of(paths: list[str], cls: type, rows_per_block: int | None = None) -> list[Any]:
+    """The Arrow blocks a Ray read task makes of these shards (no cluster needed)."""
+    from atdata._parts import parts
+    from atdata.ray import _read_blocks
+
+    ds = atdata.Dataset(paths, sample_type=cls)
+    return [b for part in parts(ds, 2) for b in _read_blocks(part, rows_per_block)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.sampled_from([m for m in MENU if m[0] in COLUMNAR]),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda m: m[0],
+    ),
+    st.data(),
+)
+def test_blocks_from_messages_equal_blocks_from_samples(chosen: list[Any], data: Any) -> None:
+    # the read tasks build blocks from the messages, without sample objects: the same
+    # columns, types and rows as samples_to_table of the decoded samples, whether a block's
+    # arrays share one shape (one join) or not (decoded one by one from the first that differs)
+    from atdata._columns import message_columns_apply, samples_to_table
+
+    cls = atdata.packable(
+        dataclasses.make_dataclass("Columnar", [(name, ann) for name, ann, _ in chosen]),
+        name="engines.Columnar",
+    )
+    assert message_columns_apply(cls)
+    values = st.fixed_dictionaries({name: strat for name, _, strat in chosen})
+    samples = [cls(**v) for v in data.draw(st.lists(values, min_size=1, max_size=9))]
+    per_block = data.draw(st.sampled_from([None, 1, 3]))
+    with tempfile.TemporaryDirectory() as root:
+        infos = atdata.write_samples(samples, os.path.join(root, "c-%03d.tar"), maxcount=4)
+        blocks = _blocks_of([i.path for i in infos], cls, per_block)
+    want = samples_to_table(samples, cls)
+    assert all(b.schema == want.schema for b in blocks)
+    assert all_same([s for b in blocks for s in cls.from_arrow(b)], samples)
+    if per_block is not None:
+        assert all(b.num_rows <= per_block for b in blocks)
+
+
+def test_blocks_from_messages_are_one_buffer_per_array_column(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    samples = [
+        Small(label=i, caption=f"c{i}", image=np.full((4, 4), i, np.float32)) for i in range(10)
+    ]
+    infos = atdata.write_samples(samples, str(tmp_path / "s-%03d.tar"), maxcount=5)
+    (block,) = _blocks_of([i.path for i in infos], Small)
+    assert block.num_rows == 10 and block.column("image").num_chunks == 1
+    assert all_same(Small.from_arrow(block), samples)
+    from atdata._columns import samples_to_table
+
+    assert block.equals(samples_to_table(samples, Small))
+    assert isinstance(block.column("label").chunk(0), pa.Int64Array)
+
+
+@atdata.packable(name="engines.Captioned", version="1.0.0")
+class Captioned:
+    label: str
+    caption: str
+    image: Annotated[NDArray[np.float32], Shape(4, 4)]
+
+
+def test_blocks_from_messages_raise_the_decoding_error(tmp_path: Path) -> None:
+    # a message that does not fit the columns is decoded the usual way: a bad one raises the
+    # error naming its shard and sample, as ordered() does
+    samples = [Small(label=i, caption="c", image=np.zeros((4, 4), np.float32)) for i in range(6)]
+    infos = atdata.write_samples(samples, str(tmp_path / "s-%03d.tar"), maxcount=6)
+    with pytest.raises(atdata.DecodeError, match=r"expected str.*s-000\.tar") as raised:
+        _blocks_of([i.path for i in infos], Captioned)
+    with pytest.raises(atdata.DecodeError) as direct:
+        list(atdata.Dataset[Captioned]([i.path for i in infos]).ordered())
+    assert str(raised.value) == str(direct.value)
+
+
+def test_blocks_of_a_type_with_its_own_post_init_come_from_its_samples() -> None:
+    from atdata._columns import message_columns_apply
+
+    assert message_columns_apply(Small)
+    assert not message_columns_apply(Fragile)  # __post_init__ may change what it holds
+    assert not message_columns_apply(Every)  # nested samples, lists, dicts, Any
+
+
 # --- reading: Ray and Dask against ordered() ------------------------------------------------
 
 

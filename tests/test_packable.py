@@ -444,3 +444,20 @@ def test_unstorable_loose_values_name_the_field() -> None:
     s.items = [2**64]
     with pytest.raises(SampleValueError, match="items"):
         _ = s.packed
+
+
+def test_generated_methods_name_their_module() -> None:
+    # cloudpickle (Ray, Dask) sends a class from __main__ by value; a function without a
+    # module made it search every imported module for each generated method (~4 ms apiece,
+    # for every Ray read task)
+    @atdata.packable
+    class Local:
+        image: NDArray
+        label: int
+
+    generated = [
+        Local.from_bytes.__func__,
+        Local.__atdata_encode__,
+        Local.__atdata_decode__,
+    ]
+    assert all(f.__module__ == "atdata.packable" for f in generated)

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ._codec import pack, unpack
+from ._codec import _ARRAY_CACHE, pack, unpack, unpack_message
 from ._fields import FieldKind, FieldSpec
-from .errors import SampleValueError, require_extra
+from .errors import DecodeError, SampleValueError, require_extra
 
 __all__ = [
     "frame_to_samples",
@@ -212,15 +212,24 @@ def _ragged_numeric(rows: list[np.ndarray], dtype: np.dtype, ndim: int) -> Any:
     The same storage ``ArrowVariableShapedTensorArray.from_numpy`` builds (a struct of the
     flattened values as a large list and each row's shape), without its per-row Python work.
     """
+    n = len(rows)
+    sizes = np.fromiter((v.size for v in rows), np.int64, n)
+    flat = np.concatenate([v.reshape(-1) for v in rows]) if n else np.empty(0, dtype)
+    shapes = np.fromiter((d for v in rows for d in v.shape), np.int64, n * ndim)
+    return _ragged_storage(flat.astype(dtype, copy=False), sizes, shapes, dtype, ndim)
+
+
+def _ragged_storage(
+    flat: np.ndarray, sizes: np.ndarray, shapes: np.ndarray, dtype: np.dtype, ndim: int
+) -> Any:
+    """Ray's variable-shaped tensor column over ``flat`` (all rows' values, in order), the rows'
+    ``sizes`` and their ``shapes`` (``ndim`` per row, flattened), without copying ``flat``."""
     pa = _pyarrow()
     from ray.data.extensions import ArrowVariableShapedTensorType
 
-    n = len(rows)
-    sizes = np.fromiter((v.size for v in rows), np.int64, n)
+    n = len(sizes)
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    flat = np.concatenate([v.reshape(-1) for v in rows]) if n else np.empty(0, dtype)
-    flat = flat.astype(dtype, copy=False)
     value_type = pa.from_numpy_dtype(dtype)
     if dtype.kind == "b":  # Arrow booleans are bit-packed, least significant bit first
         buffer = pa.py_buffer(np.packbits(flat, bitorder="little"))
@@ -229,12 +238,11 @@ def _ragged_numeric(rows: list[np.ndarray], dtype: np.dtype, ndim: int) -> Any:
     data = pa.LargeListArray.from_arrays(
         pa.array(offsets), pa.Array.from_buffers(value_type, int(offsets[-1]), [None, buffer])
     )
-    shape_values = np.fromiter((d for v in rows for d in v.shape), np.int64, n * ndim)
-    shapes = pa.ListArray.from_arrays(
-        pa.array(np.arange(n + 1, dtype=np.int32) * ndim), pa.array(shape_values)
+    shape_lists = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * ndim), pa.array(shapes)
     )
     kind = ArrowVariableShapedTensorType(value_type, ndim)
-    storage = pa.StructArray.from_arrays([data, shapes], fields=list(kind.storage_type))
+    storage = pa.StructArray.from_arrays([data, shape_lists], fields=list(kind.storage_type))
     return pa.ExtensionArray.from_storage(kind, storage)
 
 
@@ -428,3 +436,170 @@ def frame_to_samples(df: Any, cls: type) -> list[Any]:
         return [_plain(v, spec) for v in df[spec.name].tolist()]
 
     return _build_samples(cls, len(df), list(df.columns), values_of, "from_pandas")
+
+
+# --- sample messages -> Arrow, without sample objects -----------------------------------------
+
+_EXACT_TYPES: dict[FieldKind, tuple[type, ...]] = {
+    FieldKind.INT: (int,),
+    FieldKind.FLOAT: (float, int),  # integral floats may be stored as ints
+    FieldKind.BOOL: (bool,),
+    FieldKind.STR: (str,),
+    FieldKind.BYTES: (bytes,),
+}
+
+
+def message_columns_apply(cls: type) -> bool:
+    """Whether :class:`MessageColumns` can build ``cls``'s blocks: every field an array or a
+    scalar, and no ``__post_init__`` of the user's (it could change what a sample holds)."""
+    hook = getattr(cls, "__post_init__", None)
+    if hook is None or getattr(hook, "_atdata_user", True) is not None:
+        return False
+    return all(
+        spec.kind in _EXACT_TYPES or (spec.kind is FieldKind.ARRAY and not spec.optional)
+        for spec in _fields_of(cls)
+    )
+
+
+class _ScalarColumn:
+    """A scalar field's values, taken when of the exact type decoding would return."""
+
+    def __init__(self, spec: FieldSpec) -> None:
+        self.spec = spec
+        self.allowed = _EXACT_TYPES[spec.kind] + ((type(None),) if spec.optional else ())
+        self.values: list[Any] = []
+
+    def take(self, v: Any) -> bool:
+        if type(v) in self.allowed:
+            self.values.append(v)
+            return True
+        return False
+
+    def truncate(self, n: int) -> None:
+        del self.values[n:]
+
+    def array(self) -> Any:
+        pa = _pyarrow()
+        values = self.values
+        if self.spec.kind is FieldKind.BYTES:  # views of a large message, as decoding gives
+            values = [v if type(v) is not memoryview else bytes(v) for v in values]
+        return pa.array(values, getattr(pa, _SCALAR_TYPES[self.spec.kind])())
+
+
+class _ArrayColumn:
+    """An array field's payloads, copied into one buffer: rows that carry the same wire
+    header (dtype and shape) as the first, which was decoded and checked against the schema."""
+
+    def __init__(self, spec: FieldSpec) -> None:
+        from ._fields import make_decoder
+
+        self.spec = spec
+        self.decode = make_decoder(spec)
+        self.header = b""
+        self.end = self.size = -1  # header length, wire value length (-1: no row yet)
+        self.dtype = np.dtype(np.uint8)
+        self.shape: tuple[int, ...] = ()
+        self.data = bytearray()
+
+    def take(self, v: Any) -> bool:
+        t = type(v)
+        if t is not bytes and t is not memoryview:
+            return False
+        if (len(v) != self.size or v[: self.end] != self.header) and (
+            self.size >= 0 or not self._first(v)
+        ):
+            return False
+        self.data += memoryview(v)[self.end :]
+        return True
+
+    def _first(self, v: Any) -> bool:
+        """Take the layout of the first row; False where rows of it would not decode to
+        plain numeric arrays (the caller then decodes them)."""
+        try:
+            header = bytes(v[: 2 + v[0] + 8 * v[1 + v[0]]])
+            decoded = self.decode(v, False)  # checks it against the schema
+        except (DecodeError, IndexError):
+            return False
+        entry = _ARRAY_CACHE.get(header)
+        if entry is None:
+            return False
+        dtype, _, _, nbytes, _ = entry
+        if (
+            decoded.dtype != dtype
+            or not dtype.isnative
+            or dtype.kind not in "biuf"
+            or len(v) != len(header) + nbytes
+        ):
+            return False
+        self.header, self.end, self.size = header, len(header), len(header) + nbytes
+        self.dtype, self.shape = dtype, decoded.shape
+        return True
+
+    def truncate(self, n: int) -> None:
+        del self.data[n * (self.size - self.end) :]
+
+    def array(self) -> Any:
+        spec, n = self.spec, len(self.data) // max(1, self.size - self.end)
+        flat = np.frombuffer(self.data, self.dtype)  # the column's buffer as it is
+        if spec.dtype is not None and spec.shape is not None and None not in spec.shape:
+            from ray.data.extensions import ArrowTensorArray
+
+            return ArrowTensorArray.from_numpy(flat.reshape(n, *self.shape))
+        count = int(np.prod(self.shape, dtype=np.int64))
+        sizes = np.full(n, count, np.int64)
+        shapes = np.tile(np.asarray(self.shape, np.int64), n)
+        return _ragged_storage(flat, sizes, shapes, self.dtype, len(self.shape))
+
+
+class MessageColumns:
+    """One Arrow block of ``cls`` samples, grown a sample message at a time, without sample
+    objects or per-row arrays (for types :func:`message_columns_apply` accepts).
+
+    :meth:`add` takes a message only when its values are exactly what decoding it would give
+    (the same types; arrays with the block's first header, checked against the schema), so
+    :meth:`table` equals :func:`samples_to_table` of the decoded samples; an array column's
+    payloads are copied once, into the buffer the column uses. A message it refuses is for the
+    caller to decode the usual way (which raises the error naming the sample, if it is bad).
+    """
+
+    def __init__(self, cls: type) -> None:
+        self.specs = _fields_of(cls)
+        self.names = [spec.name for spec in self.specs]
+        self.rows = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._columns: list[_ScalarColumn | _ArrayColumn] = [
+            _ArrayColumn(spec) if spec.kind is FieldKind.ARRAY else _ScalarColumn(spec)
+            for spec in self.specs
+        ]
+        self._takes = [
+            (spec.name, c.take) for spec, c in zip(self.specs, self._columns, strict=True)
+        ]
+        self.rows = 0
+
+    def add(self, message: Any) -> bool:
+        """Append one message's values; False (and nothing appended) when it does not fit."""
+        try:
+            d = unpack_message(message)
+        except DecodeError:
+            return False
+        if len(d) == len(self._takes):
+            try:
+                for name, take in self._takes:
+                    if not take(d[name]):
+                        break
+                else:
+                    self.rows += 1
+                    return True
+            except KeyError:
+                pass
+        for column in self._columns:
+            column.truncate(self.rows)
+        return False
+
+    def table(self) -> Any:
+        """The block so far as a ``pyarrow.Table``; the builder starts a new block."""
+        table = _pyarrow().Table.from_arrays([c.array() for c in self._columns], names=self.names)
+        self._reset()
+        return table

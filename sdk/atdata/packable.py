@@ -242,6 +242,10 @@ def _compile_check(
 
 def _compile(src: str, env: dict[str, Any], fn: str) -> Callable[..., Any]:
     ns: dict[str, Any] = {}
+    # A module name for the functions: without one, pickling a class by value (cloudpickle,
+    # a class from __main__ sent to Ray or Dask workers) searches every imported module for
+    # each of them (~4 ms a function, per task).
+    env.setdefault("__name__", __name__)
     exec(compile(src, f"<atdata {fn}>", "exec"), env, ns)  # generated from specs
     return ns[fn]
 

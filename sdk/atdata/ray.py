@@ -17,7 +17,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._columns import dicts_to_table, samples_to_table, table_to_samples
+from ._columns import (
+    MessageColumns,
+    dicts_to_table,
+    message_columns_apply,
+    samples_to_table,
+    table_to_samples,
+)
 from ._parts import parts
 from ._targets import ShardTarget
 from .errors import ShardTaskError, require_extra
@@ -59,6 +65,9 @@ def _sample_bytes(sample: Any) -> int:
 def _read_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
     """The Arrow blocks of one part (its shards in order)."""
     view = part.sample_type
+    if part._lens is None and part.on_error == "raise" and message_columns_apply(view):
+        yield from _message_blocks(part, rows_per_block)
+        return
     to_table = (
         (lambda rows: samples_to_table(rows, view))
         if is_packable(view)
@@ -75,6 +84,43 @@ def _read_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
             rows = []
     if rows:
         yield to_table(rows)
+
+
+def _message_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
+    """:func:`_read_blocks` straight from the sample messages (see ``MessageColumns``).
+
+    A sample the columns refuse is decoded the usual way (raising the error that names it, if
+    it is bad), and so is every later one of the part: data that does not fit once (ragged
+    arrays) would likely not fit again.
+    """
+    view = part.sample_type
+    columns = MessageColumns(view)
+    samples: list[Any] = []  # the block's rows decoded one by one, after those in columns
+    decoding = False  # set by the first sample the columns refuse
+    limit = rows_per_block
+    for source in part._sources:
+        name = source.name
+        for raw in part._iter_shard(source, undecoded=True):
+            message = raw.get("msgpack")
+            if limit is None:
+                size = 64 + (len(message) if message is not None else _MAX_ROWS)
+                limit = max(1, min(_MAX_ROWS, _BLOCK_BYTES // size))
+            if decoding or message is None or not columns.add(message):
+                decoding = True
+                samples.append(part.decode_raw(raw, name))
+            if columns.rows + len(samples) >= limit:
+                yield from _flush(columns, samples, view)
+    yield from _flush(columns, samples, view)
+
+
+def _flush(columns: Any, samples: list[Any], view: type) -> Iterator[Any]:
+    """The block's rows built as columns, then those decoded (in that order: the rows'
+    order), as one or two tables; both are emptied."""
+    if columns.rows:
+        yield columns.table()
+    if samples:
+        yield samples_to_table(samples, view)
+        samples.clear()
 
 
 def _known_size(shards: list[Any]) -> int | None:
