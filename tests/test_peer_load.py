@@ -39,6 +39,8 @@ from atdata.records import (
     PEER_STORAGE_HTTP,
     PEER_STORAGE_S3,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 SHIM_OLD = "https://alt.science/schemas/atdata-ndarray-bytes/1.0.0#/$defs/ndarray"
@@ -358,7 +360,8 @@ def test_our_dataset_wins_over_a_label_of_the_same_name_and_says_so(
 
 
 class _ScriptedAppView(BaseHTTPRequestHandler):
-    """An AppView that lists no io.atdata dataset and answers resolveLabel with one label."""
+    """An AppView whose searchDatasets lists `server.datasets` and whose resolveLabel answers
+    `server.label` (a fault a real AppView gives only when stale or altered)."""
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -366,11 +369,12 @@ class _ScriptedAppView(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        srv: Any = self.server
         if url.path.endswith("io.atdata.searchDatasets"):
-            self._answer(200, {"datasets": []})
+            self._answer(200, {"datasets": srv.datasets})
         elif url.path.endswith("science.alt.dataset.resolveLabel"):
-            self.server.asked.append(query)  # type: ignore[attr-defined]
-            self._answer(200, self.server.label)  # type: ignore[attr-defined]
+            srv.asked.append(query)
+            self._answer(200, srv.label)
         else:
             self._answer(404, {"error": "MethodNotImplemented"})
 
@@ -392,10 +396,18 @@ def test_handle_name_through_an_appview_is_checked_on_the_pds(
     label = world.label(name, entry, "1.0.0", minutes=3)
     other = world.label(f"{name}-other", entry, "1.0.0", minutes=4)
     rec = world.alice.get_record(label)
+    # an AppView indexing both families lists the peer entry in io.atdata.searchDatasets too:
+    # that is not an io.atdata dataset of this name
+    peer_row = {"uri": entry, "did": world.alice.did, "name": name, "createdAt": when(1)}
     with serving(
-        _ScriptedAppView, asked=[], label={"uri": label, "cid": rec.cid, "label": rec.value}
+        _ScriptedAppView,
+        asked=[],
+        datasets=[peer_row],
+        label={"uri": label, "cid": rec.cid, "label": rec.value},
     ) as av:
-        ds = load_dataset(f"@{world.alice.handle}/{name}", appview=av.url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AtdataWarning)  # no "names both" warning
+            ds = load_dataset(f"@{world.alice.handle}/{name}", appview=av.url)
         assert (ds.uri, ds.version) == (entry, "1.0.0")
         assert av.asked and av.asked[0]["name"] == [name]  # the AppView was asked
         stale = world.alice.get_record(other)
@@ -476,3 +488,61 @@ def test_shard_digest_and_kind_rules() -> None:
     }
     assert peer_differences(Scene, own) == []  # any order, any dtype for the shim
     assert peer_differences(WrongScene, own) == ["field 'label': int here, str in the schema"]
+
+
+_ZONES = [
+    dt.UTC,
+    dt.timezone(dt.timedelta(hours=2)),
+    dt.timezone(dt.timedelta(hours=-7, minutes=-30)),
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1)),
+            st.sampled_from(_ZONES),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_the_newest_label_is_the_latest_instant_whatever_the_datetime_spelling(
+    times: list[tuple[dt.datetime, dt.tzinfo, bool]],
+) -> None:
+    from atdata.atmosphere.peer_resolve import newest_label
+    from atdata.records import Record
+
+    labels = []
+    for i, (naive, zone, zulu) in enumerate(times):
+        instant = naive.replace(tzinfo=dt.UTC)
+        text = instant.astimezone(zone).isoformat()
+        if zulu and zone is dt.UTC:
+            text = text.replace("+00:00", "Z")
+        labels.append(
+            Record(f"at://did:plc:x/{PEER_LABEL}/{i}", "c", {"name": "n", "createdAt": text})
+        )
+    newest = max(range(len(times)), key=lambda i: times[i][0])
+    assert newest_label(labels, "n", None) is labels[newest]
+    assert newest_label(labels, "other", None) is None
+
+
+def test_the_cli_loads_a_peer_entry(world: World) -> None:
+    import subprocess
+
+    from _fixtures.newcomer import subprocess_env
+
+    uri = world.entry(world.blob_storage(), name="cli")
+    got = subprocess.run(
+        [sys.executable, "-m", "atdata.cli", "load", uri, "--head", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+    )
+    assert got.returncode == 0, got.stderr
+    out = json.loads(got.stdout)
+    assert out["uri"] == uri and out["samples"] == len(world.samples) and len(out["head"]) == 2

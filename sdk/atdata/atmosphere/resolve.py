@@ -480,6 +480,8 @@ def find_version(ref: str, appview: AppViewArg = None) -> VersionPick:
     finally:
         if av is not appview:
             av.close()
+    # an AppView that indexes both families lists the peer network's entries too: not ours
+    listed = [d for d in listed if f"/{DATASET}/" in str(d.get("uri", ""))]
     if version is not None:
         matches = [d for d in listed if _same_version(d.get("version"), version)]
         if not matches:
