@@ -161,7 +161,12 @@ def test_resolve_schema_answers_schema_not_found(api: httpx.Client, params: dict
 
 def test_resolve_label_gives_the_newest_label_of_a_name_or_its_version(api: httpx.Client) -> None:
     latest = ok(peer(api, "resolveLabel", {"handle": A, "name": "scenes"}))
-    assert latest == {"uri": E_BLOBS, "cid": "bafyl2", "label": LABELS["l2"]}
+    assert latest == {
+        "uri": E_BLOBS,  # what the 0.7 SDK loads
+        "cid": "bafyl2",
+        "labelUri": uri(A, PEER_LABEL, "l2"),
+        "label": LABELS["l2"],
+    }
     pinned = ok(peer(api, "resolveLabel", {"handle": A, "name": "scenes", "version": "1.0.0"}))
     assert (pinned["uri"], pinned["label"]) == (E_HTTP, LABELS["l1"])
 

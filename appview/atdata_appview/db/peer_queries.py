@@ -263,15 +263,16 @@ def resolve_schema(
 def resolve_label(
     conn: Connection, did: str, name: str, version: str | None = None
 ) -> dict[str, Any] | None:
-    """``{uri, cid, label}``: the entry the author's label ``name`` names (the label at
-    ``version``, else the newest of that name by ``createdAt``), the label's CID and record."""
+    """``{uri, cid, labelUri, label}``: the entry the author's label ``name`` names (the
+    label at ``version``, else the newest of that name by ``createdAt``), the label's CID,
+    its own URI (to check it on the author's PDS) and its record."""
     stmt = select(labels).where(_visible(labels), labels.c.did == did, labels.c.name == name)
     if version is not None:
         stmt = stmt.where(labels.c.version == version)
     r = conn.execute(stmt.order_by(labels.c.created_at.desc(), labels.c.id.desc()).limit(1)).first()
     if r is None or not r.dataset_uri:
         return None
-    return {"uri": r.dataset_uri, "cid": r.cid, "label": _json(r.record)}
+    return {"uri": r.dataset_uri, "cid": r.cid, "labelUri": r.uri, "label": _json(r.record)}
 
 
 def labels_of(conn: Connection, entry_uri: str) -> list[dict[str, Any]]:
