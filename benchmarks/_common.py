@@ -56,6 +56,7 @@ def ours_python() -> str:
             capture_output=True,
             text=True,
             check=False,
+            env=_child_env(str(py)),
         )
         if check.returncode == 0 and str(REPO) in check.stdout:
             return str(py)
@@ -165,7 +166,7 @@ def dataset(spec: Spec, python: str) -> list[str]:
     subprocess.run(
         [python, "-c", code, spec.kind, str(spec.samples), str(spec.per_shard), str(root)],
         check=True,
-        env=_child_env(),  # each interpreter imports its own atdata, never one on PYTHONPATH
+        env=_child_env(python),  # each interpreter imports its own atdata
     )
     marker.write_text(json.dumps(want))
     return sorted(str(p) for p in root.glob("data-*.tar"))
@@ -174,8 +175,14 @@ def dataset(spec: Spec, python: str) -> list[str]:
 # -- child runs ---------------------------------------------------------------------------------
 
 
-def _child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+def _child_env(python: str) -> dict[str, str]:
+    """The environment of a child run by ``python``: the peer's imports its installed 0.7;
+    ours imports this checkout's ``sdk/`` (the shared bench venv's editable install may point
+    at another checkout, or one that is gone)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    if python == str(BENCH_VENV / "bin" / "python"):
+        env["PYTHONPATH"] = str(REPO / "sdk")
+    return env
 
 
 CHILD_PRELUDE = """
@@ -189,7 +196,7 @@ def report(times, n, extra=None):
 def run_child(python: str, body: str, *args: str) -> dict[str, Any]:
     """Run a measurement in a fresh interpreter; its last stdout line is the JSON result."""
     code = CHILD_PRELUDE + textwrap.dedent(body)
-    env = _child_env()
+    env = _child_env(python)
     env["PYTHONWARNINGS"] = "ignore"
     proc = subprocess.run(
         [python, "-c", code, *args], capture_output=True, text=True, env=env, check=False

@@ -9,17 +9,21 @@ Usage (from the repository root; no install needed, so it runs on an offline GPU
 Two datasets: seed-shaped (float32 224x224x3 + int label, batches of 32) and small (uint8
 32x32x3 + int label, batches of 256). Rows:
 
-* floors: the shards' bytes read by N processes (``readinto``), and a pinned host-to-device
-  copy (CUDA only);
+* floors: the shards' bytes read by N processes (``readinto``); the shards copied from the
+  page cache (mapped, as loader workers hold them) into batch slots by N processes, the one
+  copy the loader makes, so the most N workers can deliver here, memory bandwidth included
+  (medians of 3, alternating); and a pinned host-to-device copy (CUDA only);
 * ``ours``: ``ds.loader(batch_size, workers=N, device=...)`` in storage order and shuffled;
 * ``ds.torch() + DataLoader``: the DataLoader-compatible path (``pin_memory`` on CUDA);
 * ``webdataset + DataLoader``: webdataset with msgpack decoding and its own batching.
 
 Every configuration runs ``--repeats`` times (with ``--quick`` the DataLoader baselines once), the configurations alternating within each round
 so that load from other processes spreads over all of them; each run makes one warm-up epoch
-(worker start, page cache) and times the next ones. Medians are printed with the ratio to
-``ours`` with 0 workers, peak RSS of the training process and of its workers, and the shared
-memory of the loader's ring. Without CUDA, batches stay in host memory (the rate a GPU could
+(worker start, page cache) and times the next ones (``--quick``: as many as fill 0.3 s, since
+its epochs last milliseconds). Medians are printed with the ratio to ``ours`` with 0 workers,
+the CPU-seconds per epoch of the training process and of its workers (from ``/proc``), peak
+RSS of the training process and of its workers, and the shared memory of the loader's ring;
+then each worker count's ratio to 0 workers next to the copy floor's ratio (the ceiling). Without CUDA, batches stay in host memory (the rate a GPU could
 be fed at, minus the DMA copy).
 """
 
@@ -117,10 +121,16 @@ class Row:
     rss_main: int = 0  # KiB
     rss_workers: int = 0  # KiB, the largest worker
     shm: int = 0  # bytes
+    cpu_main: list[float] = field(default_factory=list)  # CPU-s per epoch, per run
+    cpu_workers: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
         return statistics.median(self.times) if self.times else float("nan")
+
+    def cpu(self) -> tuple[float, float]:
+        """Median CPU-seconds per epoch: (training process, workers)."""
+        return statistics.median(self.cpu_main), statistics.median(self.cpu_workers)
 
 
 def _worker_rss() -> int:
@@ -149,20 +159,59 @@ def _rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU-seconds (user + system) used so far by these processes (gone ones count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(rest[11]) + int(rest[12])) / tick
+    return total
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == me:
+                    out.append(int(pid))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+#: Timed epochs run at least this long in all (set by --min-time): quick epochs last
+#: milliseconds, too short to time one by one on a shared machine.
+MIN_TIME = [0.0]
+
+
 def _epochs(iterate: Any, epochs: int, device: Any, row: Row) -> None:
-    """One warm-up epoch, then the median time of ``epochs`` timed ones into ``row``."""
+    """One warm-up epoch, then the median time of ``epochs`` timed ones (more while they add
+    up to less than ``MIN_TIME`` seconds) into ``row``, with the CPU-seconds per epoch of
+    this process and of its children (the workers) over the timed ones."""
     import torch
 
-    times = []
-    for e in range(epochs + 1):
+    n = iterate()  # warm-up: worker start, page cache, mappings
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    workers = _children()
+    main0, work0 = time.process_time(), _tree_cpu(workers)
+    times: list[float] = []
+    while len(times) < epochs or sum(times) < MIN_TIME[0]:
         t = time.perf_counter()
         n = iterate()
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize(device)
-        if e:
-            times.append(time.perf_counter() - t)
+        times.append(time.perf_counter() - t)
         row.rss_workers = max(row.rss_workers, _worker_rss())
         row.rss_main = max(row.rss_main, _rss())
+    row.cpu_main.append((time.process_time() - main0) / len(times))
+    row.cpu_workers.append((_tree_cpu(workers) - work0) / len(times))
     assert n > 0
     row.times.append(statistics.median(times))
 
@@ -263,6 +312,55 @@ def floor_read(paths: list[str], procs: int) -> float:
     return time.perf_counter() - t
 
 
+def _copy_shards(mine: list[str], slot_bytes: int, passes: int, out: Any) -> None:
+    """Copy the mapped shards, ``slot_bytes`` at a time, into two slots of shared memory:
+    a warm-up pass (page-cache pages mapped, as a loader worker keeps its shards), then
+    ``passes`` timed ones; ``(start, end)`` go to ``out``."""
+    import mmap
+
+    maps = []
+    for p in mine:
+        with open(p, "rb") as f:
+            maps.append(np.frombuffer(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ), np.uint8))
+    ring = np.frombuffer(mmap.mmap(-1, 2 * slot_bytes), np.uint8)
+    ring[:] = 0
+    slots = (ring[:slot_bytes], ring[slot_bytes:])
+
+    def one_pass() -> None:
+        k = 0
+        for m in maps:
+            for off in range(0, len(m), slot_bytes):
+                src = m[off : off + slot_bytes]
+                np.copyto(slots[k % 2][: len(src)], src)
+                k += 1
+
+    one_pass()
+    start = time.perf_counter()
+    for _ in range(passes):
+        one_pass()
+    out.put((start, time.perf_counter()))
+
+
+def floor_copy(paths: list[str], procs: int, slot_bytes: int, passes: int) -> float:
+    """Seconds for ``procs`` processes, together, to copy every shard's bytes ``passes`` times
+    from the page cache (mapped) into batch slots: the one copy a loader makes, so the most
+    that ``procs`` loader workers can deliver on this machine (memory bandwidth included)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    jobs = [
+        ctx.Process(target=_copy_shards, args=(paths[i::procs], slot_bytes, passes, out))
+        for i in range(procs)
+    ]
+    for j in jobs:
+        j.start()
+    spans = [out.get() for _ in jobs]
+    for j in jobs:
+        j.join()
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
 def floor_h2d(device: Any, nbytes: int = 256 << 20) -> float:
     """GB/s of one pinned host-to-device copy."""
     import torch
@@ -332,8 +430,19 @@ def bench(spec: Spec, args: argparse.Namespace, device: Any) -> str:
             # --quick: the DataLoader baselines once (they are the slow rows), ours every round.
             if r == 0 or not (args.quick and not row.label.startswith("ours")):
                 fn(row)
+    slot_bytes = spec.batch * int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
+    copy_passes = 10 if args.quick else 2
+    shard_total = sum(os.path.getsize(p) for p in paths)
     for n in sorted({max(1, w) for w in workers}):
         floors.append((f"bytes read by {n} process(es)", nbytes / floor_read(paths, n) / 1e9))
+    counts = sorted({max(1, w) for w in workers})
+    spans: dict[int, list[float]] = {n: [] for n in counts}
+    for _ in range(3):  # alternating, medians of 3: the ceiling the loader is judged against
+        for n in counts:
+            spans[n].append(floor_copy(paths, n, slot_bytes, copy_passes))
+    copy_rate = {n: shard_total * copy_passes / statistics.median(spans[n]) / 1e9 for n in counts}
+    for n in counts:
+        floors.append((f"page cache -> slots, {n} process(es)", copy_rate[n]))
     if device is not None and device.type == "cuda":
         floors.append(("pinned host-to-device copy", floor_h2d(device)))
     base = (
@@ -345,7 +454,8 @@ def bench(spec: Spec, args: argparse.Namespace, device: Any) -> str:
         f"\n== {spec.name}: {spec.samples:,} samples {spec.shape} {np.dtype(spec.dtype).name}, "
         f"{len(paths)} shards, {nbytes / 1e9:.2f} GB, batches of {spec.batch} ==",
         f"{'configuration':<28} {'workers':>7} {'median s':>9} {'GB/s':>7} {'samples/s':>11} "
-        f"{'x ours w0':>9} {'RSS MB':>7} {'worker RSS':>10} {'shm MB':>7}",
+        f"{'x ours w0':>9} {'CPU main':>8} {'CPU wrk':>8} {'RSS MB':>7} {'worker RSS':>10} "
+        f"{'shm MB':>7}",
     ]
     for label, gbs in floors:
         lines.append(f"{'floor: ' + label:<45} {gbs:>7.2f}")
@@ -353,8 +463,24 @@ def bench(spec: Spec, args: argparse.Namespace, device: Any) -> str:
         lines.append(
             f"{row.label:<28} {row.workers:>7} {row.median:>9.3f} {nbytes / row.median / 1e9:>7.2f} "
             f"{spec.samples / row.median:>11,.0f} {base.median / row.median:>8.2f}x "
+            f"{row.cpu()[0]:>8.3f} {row.cpu()[1]:>8.3f} "
             f"{row.rss_main / 1024:>7,.0f} {row.rss_workers / 1024:>10,.0f} {row.shm / 2**20:>7,.0f}"
         )
+    lines.append(
+        "CPU main / CPU wrk: CPU-seconds per epoch of the training process / of all its workers"
+    )
+    ours = {row.workers: row for row, _ in rows if row.label == "ours loader"}
+    if 0 in ours and 1 in copy_rate:
+        for w in sorted(ours):
+            if w and w in copy_rate:
+                lines.append(
+                    f"ours {w} workers / 0 workers: {ours[0].median / ours[w].median:.2f}x; "
+                    f"ceiling (page cache -> slots, {w} processes / 1): "
+                    f"{copy_rate[w] / copy_rate[1]:.2f}x; ours {w} workers reach "
+                    f"{nbytes / ours[w].median / 1e9 / copy_rate[w]:.0%} of the "
+                    f"{w}-process copy, 0 workers {nbytes / ours[0].median / 1e9 / copy_rate[1]:.0%} "
+                    "of the 1-process copy"
+                )
     lines.append(
         "per-run times (s): "
         + "; ".join(
@@ -378,11 +504,18 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="alternating rounds (medians)")
     parser.add_argument("--epochs", type=int, default=None, help="timed epochs per run")
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="more timed epochs per run until they add up to this many seconds (quick: 0.3)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
     parser.add_argument("--ours-only", action="store_true", help="leave out the DataLoader rows")
     args = parser.parse_args()
     args.workers = args.workers or ("0,2" if args.quick else "0,2,4,8,14")
     args.epochs = args.epochs or (2 if args.quick else 1)
+    MIN_TIME[0] = args.min_time if args.min_time is not None else (0.3 if args.quick else 0.0)
     import torch
 
     if args.device == "auto":

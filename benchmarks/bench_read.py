@@ -16,6 +16,7 @@ lazy stacking is paid for. ``peerseed`` shards are written by the peer (webdatas
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 from _common import (
@@ -29,6 +30,9 @@ from _common import (
     shard_bytes,
     table,
 )
+
+#: Measured passes per child (after its warm-up pass).
+PASSES = 3
 
 RAW_BYTES = """
 import numpy as np
@@ -109,14 +113,15 @@ def bench(name: str, repeats: int, ours: str, peer: str) -> str:
     run_child(ours, RAW_BYTES, arg, "1")  # warm the page cache
     results = {label: Result(label, [], 0, nbytes, 0) for label, *_ in configs}
     # Rounds interleave the configurations so that load from other processes on a shared
-    # machine spreads over all of them; each child makes a warm-up pass and a measured one.
+    # machine spreads over all of them; each child makes a warm-up pass, then PASSES measured
+    # ones whose median is that round's figure (a quick pass lasts a few milliseconds).
     for r in range(repeats):
         log(f"  round {r + 1}/{repeats}")
         for label, python, body, extra in configs:
-            out = run_child(python, body, arg, "2", *extra)
+            out = run_child(python, body, arg, str(PASSES + 1), *extra)
             res = results[label]
-            res.times.append(out["times"][-1])
-            res.cpu.append(out["cpu"][-1])
+            res.times.append(statistics.median(out["times"][1:]))
+            res.cpu.append(statistics.median(out["cpu"][1:]))
             res.samples = out["n"] or spec.samples
             res.maxrss_kb = max(res.maxrss_kb, out["maxrss_kb"])
     results_list = list(results.values())

@@ -315,7 +315,7 @@ class Loader:
                     slot = ring.take()
                     if slot is None:
                         break
-                    pool.submit(sent % self.workers, (gen, sent), batches[sent], slot)
+                    pool.submit(pool.idlest(), (gen, sent), batches[sent], slot)
                     sent += 1
                 while want not in ready:
                     for msg in pool.receive():
@@ -582,6 +582,8 @@ class _WorkerPool:
         self.name = self.shm.name
         self.procs: list[Any] = []
         self.conns: list[connection.Connection] = []
+        #: Tasks sent to each worker and not answered yet.
+        self.pending = [0] * workers
         ctx = mp.get_context()
         try:
             for i in range(workers):
@@ -625,11 +627,18 @@ class _WorkerPool:
     def alive(self) -> bool:
         return not self.closed and all(p.is_alive() for p in self.procs)
 
+    def idlest(self) -> int:
+        """The worker with the fewest tasks waiting: a worker slowed down (a busy core) gets
+        fewer batches instead of holding up the ones queued behind it."""
+        pending = self.pending
+        return pending.index(min(pending))
+
     def submit(self, worker: int, tag: Any, ids: np.ndarray, slot: int) -> None:
         try:
             self.conns[worker].send((tag, ids, slot))
         except (BrokenPipeError, ConnectionResetError, OSError):
             self._died(worker)
+        self.pending[worker] += 1
 
     def _recv(self, i: int) -> Any:
         try:
@@ -658,6 +667,7 @@ class _WorkerPool:
             if obj in conns:
                 i = conns[obj]
                 msg = self._recv(i)
+                self.pending[i] -= 1
                 if msg[0] == "error":
                     _, tag, slot, exc, text = msg
                     out.append((tag, slot, self.failure(i, exc, text)))
