@@ -151,6 +151,40 @@ def decode_array(buf: Buffer, writable: bool | None = False) -> np.ndarray:
     return arr
 
 
+def array_layout(head: Buffer, size: int) -> tuple[np.dtype, tuple[int, ...], int] | None:
+    """``(dtype, shape, header length)`` of wire array bytes ``size`` long, from their first
+    bytes ``head`` (the header at least), so the payload can be read straight to where it
+    goes. None when they are not a plain wire array of that size (``.npy`` bytes, an empty
+    array, anything wrong): the caller then decodes the whole bytes the usual way, which says
+    what is wrong."""
+    try:
+        dlen = head[0]
+        end = 2 + dlen + 8 * head[1 + dlen]
+        key = bytes(head[:end])
+        if len(key) < end:
+            return None
+        entry = _LAYOUT_CACHE.get(key)
+        if entry is None:
+            if dlen == 0x93:
+                return None
+            dt, shape_struct, off = _header_info(key, dlen)
+            shape = shape_struct.unpack_from(key, off)
+            count = prod(shape)
+            if count <= 0 or any(d < 0 for d in shape):
+                return None
+            entry = (dt, shape, end, count * dt.itemsize)
+            if len(_LAYOUT_CACHE) < _ARRAY_CACHE_MAX:
+                _LAYOUT_CACHE[key] = entry
+    except (IndexError, DecodeError, struct.error):
+        return None
+    if size - end != entry[3]:
+        return None
+    return entry[0], entry[1], end
+
+
+_LAYOUT_CACHE: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int]] = {}
+
+
 def _decode_array_checked(buf: Buffer, writable: bool | None) -> np.ndarray:
     """decode_array with every check spelled out (first sight of a header, errors, empties)."""
     n = len(buf)

@@ -203,6 +203,23 @@ def _checksum_ok(hdr: bytes) -> bool:
     return want == signed + 256
 
 
+def header_ok(hdr: bytes) -> bool:
+    """Whether a header block's checksum is right: the common spelling (``"%06o\\0 "``) as
+    :class:`TarReader`'s loop checks it, others through :func:`_checksum_ok`."""
+    try:
+        want = int(hdr[148:154], 8)
+        field_sum = (
+            320 + _DIGIT_SUM[want >> 9] + _DIGIT_SUM[want & 511]
+            if hdr[154:156] == b"\0 " and want < 262144
+            else sum(hdr[148:156])
+        )
+        if (adler32(hdr) & 0xFFFF) == (want - 255 + field_sum) % 65521:
+            return True
+    except ValueError:
+        pass
+    return _checksum_ok(hdr)
+
+
 def _ustar_name(hdr: bytes) -> str:
     """The member name a header spells itself: ustar ``prefix/name``, or the name alone."""
     end = hdr.find(0, 0, 100)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 import numpy as np
 
 from ._access import ShardAccess
+from ._direct import direct_batches, takes_direct_path
 from ._fields import SampleType, is_sample_type
 from ._partition import epoch_order, fingerprint
 from ._skips import SkipLog
@@ -447,6 +448,9 @@ class Dataset(Loadable, Generic[T]):
         ``batch.samples``) may be unaligned read-only views of the shard.
         """
         _check_batch_size(batch_size)
+        if batch_size is not None and takes_direct_path(self):
+            # Local shards: array payloads read straight into the batch's arrays (_direct).
+            return direct_batches(self, batch_size, drop_last)
         samples = self._iter_sources(self._sources, views=batch_size is not None)
         if batch_size is None:
             return samples
