@@ -445,7 +445,9 @@ class Dataset(Loadable, Generic[T]):
         """Samples (or :class:`SampleBatch` es of ``batch_size``) in storage order.
 
         In a batch, stacked fields are aligned arrays of their own; a sample's arrays (in
-        ``batch.samples``) may be unaligned read-only views of the shard.
+        ``batch.samples``) are read-only: views of the shard (maybe unaligned) or, for large
+        arrays of local shards, which are read straight into the batch, views of their row of
+        the stacked array (so writing into ``batch.image`` shows through them).
         """
         _check_batch_size(batch_size)
         if batch_size is not None and takes_direct_path(self):
