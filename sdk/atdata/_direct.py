@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import packable as _packable
 from ._codec import array_layout
 from ._tar import BLOCK, _octal, _parse_pax, _ustar_name, header_ok, iter_samples
 from .batch import SampleBatch
 from .errors import AtdataError, DecodeError
+from .packable import is_packable, sample_fields
 
 if TYPE_CHECKING:
     from ._sources import ShardSource
@@ -54,7 +54,7 @@ class _Fallback(Exception):
 
 def takes_direct_path(dataset: Dataset[Any]) -> bool:
     """Whether batches of ``dataset`` may be read this way (a packable type and no lens)."""
-    return dataset._lens is None and _packable.is_packable(dataset._decode_type)
+    return dataset._lens is None and is_packable(dataset._decode_type)
 
 
 class _Window:
@@ -219,7 +219,7 @@ class _ShardReader:
         self.filler = filler
         self.window = _Window(fd)
         self.done = 0
-        specs = _packable.sample_fields(dataset._decode_type)
+        specs = sample_fields(dataset._decode_type)
         self.array_fields = frozenset(s.name for s in specs if s.is_array)
         self.from_data = dataset._decode_type.from_data
 
@@ -390,7 +390,7 @@ class _ShardReader:
 
 def _pread_into(fd: int, dest: np.ndarray, offset: int) -> None:
     """Fill ``dest`` (C-contiguous) from ``fd`` at ``offset``: the one copy of the payload."""
-    view = memoryview(dest.reshape(-1).view(np.uint8))
+    view = dest.reshape(-1).view(np.uint8).data
     got = 0
     while got < len(view):
         n = os.preadv(fd, [view[got:]], offset + got)
