@@ -274,6 +274,13 @@ def test_ndarray_shims_of_both_url_generations_and_annotations() -> None:
     assert fields["maybe"] == {"kind": "int", "optional": True}
 
 
+def _nested_arrays(depth: int) -> dict[str, Any]:
+    prop: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        prop = {"type": "array", "items": prop}
+    return prop
+
+
 @pytest.mark.parametrize(
     ("change", "names"),
     [
@@ -282,6 +289,12 @@ def test_ndarray_shims_of_both_url_generations_and_annotations() -> None:
         (lambda r: r["schema"]["properties"]["image"].update({"dtype": "nope"}), "'image'"),
         (lambda r: r["schema"]["properties"]["tags"].update({"items": [{}]}), "'tags'"),
         (lambda r: r.update({"version": "one"}), "version"),
+        (lambda r: r["schema"]["properties"].update({"a" * 129: {}}), "'aaaa"),
+        (lambda r: r["schema"]["properties"]["image"].update(shape=[1] * 65), "'image'"),
+        (lambda r: r["schema"]["properties"]["image"].update(shape=[2**53]), "'image'"),
+        (lambda r: r["schema"]["properties"].update(deep=_nested_arrays(40)), "'deep'"),
+        (lambda r: r["schema"].update({"$type": "com.example.avro"}), "com.example.avro"),
+        (lambda r: r["schema"]["properties"].update({f"f{i}": {} for i in range(1025)}), "1033"),
         (lambda r: r["schema"].pop("properties"), "no JSON Schema"),
         (lambda r: r["schema"].update({"properties": {}}), "no fields"),
     ],
@@ -808,3 +821,27 @@ def test_brace_ranges_expand_in_order(prefix: str, lo: int, n: int, width: int) 
     urls = [s.url for s in entry_storage({"$type": PEER_STORAGE_EXTERNAL, "urls": [spec]}).shards]
     assert len(urls) == n and urls[0].startswith(prefix) and urls[-1].endswith(f"{hi}.tar")
     assert urls == sorted(urls, key=lambda u: int(u[len(prefix) : -4]))
+
+
+def test_records_nested_past_the_stack_are_checked_not_a_crash() -> None:
+    meta: dict[str, Any] = {}
+    node = meta
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    default_lexicons().validate_record(PEER_ENTRY, entry(STORAGES["http"], metadata=meta))
+    node["x"] = 0.5  # a float at the bottom is found and named
+    with pytest.raises(LexiconError, match=r"metadata(\.a){5000}\.x: floats"):
+        default_lexicons().validate_record(PEER_ENTRY, entry(STORAGES["http"], metadata=meta))
+    rec = flattened()
+    rec["schema"]["properties"]["deep"] = _nested_arrays(5000)
+    default_lexicons().validate_record(PEER_SCHEMA, rec)  # indexable (its field names are)
+    with pytest.raises(SchemaError, match="'deep'"):  # but no sample type is built from it
+        own_schema(rec)
+    fields: Any = {"kind": "str"}
+    for _ in range(5000):
+        fields = {"kind": "list", "item": fields}
+    own = {"name": "A", "version": "1.0.0", "fields": [{"name": "x", "type": fields}]}
+    own["createdAt"] = "2026-01-02T03:04:05Z"
+    with pytest.raises(LexiconError, match="nested too deeply"):
+        default_lexicons().validate_record(SCHEMA, own)

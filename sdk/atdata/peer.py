@@ -74,7 +74,13 @@ _JSON_SCHEMA_FORMAT = f"{PEER_SCHEMA}#jsonSchemaFormat"
 _BYTES_SHIMS = ("sparse", "structured", "safetensors", "arrow", "tensor", "dataframe")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
-_MAX_DESCRIPTION_GRAPHEMES = 3000  # io.atdata.schema's limit
+# io.atdata.schema's limits, which the result of own_schema keeps
+_MAX_DESCRIPTION_GRAPHEMES = 3000
+_MAX_FIELDS = 1024
+_MAX_FIELD_NAME = 128
+_MAX_DIMS = 64
+_MAX_DIM = 2**53 - 1
+_MAX_LIST_DEPTH = 32  # lists of lists...: deeper is refused, not a RecursionError
 _EPOCH = "1970-01-01T00:00:00.000Z"
 
 
@@ -96,6 +102,9 @@ def schema_body(value: Mapping[str, Any]) -> Mapping[str, Any]:
     inner = value.get("schema")
     if not isinstance(inner, Mapping):
         raise SchemaError("peer schema record: 'schema' is not an object")
+    fmt = inner.get("$type", _JSON_SCHEMA_FORMAT)
+    if fmt != _JSON_SCHEMA_FORMAT:
+        raise SchemaError(f"peer schema record: body format {fmt!r} is not a JSON Schema")
     for key, where in (("content", "schema.content"), ("schemaBody", "schema.schemaBody")):
         if key in inner:
             body = inner[key]
@@ -132,6 +141,8 @@ def own_schema(value: Mapping[str, Any]) -> dict[str, Any]:
         raise SchemaError("peer schema record: 'required' is not a list of field names")
     if not props:
         raise SchemaError("peer schema record: the JSON Schema declares no fields")
+    if len(props) > _MAX_FIELDS:
+        raise SchemaError(f"peer schema record: {len(props)} fields, over {_MAX_FIELDS}")
     version = value.get("version")
     if not isinstance(version, str) or not SEMVER.match(version):
         raise SchemaError(f"peer schema record: version {version!r} is not a semantic version")
@@ -147,6 +158,7 @@ def own_schema(value: Mapping[str, Any]) -> dict[str, Any]:
         prop = props[fname]
         if (
             not isinstance(fname, str)
+            or len(fname) > _MAX_FIELD_NAME
             or not _IDENT.match(fname)
             or keyword.iskeyword(fname)
             or fname.startswith("__")
@@ -182,9 +194,11 @@ def _own_name(name: Any) -> str:
     return cleaned[:128]
 
 
-def _own_field_type(prop: Any, at: str) -> dict[str, Any]:
+def _own_field_type(prop: Any, at: str, depth: int = 0) -> dict[str, Any]:
     if not isinstance(prop, Mapping):
         raise SchemaError(f"{at}: its JSON Schema is not an object")
+    if depth > _MAX_LIST_DEPTH:
+        raise SchemaError(f"{at}: arrays nested over {_MAX_LIST_DEPTH} deep")
     ref = prop.get("$ref")
     if isinstance(ref, str) and ref:
         low = ref.lower()
@@ -198,7 +212,7 @@ def _own_field_type(prop: Any, at: str) -> dict[str, Any]:
         kinds = [k for k in t if k != "null"]
         if len(kinds) != 1:
             return {"kind": "any", **({"optional": True} if "null" in t else {})}
-        inner = _own_field_type({**prop, "type": kinds[0]}, at)
+        inner = _own_field_type({**prop, "type": kinds[0]}, at, depth)
         if "null" in t:
             inner["optional"] = True
         return inner
@@ -218,7 +232,7 @@ def _own_field_type(prop: Any, at: str) -> dict[str, Any]:
             return {"kind": "list"}
         if not isinstance(items, Mapping):
             raise SchemaError(f"{at}: 'items' is not a single JSON Schema (tuples are not mapped)")
-        return {"kind": "list", "item": _own_field_type(items, f"{at} items")}
+        return {"kind": "list", "item": _own_field_type(items, f"{at} items", depth + 1)}
     return {"kind": "any"}
 
 
@@ -237,13 +251,13 @@ def _own_ndarray(prop: Mapping[str, Any], at: str) -> dict[str, Any]:
         out["dtype"] = dt.str
     shape = prop.get("shape")
     if shape is not None:
-        if not isinstance(shape, list):
-            raise SchemaError(f"{at}: shape {shape!r} is not a list")
+        if not isinstance(shape, list) or len(shape) > _MAX_DIMS:
+            raise SchemaError(f"{at}: shape is not a list of at most {_MAX_DIMS} dimensions")
         dims = []
         for d in shape:
             if d is None:
                 dims.append(-1)
-            elif type(d) is int and d >= -1:
+            elif type(d) is int and -1 <= d <= _MAX_DIM:
                 dims.append(d)
             else:
                 raise SchemaError(f"{at}: shape dimension {d!r} is not an integer or null")

@@ -178,6 +178,8 @@ class Lexicons:
                     _peer.check(nsid, record)
             except _peer.PeerInvalid as e:
                 raise _Invalid(e.path, e.msg) from None
+            except RecursionError:  # a recursive def (a list of lists...) nested past the stack
+                raise _Invalid("", "is nested too deeply") from None
         except _Invalid as e:
             self._raise(nsid, e)
 
@@ -423,11 +425,14 @@ def _mime_ok(mime: str, pattern: str) -> bool:
 
 
 def _no_floats(v: Any, path: str) -> None:
-    if isinstance(v, float):
-        raise _Invalid(path, "floats are not allowed in atproto records (use a string or int)")
-    if isinstance(v, Mapping):
-        for k, item in v.items():
-            _no_floats(item, _join(path, str(k)))
-    elif isinstance(v, list | tuple):
-        for i, item in enumerate(v):
-            _no_floats(item, f"{path}[{i}]")
+    """Refuse a float anywhere inside `v` (depth-first, so the first one is named). Iterative:
+    what an unknown-typed property holds may nest deeper than Python's recursion limit."""
+    stack = [(v, path)]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, float):
+            raise _Invalid(path, "floats are not allowed in atproto records (use a string or int)")
+        if isinstance(v, Mapping):
+            stack.extend(reversed([(item, _join(path, str(k))) for k, item in v.items()]))
+        elif isinstance(v, list | tuple):
+            stack.extend(reversed([(item, f"{path}[{i}]") for i, item in enumerate(v)]))
