@@ -419,6 +419,26 @@ def test_handle_name_through_an_appview_is_checked_on_the_pds(
 # -- sample types and lenses ---------------------------------------------------------------
 
 
+def test_a_schema_ref_by_name_at_version_is_resolved_by_name_and_version(world: World) -> None:
+    name = f"Named{secrets.token_hex(3)}"
+    value = {**schema_value("flat"), "name": name, "version": "2.0.0"}
+    put(world.alice, PEER_SCHEMA, {**value, "version": "1.0.0", "createdAt": when(9)})
+    put(world.alice, PEER_SCHEMA, value)
+    entry = put(
+        world.alice,
+        PEER_ENTRY,
+        {
+            "name": "by-name",
+            "schemaRef": f"at://{world.alice.did}/{PEER_SCHEMA}/{name}@2.0.0",
+            "storage": world.blob_storage(),
+            "createdAt": when(1),
+        },
+    )
+    ds = load_dataset(entry)
+    assert ds.sample_type.__atdata_version__ == "2.0.0"
+    assert same(list(ds.ordered()), world.samples)
+
+
 def test_a_sample_type_that_does_not_match_the_schema_is_refused(world: World) -> None:
     uri = world.entry(world.blob_storage())
     with pytest.raises(SchemaError, match=r"field 'label': int here, str in the schema"):

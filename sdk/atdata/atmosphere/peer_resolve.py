@@ -71,6 +71,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: `at://{authority}/science.alt.dataset.schema/{name}@{version}`: a schema named, not keyed
+_NAME_VERSION_REF = re.compile(
+    r"^at://([^/?#]+)/" + re.escape(PEER_SCHEMA) + r"/([^/?#@]+)@([^/?#@]+)$"
+)
 _MAX_LIST_PAGES = 100  # listRecords pages (of 100) read to find a label: 10,000 records
 
 
@@ -82,9 +86,14 @@ def peer_schema(r: Resolver, entry: Record) -> tuple[Record, Record]:
     ref = entry.value.get("schemaRef")
     if not isinstance(ref, str) or not ref.startswith("at://"):
         raise ResolutionError(f"entry {entry.uri} has no schemaRef at:// URI (got {ref!r})")
-    if parse_at_uri(ref).collection != PEER_SCHEMA:
-        raise ResolutionError(f"entry {entry.uri}: its schemaRef {ref} is not a {PEER_SCHEMA}")
-    rec = r.fetch_record(ref)
+    by_name = _NAME_VERSION_REF.match(ref)
+    if by_name is not None:
+        authority, name, version = by_name.groups()
+        rec = _schema_by_name(r, authority, name, version, ref)
+    else:
+        if parse_at_uri(ref).collection != PEER_SCHEMA:
+            raise ResolutionError(f"entry {entry.uri}: its schemaRef {ref} is not a {PEER_SCHEMA}")
+        rec = r.fetch_record(ref)
     if rec.value.get("$type") != PEER_SCHEMA:
         raise ResolutionError(f"{ref} is not a {PEER_SCHEMA} record")
     try:
@@ -92,6 +101,21 @@ def peer_schema(r: Resolver, entry: Record) -> tuple[Record, Record]:
     except SchemaError as e:
         raise SchemaError(f"schema {ref} cannot be read as a sample type: {e}") from e
     return rec, Record(rec.uri, rec.cid, own)
+
+
+def _schema_by_name(r: Resolver, authority: str, name: str, version: str, ref: str) -> Record:
+    """The schema a `.../science.alt.dataset.schema/{name}@{version}` reference means (a form
+    the network's documents show; '@' is no record-key character, so no record has that key):
+    the author's schema record of that name and version, newest `createdAt` first."""
+    did = r.identity.resolve_identifier(authority)
+    found = [
+        rec
+        for rec in list_records(r, did, PEER_SCHEMA)
+        if rec.value.get("name") == name and rec.value.get("version") == version
+    ]
+    if not found:
+        raise ResolutionError(f"schemaRef {ref}: {authority} has no {PEER_SCHEMA} {name} {version}")
+    return max(found, key=lambda rec: created_at(rec.value))
 
 
 def _kinds(t: Any) -> Any:

@@ -668,9 +668,18 @@ def load_dataset(
     sha256. A mismatch raises `ResolutionError`. When the AppView does not hold the dataset,
     the author's PDS is read directly (and the AppView URL is tried for `resolveHandle`).
     `@handle/name[@version]` is looked up through the AppView (`appview=`, else
-    `$ATDATA_APPVIEW`): its `searchDatasets` lists the author's versions of that name, and the
-    chosen record then goes through the same checks as a URI; its name and version are checked
-    on the record the author's PDS holds.
+    `$ATDATA_APPVIEW`): its `searchDatasets` lists the author's versions of that name (without
+    an AppView, the author's PDS lists them), and the chosen record then goes through the same
+    checks as a URI; its name and version are checked on the record the author's PDS holds.
+
+    The peer network's records load too (see `peer_resolve`): a `science.alt.dataset.entry`
+    URI, typed from its schema record; a `science.alt.dataset.label` URI, its entry (`cid`
+    pins the label; the dataset reports the label's version); and `@handle/name[@version]`
+    falls back to the newest label of that name (or of that version) when the author has no
+    `io.atdata.dataset` of it (when both exist, ours wins and an `AtdataWarning` says so).
+    Their sha256 checksums are verified as ours are; unverifiable shards (a `none`
+    checksum) are named in one `AtdataWarning`. `sample_type` must match their field names
+    and kinds. They have no splits, and offline loads are for `io.atdata` records only.
     `cache` (a `ShardCache` or a folder) keeps verified shards on disk, capped at
     `cache_max_bytes`, and beside them the dataset and schema records and the shard list (by
     CID). `offline=True` (or `ATDATA_OFFLINE=1`) then loads a pinned dataset (`cid=`, or an
