@@ -505,3 +505,76 @@ def test_a_handle_is_mapped_by_the_index_and_checked_against_the_did_document(
             assert ok(peer(api, "resolveLabel", {"handle": other.did, "name": "scenes"}))
     finally:
         store.close()
+
+
+# -- the real atdata 0.7 SDK against this AppView ----------------------------------------------
+
+PEER_CLIENT = r"""
+import json, logging, sys
+from atdata.atmosphere.client import Atmosphere
+from atdata.atmosphere.labels import LabelLoader
+from atdata.atmosphere.lens import LensLoader
+from atdata.atmosphere.records import DatasetLoader
+from atdata.atmosphere.schema import SchemaLoader
+from atdata.search import AppViewSearchBackend
+
+fallbacks = []
+class Catch(logging.Handler):
+    def emit(self, record):
+        fallbacks.append(record.getMessage())
+logging.getLogger().addHandler(Catch(logging.WARNING))
+a = Atmosphere(appview=sys.argv[1])
+alice = "did:plc:alice"
+entry = f"at://{alice}/science.alt.dataset.entry/"
+out = {
+    "search": [e["uri"] for e in a.search_datasets("street", tags=["city"])],
+    "backend": [i.schema_ref for i in AppViewSearchBackend(a).search(text="night").items],
+    "healthy": AppViewSearchBackend(a).health_check(),
+    "schema": SchemaLoader(a).resolve(alice, "peer.Sample", "1.0.0")["version"],
+    "label": LabelLoader(a).resolve(alice, "scenes"),
+    "entry": DatasetLoader(a).get(entry + "e-s3")["storage"]["bucket"],
+    "listed": len(DatasetLoader(a).list_all(repo=alice, limit=2)),
+    "blobs": len(DatasetLoader(a).get_blob_urls(entry + "e-blobs")),
+    "schemas": len(SchemaLoader(a).list_all(repo=alice)),
+    "lenses": len(LensLoader(a).find_by_schemas(f"at://{alice}/science.alt.dataset.schema/s1")),
+    "entries": len(a.get_entries([entry + "e-http", entry.replace("alice", "bob") + "e-ext"])),
+    "counts": a.describe_service()["recordCount"]["science.alt.dataset.entry"],
+    "stats": a.get_entry_stats(entry + "e-http", "month")["period"],
+    "fallbacks": fallbacks,
+}
+print(json.dumps(out))
+"""
+
+
+def test_the_atdata_07_sdk_reads_this_appview_without_falling_back(
+    api: httpx.Client, peer_python: str
+) -> None:
+    """Each AppView call of the 0.7 SDK's loaders, answered here (a failed or malformed
+    answer makes that SDK log a warning and fall back to the PDS, which it cannot reach)."""
+    from _fixtures.peer import run_peer
+
+    got = run_peer(peer_python, PEER_CLIENT, str(api.base_url))
+    assert got == {
+        "search": [E_HTTP],
+        "backend": [S_V1],
+        "healthy": True,
+        "schema": "1.0.0",
+        "label": E_BLOBS,
+        "entry": "peer-bucket",
+        "listed": 2,
+        "blobs": 2,
+        "schemas": 2,
+        "lenses": 1,
+        "entries": 2,
+        "counts": 4,
+        "stats": "month",
+        "fallbacks": [],
+    }
+    text = api.get("/metrics").text
+    for nsid in ("searchDatasets", "resolveSchema", "resolveLabel", "getEntry", "listEntries",
+                 "resolveBlobs", "listSchemas", "searchLenses", "getEntries", "describeService",
+                 "getEntryStats"):  # fmt: skip
+        assert re.search(
+            rf'http_requests_total\{{route="/xrpc/science\.alt\.dataset\.{nsid}",status="200"\}}',
+            text,
+        ), nsid
