@@ -52,7 +52,15 @@ SCHEMA_V2 = schema_record(
     created=T2,
     fields={"image": {"$ref": "x"}, "caption": {"type": "string"}},
 )
-SCHEMA_B = schema_record("peer.Other", "1.0.0", form="envelope", created=T1)
+#: The newer generation of the ndarray shim's URL (1.1.0, under json-schema.alt.science).
+NEW_SHIM = "https://json-schema.alt.science/atdata-ndarray-bytes/1.1.0#/$defs/ndarray"
+SCHEMA_B = schema_record(
+    "peer.Other",
+    "1.0.0",
+    form="envelope",
+    created=T1,
+    fields={"pixels": {"$ref": NEW_SHIM}, "digit": {"type": "integer"}},
+)
 ENTRIES = {
     E_HTTP: entry_record(
         "street scenes",
@@ -311,6 +319,7 @@ def test_peer_search_finds_entries_by_name_description_tag_and_field(api: httpx.
     assert set(found(q="street")) == {E_HTTP, E_BLOBS}  # ours ("street scenes ours") left out
     assert found(q="night") == [E_HTTP]  # description
     assert set(found(q="caption")) == {E_BLOBS}  # a field of its schema (S_V2)
+    assert found(q="pixels") == [E_EXT]  # a field of an envelope-form JSON Schema
     assert found(q="street", tags="city") == [E_HTTP]
     assert found(q="street", schemaRef=S_V2) == [E_BLOBS]
     assert found(q="digits", repo=B) == [E_EXT]
@@ -450,7 +459,8 @@ def test_entry_page_shows_family_schema_storage_labels_and_snippet(api: httpx.Cl
     assert "none (not verified)" in s3
     envelope = api.get("/entries/did:plc:bob/e-ext").text  # schema in the envelope form
     assert "legacy-{000000..000003}.tar" in envelope
-    assert re.search(r"<code>image</code></td><td>NDArray", envelope)
+    assert re.search(r"<code>pixels</code></td><td>NDArray", envelope)  # the newer shim URL
+    assert re.search(r"<code>digit</code></td><td>int", envelope)
 
 
 def test_search_page_links_peer_entries_to_their_page_and_filters_by_family(
