@@ -566,3 +566,36 @@ def test_the_cli_loads_a_peer_entry(world: World) -> None:
     assert got.returncode == 0, got.stderr
     out = json.loads(got.stdout)
     assert out["uri"] == uri and out["samples"] == len(world.samples) and len(out["head"]) == 2
+
+
+def test_an_untrusted_s3_endpoint_in_a_peer_entry_gets_no_credentials() -> None:
+    from atdata._sources import S3Shard
+    from atdata.atmosphere.peer_resolve import entry_shard_sources
+    from atdata.records import Record
+    from botocore import UNSIGNED
+
+    value = {
+        "storage": {
+            "$type": PEER_STORAGE_S3,
+            "bucket": "b",
+            "endpoint": "https://93.184.216.34:9000",
+            "shards": [{"key": "k.tar", "checksum": {"algorithm": "none", "digest": ""}}],
+        }
+    }
+    keys = {"aws_access_key_id": "mine", "aws_secret_access_key": "secret"}
+    options = {
+        "did": "did:plc:x",
+        "pds": "https://pds.example",
+        "allow_private": False,
+        "s3_client_kwargs": keys,
+        "timeout": 5.0,
+    }
+    entry = Record(f"at://did:plc:x/{PEER_ENTRY}/1", "c", value)
+    (shard,), unverified = entry_shard_sources(entry, trusted_endpoints=(), **options)
+    assert isinstance(shard, S3Shard)
+    kwargs = shard.client_kwargs
+    assert "aws_access_key_id" not in kwargs and kwargs["config"].signature_version is UNSIGNED
+    assert unverified == ["s3://b/k.tar (checksum 'none' or none given)"]
+    trusted = ["https://93.184.216.34:9000"]
+    (shard,), _ = entry_shard_sources(entry, trusted_endpoints=trusted, **options)
+    assert isinstance(shard, S3Shard) and shard.client_kwargs["aws_access_key_id"] == "mine"
