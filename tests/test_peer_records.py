@@ -845,3 +845,54 @@ def test_records_nested_past_the_stack_are_checked_not_a_crash() -> None:
     own["createdAt"] = "2026-01-02T03:04:05Z"
     with pytest.raises(LexiconError, match="nested too deeply"):
         default_lexicons().validate_record(SCHEMA, own)
+
+
+_hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
+_checksums = st.one_of(st.tuples(st.none(), st.none()), st.tuples(st.just("sha256"), _hex64))
+_cids = st.sampled_from([CID, "bafkreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"])
+
+
+def _shard(kind: str) -> st.SearchStrategy[PeerShard]:
+    def make(where: str, checksum: tuple[str | None, str | None]) -> PeerShard:
+        alg, digest = checksum
+        if kind == "blobs":
+            return PeerShard(blob_cid=where, blob=blob(where), algorithm=alg, digest=digest)
+        if kind == "s3":
+            return PeerShard(key=where, algorithm=alg, digest=digest)
+        return PeerShard(url=where, algorithm=alg, digest=digest)
+
+    where = {
+        "blobs": _cids,
+        "s3": st.from_regex(r"[a-z0-9/_.-]{1,30}", fullmatch=True),
+        "http": st.from_regex(r"https://[a-z]{1,8}\.example/[a-z0-9_-]{1,12}\.tar", fullmatch=True),
+    }[kind]
+    return st.builds(make, where, _checksums)
+
+
+@st.composite
+def _storages(draw: Any) -> PeerStorage:
+    kind = draw(st.sampled_from(["blobs", "s3", "http"]))
+    shards = tuple(draw(st.lists(_shard(kind), min_size=1, max_size=4)))
+    if kind != "s3":
+        return PeerStorage(kind, shards)
+    endpoint = draw(st.sampled_from([None, "http://127.0.0.1:9000"]))
+    region = draw(st.sampled_from([None, "eu-west-1"]))
+    return PeerStorage("s3", shards, bucket="bkt", endpoint=endpoint, region=region)
+
+
+@PROPERTY
+@given(
+    storage=_storages(),
+    name=st.text(min_size=1, max_size=40),
+    tags=st.lists(st.text(max_size=20), max_size=5),
+    samples=st.one_of(st.none(), st.integers(0, 2**40)),
+)
+def test_peer_entry_round_trips_through_entry_storage(
+    storage: PeerStorage, name: str, tags: list[str], samples: int | None
+) -> None:
+    rec = peer_entry(name=name, schema_uri=SCHEMA_URI, storage=storage, tags=tags, samples=samples)
+    default_lexicons().validate_record(PEER_ENTRY, rec)
+    assert entry_storage(json.loads(json.dumps(rec))) == storage
+    view = own_dataset(rec, DID)
+    assert view["totals"]["shards"] == len(storage.shards)
+    assert [s.get("sha256") for s in view["shards"]] == [s.sha256 for s in storage.shards]
