@@ -200,7 +200,8 @@ def entry_row(at_uri: str) -> dict[str, Any]:
     """What an entry row holds: where it is, then the record's fields as published."""
     record = ENTRIES[at_uri]
     row = {"uri": at_uri, "cid": f"bafy{_rkey(at_uri)}", "did": at_uri.split("/")[2]}
-    keys = ("name", "schemaRef", "storage", "createdAt", "description", "tags", "license", "size")
+    keys = ("name", "schemaRef", "storage", "createdAt", "description", "tags", "license", "size",
+            "metadata")  # fmt: skip
     row |= {k: record[k] for k in keys if k in record}
     return row
 
@@ -543,6 +544,7 @@ out = {
     "schema": SchemaLoader(a).resolve(alice, "peer.Sample", "1.0.0")["version"],
     "label": LabelLoader(a).resolve(alice, "scenes"),
     "entry": DatasetLoader(a).get(entry + "e-s3")["storage"]["bucket"],
+    "metadata": DatasetLoader(a).get_metadata(entry + "e-http"),
     "listed": len(DatasetLoader(a).list_all(repo=alice, limit=2)),
     "blobs": len(DatasetLoader(a).get_blob_urls(entry + "e-blobs")),
     "schemas": len(SchemaLoader(a).list_all(repo=alice)),
@@ -571,6 +573,7 @@ def test_the_atdata_07_sdk_reads_this_appview_without_falling_back(
         "schema": "1.0.0",
         "label": E_BLOBS,
         "entry": "peer-bucket",
+        "metadata": {"split": "train"},
         "listed": 2,
         "blobs": 2,
         "schemas": 2,

@@ -28,7 +28,8 @@ from .models import (
 from .queries import FIRST_PAGE, Page, _json, _newest_first_page, resolve_author
 from .search import SearchParams, search_datasets
 
-#: What an entry row carries, from its record: ``{uri, cid, did}`` plus these when present.
+#: What an entry row carries, from its record: ``{uri, cid, did}`` plus these when present
+#: (the 0.7 SDK takes the row for the record itself: metadata and manifests included).
 ENTRY_KEYS = (
     "name",
     "schemaRef",
@@ -38,6 +39,10 @@ ENTRY_KEYS = (
     "tags",
     "license",
     "size",
+    "metadata",
+    "metadataSchemaRef",
+    "contentMetadata",
+    "manifests",
 )
 #: A schema row: the record's fields the 0.7 SDK reads (its format version included, which
 #: the SDK checks before using a schema).
