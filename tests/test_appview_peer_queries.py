@@ -591,3 +591,46 @@ def test_the_atdata_07_sdk_reads_this_appview_without_falling_back(
             rf'http_requests_total\{{route="/xrpc/science\.alt\.dataset\.{nsid}",status="200"\}}',
             text,
         ), nsid
+
+
+def test_describe_service_reports_the_ingest_backlog(
+    tmp_path: Any, serve_store: Callable[..., ServedApp]
+) -> None:
+    """With an ingest running, the peer describeService says what the index still waits for,
+    as io.atdata.describeService does (here: a repo whose fetch cannot resolve its DID)."""
+    import asyncio
+
+    from _fixtures.ingest import wait_for
+    from atdata_appview.ingest import IngestService
+
+    store = Store(f"sqlite:///{tmp_path / 'index.sqlite'}")
+    stuck = "did:plc:stuckstuckstuckstuckstuc"
+
+    async def write() -> None:
+        async with store.transaction() as tx:
+            tx.set_repo(stuck, resync=True)
+            tx.upsert_record(stuck, PEER_LABEL, "l1", "c1", label_record("x", E_HTTP))
+
+    run(write())
+
+    async def ingest_once(svc: IngestService) -> None:
+        task = asyncio.create_task(svc.run())
+        try:
+            await wait_for(lambda: svc.metrics()["backfills_failed"] >= 1, 15)
+        finally:
+            await svc.stop()
+            await asyncio.wait_for(task, 30)
+
+    try:
+        svc = IngestService(store, [], "http://127.0.0.1:9", batch_interval=0.05)
+        asyncio.run(ingest_once(svc))
+        app = serve_store(store, svc)
+        with httpx.Client(base_url=app.url, timeout=30) as api:
+            described = ok(peer(api, "describeService"))
+            ours = ok(api.get("/xrpc/io.atdata.describeService"))
+        assert described["backlog"] == ours["backlog"]
+        assert described["backlog"]["repos"] == 1 and not described["backlog"]["caughtUp"]
+        assert described["backfillPending"] == svc.metrics()["backfill_queue"]
+        assert described["recordCount"]["science.alt.dataset.label"] == 1
+    finally:
+        store.close()
