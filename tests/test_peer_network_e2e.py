@@ -84,7 +84,7 @@ def indexed(
 
 
 def test_our_appview_indexes_what_the_07_sdk_published_within_5_s(
-    indexed: tuple[PeerPublished, float, dict[str, Any]],
+    indexed: tuple[PeerPublished, float, dict[str, Any]], appview: RunningAppView
 ) -> None:
     pub, waited, rows = indexed
     assert waited < INDEX_DEADLINE_S, f"indexed after {waited:.1f} s"
@@ -104,6 +104,12 @@ def test_our_appview_indexes_what_the_07_sdk_published_within_5_s(
     assert [s.blob_cid for s in rows["shards"]] == [b["blob"]["ref"]["$link"] for b in published]
     assert [s.sha256 for s in rows["shards"]] == [b["checksum"]["digest"] for b in published]
     assert len(rows["shards"]) == -(-pub.samples // pub.per_shard)
+    # One search covers both families; `family=` keeps one.
+    with atdata.AppViewClient(appview.url) as av:
+        for family in (None, PEER_FAMILY):
+            hits = av.search(pub.tag, family=family).datasets
+            assert [(d.uri, d.family) for d in hits] == [(pub.entry_uri, PEER_FAMILY)]
+        assert av.search(pub.tag, family="io.atdata").datasets == []
 
 
 def expected_rows(n: int) -> list[dict[str, Any]]:

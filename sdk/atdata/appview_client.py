@@ -197,11 +197,14 @@ class AppViewClient:
         cursor: str | None = None,
         name: str | None = None,
         all_versions: bool = False,
+        family: str | None = None,
     ) -> SearchResult:
         """Full-text search (all words must match) with filters; see io.atdata.searchDatasets.
 
         One result per (author, name): its newest version, with ``versions`` (how many);
-        ``all_versions=True`` lists every version. ``name`` matches a dataset name exactly."""
+        ``all_versions=True`` lists every version. ``name`` matches a dataset name exactly.
+        ``family`` keeps one record family: ``"io.atdata"``, or ``"science.alt.dataset"``
+        (entries of the existing atdata network); each result's ``family`` says which."""
         body = self.query(
             "io.atdata.searchDatasets",
             q=q or None,
@@ -216,6 +219,7 @@ class AppViewClient:
             cursor=cursor,
             name=name,
             allVersions=True if all_versions else None,
+            family=family,
         )
         return SearchResult(
             datasets=[View(d) for d in body.get("datasets", [])],
