@@ -13,6 +13,7 @@ import hashlib
 import json
 import secrets
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +26,18 @@ import atdata
 import numpy as np
 import pytest
 from _fixtures.local_http import file_server, serving
+from _fixtures.newcomer import RunningAppView
 from _fixtures.peer_records import SCHEMA_FORMS, schema_record
 from _fixtures.services import login
-from atdata import AtdataWarning, LensError, ResolutionError, SchemaError, ShardIntegrityError
+from atdata import (
+    AppViewClient,
+    AppViewError,
+    AtdataWarning,
+    LensError,
+    ResolutionError,
+    SchemaError,
+    ShardIntegrityError,
+)
 from atdata.atmosphere import Client, ShardCache, load_dataset
 from atdata.records import (
     PEER_ENTRY,
@@ -403,7 +413,7 @@ def test_handle_name_through_an_appview_is_checked_on_the_pds(
         _ScriptedAppView,
         asked=[],
         datasets=[peer_row],
-        label={"uri": label, "cid": rec.cid, "label": rec.value},
+        label={"uri": entry, "cid": rec.cid, "labelUri": label, "label": rec.value},
     ) as av:
         with warnings.catch_warnings():
             warnings.simplefilter("error", AtdataWarning)  # no "names both" warning
@@ -411,9 +421,52 @@ def test_handle_name_through_an_appview_is_checked_on_the_pds(
         assert (ds.uri, ds.version) == (entry, "1.0.0")
         assert av.asked and av.asked[0]["name"] == [name]  # the AppView was asked
         stale = world.alice.get_record(other)
-        av.label = {"uri": other, "cid": stale.cid, "label": stale.value}
+        av.label = {"uri": entry, "cid": stale.cid, "labelUri": other, "label": stale.value}
         with pytest.raises(ResolutionError, match="stale or altered"):
             load_dataset(f"@{world.alice.handle}/{name}", appview=av.url)
+
+
+def _answered(appview_url: str, nsid: str) -> float:
+    """How many 200 answers the AppView's /metrics counts for the XRPC method `nsid`."""
+    import httpx
+
+    text = httpx.get(f"{appview_url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("atdata_appview_http_requests_total{")
+        and f'route="/xrpc/{nsid}"' in line
+        and 'status="200"' in line
+    )
+
+
+def test_handle_name_through_our_appview_uses_its_resolve_label(
+    world: World, appview: RunningAppView, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ATDATA_PDS", raising=False)  # the AppView path needs no handle lookup
+    name = f"ourav-{secrets.token_hex(3)}"
+    first = world.entry(world.blob_storage(), name=name)
+    second = world.entry(world.blob_storage(), name=name)
+    world.label(name, first, "1.0.0", minutes=10)
+    newest = world.label(name, second, "1.1.0", minutes=20)
+    nsid = f"{PEER_LABEL.rpartition('.')[0]}.resolveLabel"
+    with AppViewClient(appview.url) as av:  # wait until the AppView has indexed both labels
+        deadline = time.monotonic() + 30
+        last: Exception | None = None
+        while True:
+            try:
+                if av.query(nsid, handle=world.alice.handle, name=name)["labelUri"] == newest:
+                    break
+            except (AppViewError, ResolutionError) as e:
+                last = e
+            assert time.monotonic() < deadline, f"the AppView did not index the labels: {last}"
+            time.sleep(0.2)
+    before = _answered(appview.url, nsid)
+    ds = load_dataset(f"@{world.alice.handle}/{name}", appview=appview.url)
+    assert (ds.uri, ds.version) == (second, "1.1.0")
+    older = load_dataset(f"@{world.alice.handle}/{name}@1.0.0", appview=appview.url)
+    assert (older.uri, older.version) == (first, "1.0.0")
+    assert _answered(appview.url, nsid) == before + 2  # the AppView answered both
 
 
 # -- sample types and lenses ---------------------------------------------------------------

@@ -48,6 +48,7 @@ from ..records import (
 )
 from .cache import ShardCache
 from .cid import cid_bytes, record_cid
+from .did import parse_did_document
 from .identity import parse_at_uri
 from .lens_code import import_unpinned
 from .netguard import HTTPStatusError, check_url, get_json
@@ -422,9 +423,10 @@ def find_label(
 ) -> LabelPick | None:
     """The `science.alt.dataset.label` that `@authority/name[@version]` names, or None.
 
-    With an AppView, its `science.alt.dataset.resolveLabel` picks it, and the label is then
-    fetched from the author's PDS (its CID must match) and checked for name and version;
-    an AppView that cannot answer that query is passed over for the PDS. Without one, the
+    With an AppView, its `science.alt.dataset.resolveLabel` picks it (`labelUri`, `cid`),
+    and the label is then fetched from the author's PDS (its CID must match) and checked for
+    author, name, version and the entry the AppView said it names; an AppView that cannot
+    answer that query is passed over for the PDS, and its `LabelNotFound` means none. Without one, the
     author's labels are listed on their PDS (`listRecords`) and the newest of that name
     (and version) chosen.
     """
@@ -441,14 +443,16 @@ def find_label(
                 return None
             log.info("AppView %s cannot resolve labels (%s); listing the PDS", av.url, e)
         else:
-            uri, cid = found.get("uri"), found.get("cid")
+            # {uri: the entry, cid: the label's, labelUri, label}; an answer without the
+            # label's own URI cannot be checked on the PDS, which is then listed instead
+            uri, cid = found.get("labelUri"), found.get("cid")
             if not isinstance(uri, str) or not isinstance(cid, str):
-                raise ResolutionError(f"AppView {av.url} answered resolveLabel without uri/cid")
+                log.info("AppView %s answered resolveLabel without labelUri/cid", av.url)
+                return _label_on_pds(r, authority, name, version)
             label = r.fetch_record(uri, cid)
-            did = r.identity.resolve_identifier(authority)
             at = parse_at_uri(label.uri)
             if (
-                at.authority != did
+                not _is_authors(r, at.authority, authority)
                 or at.collection != PEER_LABEL
                 or label.value.get("name") != name
                 or (
@@ -460,11 +464,28 @@ def find_label(
                     f"AppView {av.url} resolved @{authority}/{name} to {label.uri}, which is not "
                     f"{authority}'s label {name} {version or ''}: the AppView is stale or altered"
                 )
+            if found.get("uri") not in (None, label_entry_uri(label)):
+                raise ResolutionError(
+                    f"AppView {av.url} answered {label.uri} as naming {found.get('uri')}, but "
+                    f"the label names {label_entry_uri(label)}: the AppView is stale or altered"
+                )
             return LabelPick(label)
+    return _label_on_pds(r, authority, name, version)
+
+
+def _label_on_pds(r: Resolver, authority: str, name: str, version: str | None) -> LabelPick | None:
+    """The newest label of `name` (and `version`) among the author's, listed on their PDS."""
     did = r.identity.resolve_identifier(authority)
-    labels = list(list_records(r, did, PEER_LABEL))
-    chosen = newest_label(labels, name, version)
+    chosen = newest_label(list(list_records(r, did, PEER_LABEL)), name, version)
     return LabelPick(chosen) if chosen is not None else None
+
+
+def _is_authors(r: Resolver, did: str, authority: str) -> bool:
+    """True when `authority` (a DID or a handle) is `did`: a handle must be the one `did`'s
+    own DID document claims (no handle lookup needed, as for our records via an AppView)."""
+    if authority.startswith("did:"):
+        return did == authority
+    return parse_did_document(did, r.identity.resolve_did(did)).handle == authority.lower()
 
 
 def list_records(r: Resolver, did: str, collection: str) -> Iterator[Record]:
