@@ -896,3 +896,19 @@ def test_peer_entry_round_trips_through_entry_storage(
     view = own_dataset(rec, DID)
     assert view["totals"]["shards"] == len(storage.shards)
     assert [s.get("sha256") for s in view["shards"]] == [s.sha256 for s in storage.shards]
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["https://h.example/s-{0..999999999}.tar"],  # one huge range: refused before it is built
+        [
+            "https://h.example/{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}"
+            "{a,b}{a,b}{a,b}{a,b}.tar"
+        ],  # 2**17 through products of small lists
+        ["https://h.example/s-{0..60000}.tar", "https://h.example/t-{0..60000}.tar"],  # in total
+    ],
+)
+def test_brace_notation_from_the_network_is_bounded(urls: list[str]) -> None:
+    with pytest.raises(LexiconError, match=r"storage\.urls\[\d\]: .*at most 100000 URLs"):
+        entry_storage({"$type": PEER_STORAGE_EXTERNAL, "urls": urls})

@@ -21,6 +21,7 @@ the path for an entry whose storage is malformed.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import keyword
 import re
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,7 @@ __all__ = [
     "PeerStorage",
     "StorageKind",
     "entry_storage",
+    "MAX_EXPANDED_URLS",
     "expand_braces",
     "is_placeholder_checksum",
     "own_dataset",
@@ -440,9 +442,28 @@ def _blob_cid(blob: Any, path: str) -> str:
     raise _bad(path, "a blob needs ref {'$link': cid}")
 
 
-def expand_braces(url: str) -> list[str]:
-    """``shard-{000..002}.tar`` -> three URLs (the legacy storageExternal notation)."""
-    return list(braceexpand.braceexpand(url)) if "{" in url else [url]
+#: Most URLs one entry's brace notation may expand to: the record comes from the network, and
+#: ``{0..999999999}`` would otherwise be a billion strings held in memory.
+MAX_EXPANDED_URLS = 100_000
+
+_NUMERIC_RANGE = re.compile(r"\{(-?\d+)\.\.(-?\d+)(?:\.\.-?\d+)?\}")
+
+
+def expand_braces(url: str, limit: int = MAX_EXPANDED_URLS) -> list[str]:
+    """``shard-{000..002}.tar`` -> three URLs (the legacy storageExternal notation).
+
+    Raises ValueError past ``limit`` URLs, before building them (braceexpand builds each
+    numeric range as a whole list, so a range's span is checked before it is expanded)."""
+    if "{" not in url:
+        return [url]
+    for m in _NUMERIC_RANGE.finditer(url):
+        span = abs(int(m.group(2)) - int(m.group(1))) + 1
+        if span > limit:
+            raise ValueError(f"the range {m.group(0)} names {span} URLs, over {limit}")
+    urls = list(itertools.islice(braceexpand.braceexpand(url), limit + 1))
+    if len(urls) > limit:
+        raise ValueError(f"expands to more than {limit} URLs")
+    return urls
 
 
 def entry_storage(value: Mapping[str, Any]) -> PeerStorage:
@@ -494,9 +515,13 @@ def entry_storage(value: Mapping[str, Any]) -> PeerStorage:
         url = _str(u, f"storage.urls[{i}]")
         assert url is not None
         try:
-            expanded = expand_braces(url)
+            expanded = expand_braces(url, MAX_EXPANDED_URLS - len(shards))
         except Exception as exc:  # braceexpand raises its own error for unbalanced braces
-            raise _bad(f"storage.urls[{i}]", f"brace notation does not expand: {exc}") from exc
+            raise _bad(
+                f"storage.urls[{i}]",
+                f"brace notation does not expand (an entry names at most "
+                f"{MAX_EXPANDED_URLS} URLs): {exc}",
+            ) from exc
         shards.extend(PeerShard(url=x) for x in expanded)
     return PeerStorage("external", tuple(shards))
 
