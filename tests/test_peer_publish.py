@@ -9,7 +9,9 @@ value. Options that family has no field for are refused before any request.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -260,16 +262,47 @@ def test_http_and_s3_storage_in_the_peer_shapes(
     assert hashlib.sha256(stored).hexdigest() == shards[0].sha256
 
 
+def public_read(bucket: str) -> str:
+    """A bucket policy letting anyone read the bucket's objects."""
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 @pytest.mark.devnet
 @pytest.mark.peer
+@pytest.mark.parametrize("kind", ["blobs", "http", "s3"])
 def test_our_peer_records_load_in_the_atdata_07_sdk(
-    author: Client, tmp_path: Path, devnet: Any, peer_python: str
+    kind: str,
+    author: Client,
+    tmp_path: Path,
+    devnet: Any,
+    peer_python: str,
+    s3_server: Any,
+    s3_bucket: str,
 ) -> None:
+    """The 0.7 SDK reads what we publish: its schema as a type, the entry's shards from PDS
+    blobs, from HTTP URLs, or from S3 through the endpoint the record names."""
     shards = glyph_shards(tmp_path)
-    ref = author.publish_dataset(
-        shards, name="glyphs", schema=Glyph, version="1.0.0", family=PEER, progress=False
-    )
-    got = peer_read(peer_python, devnet, author.pds_url, str(ref))
+    options: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        if kind == "http":
+            base = stack.enter_context(file_server(tmp_path))
+            options["storage"] = [f"{base}/{Path(s.path).name}" for s in shards]
+        elif kind == "s3":
+            options["storage"] = f"s3://{s3_bucket}/glyphs"
+            options["s3_client_kwargs"] = s3_server.client_kwargs()
+            # The 0.7 SDK reads `<endpoint>/<bucket>/<key>` over plain HTTP, unsigned: a
+            # bucket shared with its users is publicly readable.
+            s3_server.client().put_bucket_policy(Bucket=s3_bucket, Policy=public_read(s3_bucket))
+        ref = author.publish_dataset(
+            shards, name="glyphs", schema=Glyph, version="1.0.0", family=PEER, **options
+        )
+        got = peer_read(peer_python, devnet, author.pds_url, str(ref))
     assert got["schema"]["name"] == "peerpub.Glyph"
     assert got["entry"]["name"] == "glyphs"
     want = [{k: plain(v) for k, v in make(i).items()} for i in range(10)]
