@@ -634,3 +634,27 @@ def test_describe_service_reports_the_ingest_backlog(
         assert described["recordCount"]["science.alt.dataset.label"] == 1
     finally:
         store.close()
+
+
+def test_records_of_a_hidden_repo_are_not_answered(
+    sqlite_store: Store, serve_store: Callable[..., ServedApp]
+) -> None:
+    async def take_down() -> None:
+        async with sqlite_store.transaction() as tx:
+            tx.set_repo(A, status="takendown")
+
+    run(take_down())
+    app = serve_store(sqlite_store)
+    with httpx.Client(base_url=app.url, timeout=30) as api:
+        assert peer(api, "getEntry", {"uri": E_HTTP}).status_code == 404
+        assert ok(peer(api, "getEntries", [("uris", E_HTTP), ("uris", E_EXT)]))["entries"] == [
+            entry_row(E_EXT)
+        ]
+        assert [e["uri"] for e in ok(peer(api, "listEntries"))["entries"]] == [E_EXT]
+        assert ok(peer(api, "searchDatasets", {"q": "street"})) == {"entries": []}
+        assert (
+            peer(api, "resolveSchema", {"handle": A, "schemaId": "peer.Sample"}).status_code == 404
+        )
+        assert peer(api, "resolveLabel", {"handle": A, "name": "scenes"}).status_code == 404
+        assert ok(peer(api, "listLenses")) == {"lenses": []}
+        assert api.get("/entries/did:plc:alice/e-http").status_code == 404
