@@ -5,8 +5,9 @@ a schema, a blob-stored dataset and a label, as its users do (createRecord on th
 AppView (`atdata appview serve`), already following the devnet's PDSes, indexes them within
 5 s: the entry as a dataset of the peer family with one shard row per blob and its sha256,
 the schema with its field names, the label with its version. Our SDK, from another account on
-PDS2 with nothing but the entry's or the label's URI, loads the entry typed from its schema,
-and its batches hold exactly the samples the 0.7 SDK wrote. Then the 0.7 SDK, pointed at our
+PDS2 with nothing but the entry's or the label's URI, or ``@handle/name`` through our
+AppView, loads the entry typed from its schema, and its batches hold exactly the samples the
+0.7 SDK wrote. Then the 0.7 SDK, pointed at our
 AppView and at no reachable PDS, finds the dataset by search, resolves its schema and label
 and reads its samples: our AppView's /metrics count each of those calls as answered, and with
 no PDS to fall back to (and no "falling back" logged), nothing was answered elsewhere.
@@ -234,3 +235,24 @@ def test_the_07_sdk_finds_resolves_and_reads_through_our_appview(
     assert got["rows"] == [{k: plain(v) for k, v in r.items()} for r in expected_rows(pub.samples)]
     for call in PEER_CALLS:
         assert after.get(call, 0) > before.get(call, 0), (call, before, after)
+
+
+def test_our_sdk_loads_the_entry_by_handle_and_name_through_our_appview(
+    indexed: tuple[PeerPublished, float, dict[str, Any]],
+    appview: RunningAppView,
+    make_account: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`@handle/name` names the author's newest label of that name (they have no io.atdata
+    dataset of it); the reader's own PDS cannot resolve a handle of PDS1: our AppView's
+    answer is what finds it."""
+    pub, _, _ = indexed
+    reader = make_account(1)
+    monkeypatch.setenv("ATDATA_PDS", reader.pds_url)  # the reader's environment
+    newest = atdata.load_dataset(f"@{pub.account.handle}/{pub.name}", appview=appview.url)
+    assert newest.uri == pub.entry_uri
+    assert_same_samples(newest, pub.samples)
+    pinned = atdata.load_dataset(
+        f"@{pub.account.handle}/{pub.name}@{pub.version}", appview=appview.url
+    )
+    assert pinned.uri == pub.entry_uri
