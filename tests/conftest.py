@@ -1,5 +1,13 @@
 """Test-suite wiring: each fixture module below is owned by one area of the project."""
 
+import os
+
+# No test may ask the public PLC directory (plc.directory) about a DID: CI machines may be
+# online, and an answer from the internet is no test of ours. Code that resolves a DID with no
+# PLC URL configured gets a loopback port where nothing listens (a fast, clear failure); the
+# devnet fixture points ATDATA_PLC_URL at its own directory while it runs.
+os.environ.setdefault("ATDATA_PLC_URL", "http://127.0.0.1:9")
+
 pytest_plugins = [
     "_fixtures.services",  # devnet (PLC + 2 PDS), PostgreSQL, S3-compatible server
     "_fixtures.peer",  # the atdata 0.7 peer in its own Python 3.12 venv
