@@ -603,22 +603,33 @@ def test_the_newest_label_is_the_latest_instant_whatever_the_datetime_spelling(
     assert newest_label(labels, "other", None) is None
 
 
-def test_the_cli_loads_a_peer_entry(world: World) -> None:
+def test_the_cli_loads_a_peer_entry_and_gets_one_by_its_label_name(world: World) -> None:
     import subprocess
 
     from _fixtures.newcomer import subprocess_env
 
-    uri = world.entry(world.blob_storage(), name="cli")
-    got = subprocess.run(
-        [sys.executable, "-m", "atdata.cli", "load", uri, "--head", "2", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=subprocess_env(),
-    )
-    assert got.returncode == 0, got.stderr
-    out = json.loads(got.stdout)
-    assert out["uri"] == uri and out["samples"] == len(world.samples) and len(out["head"]) == 2
+    name = f"cli-{secrets.token_hex(3)}"
+    uri = world.entry(world.blob_storage(), name=name)
+    world.label(name, uri, "1.0.0", minutes=1)
+
+    def cli(*args: str) -> Any:
+        env = subprocess_env(ATDATA_PDS=world.alice.pds_url)  # resolves the handle
+        env.pop("ATDATA_APPVIEW", None)
+        got = subprocess.run(
+            [sys.executable, "-m", "atdata.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert got.returncode == 0, got.stderr
+        return json.loads(got.stdout)
+
+    loaded = cli("load", uri, "--head", "2", "--json")
+    assert loaded["uri"] == uri and loaded["samples"] == len(world.samples)
+    assert len(loaded["head"]) == 2
+    fetched = cli("get", f"@{world.alice.handle}/{name}@1.0.0", "--json")
+    assert fetched["uri"] == uri and fetched["value"]["$type"] == PEER_ENTRY
 
 
 def test_an_untrusted_s3_endpoint_in_a_peer_entry_gets_no_credentials() -> None:

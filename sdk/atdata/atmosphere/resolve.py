@@ -506,11 +506,14 @@ def find_named(
     """What `@handle/name[@version]` names across both record families.
 
     The author's `io.atdata.dataset` of that name (and version) comes first: through the
-    AppView's listing when one is given (`appview=`), else listed on the author's PDS. When
+    AppView's listing when one is given (`appview=`, else `$ATDATA_APPVIEW`), else listed
+    on the author's PDS. When
     there is none, the newest `science.alt.dataset.label` of that name (by `createdAt`; with
     `@version`, the label of that version) names the entry to load. When both exist, ours
     wins and an `AtdataWarning` names the label passed over.
     """
+    if appview is None and os.environ.get("ATDATA_APPVIEW"):
+        appview = True
     head, version = split_version_ref(ref)
     handle, _, name = head[1:].partition("/")
     if not head.startswith("@") or not handle or not name:

@@ -100,7 +100,8 @@ def get(
     uri: str = typer.Argument(
         ...,
         help="at:// URI of a dataset, schema or lens record, or @handle/name[@version] of a "
-        "dataset (through the AppView).",
+        "dataset (through the AppView, else the author's PDS; the entry of a "
+        "science.alt.dataset label of that name when the author has no dataset of it).",
         show_default=False,
     ),
     cid: str = CID_OPTION,
@@ -119,11 +120,15 @@ def get(
       atdata get @alice.example.com/digits@1.1.0 --appview https://appview.example
     """
     from ..atmosphere import fetch_record
-    from ..atmosphere.resolve import check_version, find_version
+    from ..atmosphere.peer_resolve import LabelPick
+    from ..atmosphere.resolve import check_version, find_named
 
     use_plc(plc)
     with absent_when_not_found():
-        pick = find_version(uri, appview or None) if uri.startswith("@") else None
+        found = find_named(uri, appview or None) if uri.startswith("@") else None
+        if isinstance(found, LabelPick):  # a science.alt.dataset label: the entry it names
+            uri, found = found.entry_uri, None
+        pick = found
         uri = resolve_handle_uri(pick.uri if pick else uri, appview)
         rec = fetch_record(uri, cid)
         if pick is not None:  # the AppView's listing, checked on the author's own record
