@@ -663,3 +663,49 @@ def test_an_untrusted_s3_endpoint_in_a_peer_entry_gets_no_credentials() -> None:
     trusted = ["https://93.184.216.34:9000"]
     (shard,), _ = entry_shard_sources(entry, trusted_endpoints=trusted, **options)
     assert isinstance(shard, S3Shard) and shard.client_kwargs["aws_access_key_id"] == "mine"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    link=st.one_of(
+        st.text(max_size=70).map(lambda t: "bafkrei" + t),
+        st.from_regex(r"bafkrei[a-z2-7]{0,60}", fullmatch=True),
+    ),
+    checksum=st.one_of(
+        st.none(),
+        st.fixed_dictionaries(
+            {
+                "algorithm": st.sampled_from(["sha256", "none", "blake3", ""]),
+                "digest": st.text(max_size=70),
+            }
+        ),
+    ),
+)
+def test_any_blob_cid_and_checksum_give_a_verified_source_or_a_resolution_error(
+    link: str, checksum: Any
+) -> None:
+    from atdata.atmosphere.peer_resolve import entry_shard_sources
+    from atdata.records import Record
+
+    item: dict[str, Any] = {"blob": {"$type": "blob", "ref": {"$link": link}, "size": 10}}
+    if checksum is not None:
+        item["checksum"] = checksum
+    entry = Record(
+        f"at://did:plc:x/{PEER_ENTRY}/1",
+        "c",
+        {"storage": {"$type": PEER_STORAGE_BLOBS, "blobs": [item]}},
+    )
+    try:
+        sources, unverified = entry_shard_sources(
+            entry,
+            did="did:plc:x",
+            pds="http://127.0.0.1:9",
+            allow_private=True,
+            trusted_endpoints=(),
+            s3_client_kwargs=None,
+            timeout=5.0,
+        )
+    except ResolutionError:
+        return
+    (source,) = sources
+    assert source.sha256 is not None and len(source.sha256) == 64 and unverified == []

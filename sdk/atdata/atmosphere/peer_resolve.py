@@ -72,6 +72,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_RAW_SHA256_CID = bytes((0x01, 0x55, 0x12, 0x20))  # CIDv1, raw codec, sha2-256, 32 bytes
 #: `at://{authority}/science.alt.dataset.schema/{name}@{version}`: a schema named, not keyed
 _NAME_VERSION_REF = re.compile(
     r"^at://([^/?#]+)/" + re.escape(PEER_SCHEMA) + r"/([^/?#@]+)@([^/?#@]+)$"
@@ -242,7 +243,13 @@ def _blob_sha256(shard: PeerShard, url: str, where: str, unverified: list[str]) 
     link = str(shard.blob_cid)
     if not link.startswith("bafkrei"):  # not a raw sha256 CID: the record's checksum only
         return _sha256(shard, url, where, unverified)
-    sha = cid_bytes(link)[-32:].hex()
+    try:
+        raw = cid_bytes(link)
+    except ValueError:  # not base32
+        raw = b""
+    if len(raw) != 36 or raw[:4] != _RAW_SHA256_CID:
+        raise ResolutionError(f"{where}: blob CID {link!r} is malformed")
+    sha = raw[4:].hex()
     if shard.algorithm == "sha256" and shard.sha256 != sha:
         raise ResolutionError(
             f"{where} (blob {link}): the blob's CID and the record's sha256 disagree"
