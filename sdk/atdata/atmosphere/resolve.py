@@ -880,6 +880,11 @@ def _load_offline(
             f"load_dataset needs an at:// URI of an {DATASET} record, got {source!r}"
         )
     at = parse_at_uri(source)
+    if at.collection in (PEER_ENTRY, PEER_LABEL):
+        raise ResolutionError(
+            f"offline: {source} is a {at.collection} record; offline loads are for {DATASET} "
+            "records only (load it online, with cache= to read its shards from disk)"
+        )
     if at.collection != DATASET:
         raise ResolutionError(f"{source} is an {at.collection} record, not an {DATASET}")
     if cid is None:
