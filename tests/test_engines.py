@@ -376,6 +376,17 @@ def test_blocks_from_messages_are_one_buffer_per_array_column(tmp_path: Path) ->
     assert isinstance(block.column("label").chunk(0), pa.Int64Array)
 
 
+def test_message_columns_grow_past_their_capacity() -> None:
+    from atdata._columns import MessageColumns, samples_to_table
+
+    samples = [Small(label=i, caption="c", image=np.full((4, 4), i, np.float32)) for i in range(5)]
+    columns = MessageColumns(Small, capacity=1)
+    assert all(columns.add(s.packed) for s in samples)
+    assert not columns.add(b"\x93")  # not a map: refused, nothing taken
+    assert columns.table().equals(samples_to_table(samples, Small))
+    assert columns.rows == 0
+
+
 @atdata.packable(name="engines.Captioned", version="1.0.0")
 class Captioned:
     label: str
@@ -817,3 +828,19 @@ def test_ray_job_over_a_published_dataset(
     assert str(ref) in json.dumps(origin) and "relabelled" in json.dumps(origin)
     got = atdata.load_dataset(str(derived_ref), sample_type=Small)
     assert all_same(list(got.ordered()), [r for r in map(relabel, small[:9]) if r is not None])
+
+
+def test_read_tasks_group_small_shards(tmp_path: Path) -> None:
+    # a Ray task costs CPU of its own: small shards are read several to a task, as many
+    # tasks as CPUs where there are enough shards, about 256 MB to a task
+    from atdata._sources import LocalShard
+    from atdata.ray import _default_shards_per_task
+
+    mb = 1 << 20
+    assert _default_shards_per_task([LocalShard("x", size=31 * mb)] * 10, cpus=2) == 5
+    assert _default_shards_per_task([LocalShard("x", size=31 * mb)] * 10, cpus=64) == 1
+    assert _default_shards_per_task([LocalShard("x", size=100 * mb)] * 11, cpus=2) == 3
+    assert _default_shards_per_task([LocalShard("x", size=2 * mb)] * 1000, cpus=8) == 125
+    assert _default_shards_per_task([LocalShard("x")] * 10, cpus=2) == 1  # no such file
+    (tmp_path / "a.tar").write_bytes(b"\0" * 1024)
+    assert _default_shards_per_task([LocalShard(tmp_path / "a.tar")] * 4, cpus=2) == 2

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._codec import _ARRAY_CACHE, pack, unpack, unpack_message
+from ._codec import _ARRAY_CACHE, SCAN_MIN_BYTES, _unpackb, pack, unpack, unpack_message
 from ._fields import FieldKind, FieldSpec
 from .errors import DecodeError, SampleValueError, require_extra
 
@@ -488,18 +488,24 @@ class _ScalarColumn:
 
 class _ArrayColumn:
     """An array field's payloads, copied into one buffer: rows that carry the same wire
-    header (dtype and shape) as the first, which was decoded and checked against the schema."""
+    header (dtype and shape) as the first, which was decoded and checked against the schema.
 
-    def __init__(self, spec: FieldSpec) -> None:
+    The buffer holds ``capacity`` rows from the start (a growing one is copied as it grows).
+    """
+
+    def __init__(self, spec: FieldSpec, capacity: int) -> None:
         from ._fields import make_decoder
 
         self.spec = spec
         self.decode = make_decoder(spec)
+        self.capacity = max(1, capacity)
         self.header = b""
         self.end = self.size = -1  # header length, wire value length (-1: no row yet)
         self.dtype = np.dtype(np.uint8)
         self.shape: tuple[int, ...] = ()
-        self.data = bytearray()
+        self.rows = self.payload = 0
+        self.buffer = np.empty(0, np.uint8)
+        self.view = self.buffer.data
 
     def take(self, v: Any) -> bool:
         t = type(v)
@@ -509,7 +515,11 @@ class _ArrayColumn:
             self.size >= 0 or not self._first(v)
         ):
             return False
-        self.data += memoryview(v)[self.end :]
+        if self.rows == self.capacity:
+            self._grow()
+        start = self.rows * self.payload
+        self.view[start : start + self.payload] = memoryview(v)[self.end :]
+        self.rows += 1
         return True
 
     def _first(self, v: Any) -> bool:
@@ -532,20 +542,28 @@ class _ArrayColumn:
         ):
             return False
         self.header, self.end, self.size = header, len(header), len(header) + nbytes
-        self.dtype, self.shape = dtype, decoded.shape
+        self.dtype, self.shape, self.payload = dtype, decoded.shape, nbytes
+        self.buffer = np.empty(self.capacity * nbytes, np.uint8)
+        self.view = self.buffer.data
         return True
 
+    def _grow(self) -> None:
+        self.capacity *= 2
+        bigger = np.empty(self.capacity * self.payload, np.uint8)
+        bigger[: self.buffer.size] = self.buffer
+        self.buffer, self.view = bigger, bigger.data
+
     def truncate(self, n: int) -> None:
-        del self.data[n * (self.size - self.end) :]
+        self.rows = n
 
     def array(self) -> Any:
-        spec, n = self.spec, len(self.data) // max(1, self.size - self.end)
-        flat = np.frombuffer(self.data, self.dtype)  # the column's buffer as it is
+        spec, n = self.spec, self.rows
+        flat = self.buffer[: n * self.payload].view(self.dtype)  # the column's buffer
         if spec.dtype is not None and spec.shape is not None and None not in spec.shape:
             from ray.data.extensions import ArrowTensorArray
 
             return ArrowTensorArray.from_numpy(flat.reshape(n, *self.shape))
-        count = int(np.prod(self.shape, dtype=np.int64))
+        count = self.payload // self.dtype.itemsize
         sizes = np.full(n, count, np.int64)
         shapes = np.tile(np.asarray(self.shape, np.int64), n)
         return _ragged_storage(flat, sizes, shapes, self.dtype, len(self.shape))
@@ -562,15 +580,18 @@ class MessageColumns:
     caller to decode the usual way (which raises the error naming the sample, if it is bad).
     """
 
-    def __init__(self, cls: type) -> None:
+    def __init__(self, cls: type, capacity: int = 1024) -> None:
         self.specs = _fields_of(cls)
         self.names = [spec.name for spec in self.specs]
+        self.capacity = capacity  # rows a block is expected to hold
         self.rows = 0
         self._reset()
 
     def _reset(self) -> None:
         self._columns: list[_ScalarColumn | _ArrayColumn] = [
-            _ArrayColumn(spec) if spec.kind is FieldKind.ARRAY else _ScalarColumn(spec)
+            _ArrayColumn(spec, self.capacity)
+            if spec.kind is FieldKind.ARRAY
+            else _ScalarColumn(spec)
             for spec in self.specs
         ]
         self._takes = [
@@ -580,11 +601,11 @@ class MessageColumns:
 
     def add(self, message: Any) -> bool:
         """Append one message's values; False (and nothing appended) when it does not fit."""
-        try:
-            d = unpack_message(message)
-        except DecodeError:
+        try:  # msgpack's own decoder for small messages (unpack_message's checks are below)
+            d = _unpackb(message) if len(message) < SCAN_MIN_BYTES else unpack_message(message)
+        except Exception:  # msgpack raises several types; decoding it again says what is wrong
             return False
-        if len(d) == len(self._takes):
+        if type(d) is dict and len(d) == len(self._takes):
             try:
                 for name, take in self._takes:
                     if not take(d[name]):

@@ -34,6 +34,8 @@ __all__ = ["read_dataset", "write_dataset"]  # and AtdataDatasource, built on fi
 
 log = logging.getLogger(__name__)
 
+#: A read task reads about this many bytes of consecutive shards (see _default_shards_per_task).
+_TASK_BYTES = 256 << 20
 #: Arrow blocks aim at about this many bytes of sample data (and hold at most _MAX_ROWS).
 _BLOCK_BYTES = 64 << 20
 _MAX_ROWS = 4096
@@ -94,7 +96,8 @@ def _message_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
     arrays) would likely not fit again.
     """
     view = part.sample_type
-    columns = MessageColumns(view)
+    # sized for a block (when the first message says how big a block is, if not told)
+    columns = MessageColumns(view, capacity=rows_per_block or 1)
     samples: list[Any] = []  # the block's rows decoded one by one, after those in columns
     decoding = False  # set by the first sample the columns refuse
     limit = rows_per_block
@@ -105,6 +108,7 @@ def _message_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
             if limit is None:
                 size = 64 + (len(message) if message is not None else _MAX_ROWS)
                 limit = max(1, min(_MAX_ROWS, _BLOCK_BYTES // size))
+                columns = MessageColumns(view, capacity=limit)
             if decoding or message is None or not columns.add(message):
                 decoding = True
                 samples.append(part.decode_raw(raw, name))
@@ -121,6 +125,39 @@ def _flush(columns: Any, samples: list[Any], view: type) -> Iterator[Any]:
     if samples:
         yield samples_to_table(samples, view)
         samples.clear()
+
+
+def _shard_size(shard: Any) -> int | None:
+    """A shard's size in bytes: as its record says, or from the file system, else None."""
+    size = getattr(shard, "size", None)
+    if size is None and isinstance(getattr(shard, "path", None), os.PathLike):
+        try:
+            size = os.path.getsize(shard.path)
+        except OSError:
+            return None
+    return None if size is None else int(size)
+
+
+def _default_shards_per_task(shards: list[Any], cpus: int) -> int:
+    """Consecutive shards per read task when not told: groups of about _TASK_BYTES, but as
+    many tasks as CPUs where there are enough shards; one shard each where sizes are unknown.
+
+    Each Ray task costs CPU of its own (scheduling on the driver, setup in the worker, ~10 ms
+    measured): a task per small shard cost more than the reading of it.
+    """
+    sizes = [_shard_size(s) for s in shards]
+    known = [s for s in sizes if s is not None]
+    if not shards or len(known) < len(sizes):
+        return 1
+    tasks = max(min(len(shards), cpus), -(-sum(known) // _TASK_BYTES))
+    return max(1, -(-len(shards) // tasks))
+
+
+def _cluster_cpus(ray: Any) -> int:
+    """The CPUs read tasks can run on: the cluster's, or this machine's before ``ray.init``."""
+    if ray.is_initialized():
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return os.cpu_count() or 1
 
 
 def _known_size(shards: list[Any]) -> int | None:
@@ -207,12 +244,16 @@ def read_dataset(
 ) -> Any:
     """``dataset`` as a ``ray.data.Dataset`` (what ``Dataset.to_ray`` returns).
 
-    One read task per ``shards_per_task`` consecutive shards (default 1; or as many tasks as
-    ``override_num_blocks``); blocks of ``rows_per_block`` samples (default: about 64 MB
-    each, at most 4096 samples). Rows come in storage order when Ray's
+    One read task per ``shards_per_task`` consecutive shards (or as many tasks as
+    ``override_num_blocks``). By default a task reads about 256 MB of shards, and there are
+    as many tasks as the cluster has CPUs when there are enough shards (one shard per task when
+    their sizes are unknown). Blocks of ``rows_per_block`` samples (default: about 64 MB each,
+    at most 4096 samples). Rows come in storage order when Ray's
     ``DataContext.execution_options.preserve_order`` is set.
     """
     ray = _ray()
+    if shards_per_task is None and override_num_blocks is None:
+        shards_per_task = _default_shards_per_task(list(dataset.shards), _cluster_cpus(ray))
     source_cls = __getattr__("AtdataDatasource")
     source = source_cls(dataset, shards_per_task=shards_per_task, rows_per_block=rows_per_block)
     if override_num_blocks is None:
