@@ -350,17 +350,12 @@ class Dataset(Loadable, Generic[T]):
         counter: list[int] | None = None,
         views: bool = False,
         keys: bool = False,
-        undecoded: bool = False,
     ) -> Iterator[Any]:
-        """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index.
-
-        ``undecoded``: the tar reader's ``{"__key__", ext: data}`` dicts instead, for callers that
-        decode many at once (Arrow blocks) and fall back to :meth:`decode_raw`.
-        """
+        """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index."""
         name = source.name
         if counter is None:
             counter = [0]
-        decode_raw = self._raw_decoder(views) if not undecoded else (lambda r, _: r)
+        decode_raw = self._raw_decoder(views)
         skip = self.on_error == "skip"
         try:
             stream = source.open()

@@ -25,6 +25,7 @@ from ._columns import (
     table_to_samples,
 )
 from ._parts import parts
+from ._tar import iter_samples
 from ._targets import ShardTarget
 from .errors import ShardTaskError, require_extra
 from .packable import is_packable
@@ -103,7 +104,7 @@ def _message_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
     limit = rows_per_block
     for source in part._sources:
         name = source.name
-        for raw in part._iter_shard(source, undecoded=True):
+        for raw in _raw_samples(part, source):
             message = raw.get("msgpack")
             if limit is None:
                 size = 64 + (len(message) if message is not None else _MAX_ROWS)
@@ -115,6 +116,16 @@ def _message_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
             if columns.rows + len(samples) >= limit:
                 yield from _flush(columns, samples, view)
     yield from _flush(columns, samples, view)
+
+
+def _raw_samples(part: Any, source: Any) -> Iterator[dict[str, Any]]:
+    """The tar reader's ``{"__key__", ext: data}`` of one shard (what ``Dataset`` iteration
+    decodes), under ``on_error="raise"``: any error propagates, the stream is closed."""
+    stream = source.open()
+    try:
+        yield from iter_samples(stream, source.name, allow_truncated=part.allow_truncated)
+    finally:
+        stream.close()
 
 
 def _flush(columns: Any, samples: list[Any], view: type) -> Iterator[Any]:
