@@ -200,18 +200,21 @@ def _epochs(iterate: Any, epochs: int, device: Any, row: Row) -> None:
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
     workers = _children()
-    main0, work0 = time.process_time(), _tree_cpu(workers)
+    main_cpu = work_cpu = 0.0
     times: list[float] = []
     while len(times) < epochs or sum(times) < MIN_TIME[0]:
-        t = time.perf_counter()
+        work0, main0, t = _tree_cpu(workers), time.process_time(), time.perf_counter()
         n = iterate()
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t)
+        main_cpu += time.process_time() - main0
+        work_cpu += _tree_cpu(workers) - work0
+        # Outside the timed window: scanning /proc costs the training process milliseconds.
         row.rss_workers = max(row.rss_workers, _worker_rss())
         row.rss_main = max(row.rss_main, _rss())
-    row.cpu_main.append((time.process_time() - main0) / len(times))
-    row.cpu_workers.append((_tree_cpu(workers) - work0) / len(times))
+    row.cpu_main.append(main_cpu / len(times))
+    row.cpu_workers.append(work_cpu / len(times))
     assert n > 0
     row.times.append(statistics.median(times))
 
