@@ -10,9 +10,10 @@ Two datasets: seed-shaped (float32 224x224x3 + int label, batches of 32) and sma
 32x32x3 + int label, batches of 256). Rows:
 
 * floors: the shards' bytes read by N processes (``readinto``); the shards copied from the
-  page cache (mapped, as loader workers hold them) into batch slots by N processes, the one
-  copy the loader makes, so the most N workers can deliver here, memory bandwidth included
-  (medians of 3, alternating); and a pinned host-to-device copy (CUDA only);
+  page cache (mapped, as loader workers hold them) into batch slots a sample at a time by N
+  processes, the one copy the loader makes, so about the most N workers can deliver here,
+  memory bandwidth included (medians of 5, alternating; on a shared machine this swings with
+  what else runs); and a pinned host-to-device copy (CUDA only);
 * ``ours``: ``ds.loader(batch_size, workers=N, device=...)`` in storage order and shuffled;
 * ``ds.torch() + DataLoader``: the DataLoader-compatible path (``pin_memory`` on CUDA);
 * ``webdataset + DataLoader``: webdataset with msgpack decoding and its own batching.
@@ -315,45 +316,53 @@ def floor_read(paths: list[str], procs: int) -> float:
     return time.perf_counter() - t
 
 
-def _copy_shards(mine: list[str], slot_bytes: int, passes: int, out: Any) -> None:
-    """Copy the mapped shards, ``slot_bytes`` at a time, into two slots of shared memory:
-    a warm-up pass (page-cache pages mapped, as a loader worker keeps its shards), then
-    ``passes`` timed ones; ``(start, end)`` go to ``out``."""
+def _copy_shards(
+    mine: list[str], sample_bytes: int, batch: int, passes: int, barrier: Any, out: Any
+) -> None:
+    """Copy the mapped shards, a sample's bytes at a time, into the rows of two batch slots
+    of shared memory (as a loader worker fills a slot): a warm-up pass (page-cache pages
+    mapped, as a worker keeps its shards), then, once every process is ready, ``passes``
+    timed ones; ``(start, end)`` go to ``out``."""
     import mmap
 
     maps = []
     for p in mine:
         with open(p, "rb") as f:
             maps.append(np.frombuffer(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ), np.uint8))
-    ring = np.frombuffer(mmap.mmap(-1, 2 * slot_bytes), np.uint8)
+    ring = np.frombuffer(mmap.mmap(-1, 2 * batch * sample_bytes), np.uint8)
     ring[:] = 0
-    slots = (ring[:slot_bytes], ring[slot_bytes:])
+    rows = ring.reshape(2 * batch, sample_bytes)
 
     def one_pass() -> None:
         k = 0
         for m in maps:
-            for off in range(0, len(m), slot_bytes):
-                src = m[off : off + slot_bytes]
-                np.copyto(slots[k % 2][: len(src)], src)
+            for off in range(0, len(m) - sample_bytes + 1, sample_bytes):
+                np.copyto(rows[k % (2 * batch)], m[off : off + sample_bytes])
                 k += 1
 
     one_pass()
+    barrier.wait()
     start = time.perf_counter()
     for _ in range(passes):
         one_pass()
     out.put((start, time.perf_counter()))
 
 
-def floor_copy(paths: list[str], procs: int, slot_bytes: int, passes: int) -> float:
-    """Seconds for ``procs`` processes, together, to copy every shard's bytes ``passes`` times
-    from the page cache (mapped) into batch slots: the one copy a loader makes, so the most
-    that ``procs`` loader workers can deliver on this machine (memory bandwidth included)."""
+def floor_copy(paths: list[str], procs: int, spec: Spec, passes: int) -> float:
+    """GB/s of ``procs`` processes together copying every shard's bytes ``passes`` times from
+    the page cache (mapped) into batch slots, a sample at a time: the one copy a loader makes,
+    so about the most ``procs`` loader workers can deliver here (memory bandwidth included)."""
     import multiprocessing as mp
 
+    sample_bytes = int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
     ctx = mp.get_context("fork")
     out = ctx.Queue()
+    barrier = ctx.Barrier(procs)
     jobs = [
-        ctx.Process(target=_copy_shards, args=(paths[i::procs], slot_bytes, passes, out))
+        ctx.Process(
+            target=_copy_shards,
+            args=(paths[i::procs], sample_bytes, spec.batch, passes, barrier, out),
+        )
         for i in range(procs)
     ]
     for j in jobs:
@@ -361,7 +370,8 @@ def floor_copy(paths: list[str], procs: int, slot_bytes: int, passes: int) -> fl
     spans = [out.get() for _ in jobs]
     for j in jobs:
         j.join()
-    return max(end for _, end in spans) - min(start for start, _ in spans)
+    copied = sum(os.path.getsize(p) // sample_bytes * sample_bytes for p in paths) * passes
+    return copied / (max(end for _, end in spans) - min(start for start, _ in spans)) / 1e9
 
 
 def floor_h2d(device: Any, nbytes: int = 256 << 20) -> float:
@@ -433,17 +443,15 @@ def bench(spec: Spec, args: argparse.Namespace, device: Any) -> str:
             # --quick: the DataLoader baselines once (they are the slow rows), ours every round.
             if r == 0 or not (args.quick and not row.label.startswith("ours")):
                 fn(row)
-    slot_bytes = spec.batch * int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
     copy_passes = 10 if args.quick else 2
-    shard_total = sum(os.path.getsize(p) for p in paths)
     for n in sorted({max(1, w) for w in workers}):
         floors.append((f"bytes read by {n} process(es)", nbytes / floor_read(paths, n) / 1e9))
     counts = sorted({max(1, w) for w in workers})
-    spans: dict[int, list[float]] = {n: [] for n in counts}
-    for _ in range(3):  # alternating, medians of 3: the ceiling the loader is judged against
+    rates: dict[int, list[float]] = {n: [] for n in counts}
+    for _ in range(5):  # alternating, medians of 5: the ceiling the loader is judged against
         for n in counts:
-            spans[n].append(floor_copy(paths, n, slot_bytes, copy_passes))
-    copy_rate = {n: shard_total * copy_passes / statistics.median(spans[n]) / 1e9 for n in counts}
+            rates[n].append(floor_copy(paths, n, spec, copy_passes))
+    copy_rate = {n: statistics.median(rates[n]) for n in counts}
     for n in counts:
         floors.append((f"page cache -> slots, {n} process(es)", copy_rate[n]))
     if device is not None and device.type == "cuda":
