@@ -340,7 +340,7 @@ def test_blocks_from_messages_equal_blocks_from_samples(chosen: list[Any], data:
     # the read tasks build blocks from the messages, without sample objects: the same
     # columns, types and rows as samples_to_table of the decoded samples, whether a block's
     # arrays share one shape (one join) or not (decoded one by one from the first that differs)
-    from atdata._columns import message_columns_apply, samples_to_table
+    from atdata._columns import MessageColumns, message_columns_apply, samples_to_table
 
     cls = atdata.packable(
         dataclasses.make_dataclass("Columnar", [(name, ann) for name, ann, _ in chosen]),
@@ -358,6 +358,14 @@ def test_blocks_from_messages_equal_blocks_from_samples(chosen: list[Any], data:
     assert all_same([s for b in blocks for s in cls.from_arrow(b)], samples)
     if per_block is not None:
         assert all(b.num_rows <= per_block for b in blocks)
+    # the messages of samples whose arrays share their shapes all go into columns
+    columns = MessageColumns(cls, capacity=2)
+    arrays = [f.name for f in atdata.sample_fields(cls) if f.kind is atdata.FieldKind.ARRAY]
+    one_layout = all(len({getattr(s, a).shape for s in samples}) == 1 for a in arrays)
+    taken = [columns.add(s.packed) for s in samples]
+    if one_layout:
+        assert all(taken)
+        assert columns.table().equals(want)
 
 
 def test_blocks_from_messages_are_one_buffer_per_array_column(tmp_path: Path) -> None:

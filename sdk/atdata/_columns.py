@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._codec import _ARRAY_CACHE, SCAN_MIN_BYTES, _unpackb, pack, unpack, unpack_message
+from ._codec import SCAN_MIN_BYTES, _unpackb, pack, unpack, unpack_message
 from ._fields import FieldKind, FieldSpec
 from .errors import DecodeError, SampleValueError, require_extra
 
@@ -524,26 +524,22 @@ class _ArrayColumn:
 
     def _first(self, v: Any) -> bool:
         """Take the layout of the first row; False where rows of it would not decode to
-        plain numeric arrays (the caller then decodes them)."""
+        plain numeric arrays in our wire format (the caller then decodes them)."""
         try:
-            header = bytes(v[: 2 + v[0] + 8 * v[1 + v[0]]])
             decoded = self.decode(v, False)  # checks it against the schema
+            end = 2 + v[0] + 8 * v[1 + v[0]]  # our header: dtype string, rank, dimensions
         except (DecodeError, IndexError):
             return False
-        entry = _ARRAY_CACHE.get(header)
-        if entry is None:
-            return False
-        dtype, _, _, nbytes, _ = entry
+        dtype = decoded.dtype
         if (
-            decoded.dtype != dtype
-            or not dtype.isnative
+            not dtype.isnative
             or dtype.kind not in "biuf"
-            or len(v) != len(header) + nbytes
+            or len(v) != end + decoded.nbytes  # not our header (.npy bytes) or not one piece
         ):
             return False
-        self.header, self.end, self.size = header, len(header), len(header) + nbytes
-        self.dtype, self.shape, self.payload = dtype, decoded.shape, nbytes
-        self.buffer = np.empty(self.capacity * nbytes, np.uint8)
+        self.header, self.end, self.size = bytes(v[:end]), end, len(v)
+        self.dtype, self.shape, self.payload = dtype, decoded.shape, decoded.nbytes
+        self.buffer = np.empty(self.capacity * self.payload, np.uint8)
         self.view = self.buffer.data
         return True
 
