@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from typing import Any
 
@@ -79,7 +80,8 @@ async def absent(store: Store, table: Any, *uris: str) -> bool:
     return not any(u in got for u in uris)
 
 
-def test_peer_records_are_indexed_by_backfill_and_live(devnet, make_account, index_url):
+def test_peer_records_are_indexed_by_backfill_and_live(devnet, make_account, index_url, caplog):
+    caplog.set_level(logging.WARNING)
     a = make_account(0)
     b = make_account(1)
     ca, cb = a.client(), b.client()
@@ -173,9 +175,16 @@ def test_peer_records_are_indexed_by_backfill_and_live(devnet, make_account, ind
             await wait_for(changed, 10)
             assert (await shard_urls(store, entries["http"].uri))[0][0].startswith("s3://")
             assert await shard_urls(store, entries["external"].uri) == []
-            m = svc.metrics()
-            assert m["invalid_records"] == 0 and m["commits_refused"] == 0, m["reasons"]
-            assert m["backlog"]["caughtUp"] is True
+            # none of these records or commits was refused (the devnet is shared: other tests'
+            # accounts may hold records that are invalid on purpose, and backfill sees them)
+            ours = [
+                r.getMessage()
+                for r in caplog.records
+                if r.levelno >= logging.WARNING
+                and any(did in r.getMessage() for did in (a.did, b.did))
+            ]
+            assert ours == []
+            assert svc.metrics()["backlog"]["caughtUp"] is True
         finally:
             await svc.stop()
             await asyncio.wait_for(task, 30)

@@ -144,9 +144,13 @@ def test_following_a_relay_fetches_each_repo_from_the_pds_its_did_document_names
             for acc in (a, b):  # each repo came from its own PDS, as its DID document says
                 row = await _repo(store, acc.did)
                 assert row.pds == acc.pds_url, (row.pds, acc.pds_url)
+
+            def asked() -> set[str]:
+                return {x.split()[1] for x in relay.asked if x.startswith("listReposByCollection")}
+
+            # the listing goes on after the repos it found first are indexed: wait for its end
+            await wait_for(lambda: {peer.PEER_ENTRY, "io.atdata.dataset"} <= asked(), 10)
             assert "getRepo" not in relay.asked
-            asked = {x.split()[1] for x in relay.asked if x.startswith("listReposByCollection")}
-            assert {peer.PEER_ENTRY, "io.atdata.dataset"} <= asked
             # live commits of both PDSes arrive through the relay's one socket
             t0 = time.monotonic()
             label = put_record(ca, a.did, peer.PEER_LABEL, peer.label_record("relayed", entry.uri))
