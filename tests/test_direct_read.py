@@ -215,6 +215,16 @@ def test_a_truncated_shard(tmp_path: Path, mid_payload: bool) -> None:
             assert_same(ds, 2)
 
 
+def test_without_preadv_the_tar_reader_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_direct, "_HAVE_PREADV", False)  # e.g. Windows
+    ds = atdata.Dataset[Big](peer_shards(tmp_path, shards=1, per=3))
+    first = next(iter(ds.ordered(batch_size=2)))
+    assert "image" not in first._cache
+    assert_same(ds, 2)
+
+
 def test_small_samples_take_the_tar_reader(tmp_path: Path) -> None:
     path = tmp_path / "small-000000.tar"
     write_peer_layout(path, [(f"k{i}.msgpack", message(i, (4, 4, 3))) for i in range(5)])

@@ -45,6 +45,7 @@ WINDOW = 8192
 DIRECT_MIN_MESSAGE = 1 << 16
 
 _ZERO_BLOCK = bytes(BLOCK)
+_HAVE_PREADV = hasattr(os, "preadv") and hasattr(os, "pread")
 _REGULAR = frozenset((b"0", b"\0", b"7"))
 
 
@@ -53,8 +54,9 @@ class _Fallback(Exception):
 
 
 def takes_direct_path(dataset: Dataset[Any]) -> bool:
-    """Whether batches of ``dataset`` may be read this way (a packable type and no lens)."""
-    return dataset._lens is None and is_packable(dataset._decode_type)
+    """Whether batches of ``dataset`` may be read this way (a packable type, no lens, and a
+    platform with ``preadv``)."""
+    return _HAVE_PREADV and dataset._lens is None and is_packable(dataset._decode_type)
 
 
 class _Window:
