@@ -15,6 +15,7 @@ from atdata_appview.db import Store
 from atdata_appview.ingest import IngestService
 
 STUCK = "did:plc:stuckstuckstuckstuckstuc"
+BROKEN = "did:plc:brokenbrokenbrokenbrokenb"  # held at a known revision, its chain broken
 NOWHERE = "http://127.0.0.1:9"  # a PLC directory that refuses connections
 
 
@@ -25,13 +26,14 @@ def test_describe_service_reports_the_backlog_until_the_index_has_caught_up(
         async with store.transaction() as tx:
             tx.set_repo(STUCK, resync=True)  # a resync left over from a previous run
             tx.upsert_record(STUCK, PEER_LABEL, "l1", "c1", label_record("x", "at://a/b/c"))
+            tx.set_repo(BROKEN, rev="3kbrokenrev22", resync=True)
 
     run(seed())
 
     async def backlog_of(svc: IngestService) -> dict[str, Any]:
         task = asyncio.create_task(svc.run())
         try:
-            await wait_for(lambda: svc.metrics()["backfills_failed"] >= 1, 15)
+            await wait_for(lambda: svc.metrics()["backfills_failed"] >= 2, 15)
             return svc.backlog()
         finally:
             await svc.stop()
@@ -39,7 +41,15 @@ def test_describe_service_reports_the_backlog_until_the_index_has_caught_up(
 
     svc = IngestService(store, [], NOWHERE, batch_interval=0.05)
     backlog = asyncio.run(backlog_of(svc))
-    assert backlog == {"repos": 1, "heldEvents": 0, "listingRepos": False, "caughtUp": False}
+    # STUCK was never fetched whole (no revision applied): a backfill; BROKEN a resync
+    assert backlog == {
+        "repos": 2,
+        "backfill": 1,
+        "resync": 1,
+        "heldEvents": 0,
+        "listingRepos": False,
+        "caughtUp": False,
+    }
     app = serve_store(store, svc)
     described = httpx.get(f"{app.url}/xrpc/io.atdata.describeService").json()
     assert described["backlog"] == backlog
@@ -47,7 +57,7 @@ def test_describe_service_reports_the_backlog_until_the_index_has_caught_up(
     assert families["science.alt.dataset"]["labels"] == 1
     assert families["io.atdata"] == {"schemas": 0, "datasets": 0, "lenses": 0}
     metrics = httpx.get(f"{app.url}/metrics").text
-    assert "atdata_appview_backlog_repos 1.0" in metrics
+    assert "atdata_appview_backlog_repos 2.0" in metrics
 
 
 def test_an_index_with_nothing_to_fetch_is_caught_up(store: Store) -> None:
@@ -63,6 +73,8 @@ def test_an_index_with_nothing_to_fetch_is_caught_up(store: Store) -> None:
 
     assert asyncio.run(go()) == {
         "repos": 0,
+        "backfill": 0,
+        "resync": 0,
         "heldEvents": 0,
         "listingRepos": False,
         "caughtUp": True,

@@ -214,10 +214,13 @@ class IngestService:
         and whether the start-up listing of repos is still running. The hosts' cursors can
         reach the end of their streams while held records have not landed yet."""
         listing = self._enumerating is not None and not self._enumerating.done()
-        repos = self.resync.awaiting()
+        backfill, resync = self.resync.awaiting()
+        repos = backfill + resync
         held = self.resync.held_events
         return {
             "repos": repos,
+            "backfill": backfill,
+            "resync": resync,
             "heldEvents": held,
             "listingRepos": listing,
             "caughtUp": repos == 0 and held == 0 and not listing,

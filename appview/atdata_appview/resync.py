@@ -56,9 +56,13 @@ class ResyncPolicy:
         """Events waiting, now, for their repo's fetch to end."""
         return sum(len(events) for events in self._held.values())
 
-    def awaiting(self) -> int:
-        """Repos waiting for a whole fetch: queued or fetching, or marked for resync."""
-        return len(self.backfiller.active | self.indexer.resync)
+    def awaiting(self) -> tuple[int, int]:
+        """Repos waiting for a whole fetch (queued or fetching, or marked for resync), as
+        (backfill, resync): a backfill is the first whole fetch of a repo whose revision the
+        index has never applied; a resync fetches again a repo it holds at a known revision."""
+        dids = self.backfiller.active | self.indexer.resync
+        backfill = sum(1 for did in dids if self.indexer.revs.get(did) is None)
+        return backfill, len(dids) - backfill
 
     def release(self, did: str) -> list[HeldEvent]:
         """The fetch of `did` ended: its held events, in arrival order, to replay now."""

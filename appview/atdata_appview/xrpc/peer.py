@@ -139,10 +139,11 @@ async def describe_service(ctx: Context, params: dict[str, Any]) -> Mapping[str,
     }
     metrics = getattr(ctx.ingest, "metrics", None)
     ingest = metrics() if callable(metrics) else {}
-    if isinstance(ingest.get("backfill_queue"), int):
-        out["backfillPending"] = ingest["backfill_queue"]
-    if isinstance(ingest.get("backlog"), Mapping):  # as io.atdata.describeService says it
-        out["backlog"] = ingest["backlog"]
+    backlog = ingest.get("backlog")
+    if isinstance(backlog, Mapping):  # as io.atdata.describeService says it
+        out["backfillPending"] = int(backlog.get("backfill") or 0)
+        out["resyncPending"] = int(backlog.get("resync") or 0)
+        out["backlog"] = backlog
     return out
 
 
