@@ -526,7 +526,69 @@ def test_a_peer_lens_is_imported_only_with_trust_unpinned(
     with pytest.warns(AtdataWarning, match="does not pin by a hash"):
         lens = world.alice.load_lens(uri, trust="unpinned")
     assert lens.get("abc") == "ABC" and lens.put("XY", "ab") == "xy"
+    assert lens not in list(atdata.lens.registry)  # no class annotations: not found by type
     sys.modules.pop(module, None)
+
+
+LENS_MODULE = """
+import atdata
+import numpy as np
+from numpy.typing import NDArray
+
+
+@atdata.packable(name="PeerLensScene", version="1.0.0")
+class Scene:
+    image: NDArray[np.uint8]
+    label: str
+    score: float
+
+
+@atdata.packable(name="PeerLensCaption", version="1.0.0")
+class Caption:
+    text: str
+
+
+def caption(s: Scene) -> Caption:
+    return Caption(text=s.label.upper())
+"""
+
+
+def test_an_annotated_peer_lens_is_registered_for_as_type_and_sample_type(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 0.7-style lens module (plain function between packable classes, as the network's
+    code references name them): once loaded, datasets find it by type like our lenses."""
+    module = f"peerlens_{secrets.token_hex(4)}"
+    (tmp_path / f"{module}.py").write_text(LENS_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = {"repository": "https://example.com/lenses", "commit": "0" * 40}
+    uri = put(
+        world.alice,
+        PEER_LENS,
+        {
+            "name": "caption",
+            "sourceSchema": world.schemas["flat"],
+            "targetSchema": world.schemas["flat"],
+            "getterCode": {**code, "path": f"{module}:caption"},
+            "putterCode": {**code, "path": f"{module}:caption"},
+            "createdAt": when(2),
+        },
+    )
+    entry = world.entry(world.blob_storage())
+    with pytest.warns(AtdataWarning, match="does not pin by a hash"):
+        lens = world.alice.load_lens(uri, trust="unpinned")
+    mod = sys.modules[module]
+    try:
+        assert (lens.source, lens.view) == (mod.Scene, mod.Caption)
+        want = [s.label.upper() for s in world.samples]
+        viewed = load_dataset(entry, sample_type=mod.Scene).as_type(mod.Caption)
+        assert [c.text for c in viewed.ordered()] == want
+        direct = load_dataset(entry, sample_type=mod.Caption)  # read as Scene, viewed
+        assert direct.sample_type is mod.Caption
+        assert [c.text for c in direct.ordered()] == want
+    finally:
+        atdata.lens.registry.unregister(lens)
+        sys.modules.pop(module, None)
 
 
 # -- without a network ---------------------------------------------------------------------

@@ -232,10 +232,13 @@ def _compose_parts(first: Lens[Any, Any], second: Lens[Any, Any]) -> Lens[Any, A
     return first.compose(second)
 
 
-def _annotations(fn: Callable[..., Any], caller_locals: dict[str, Any]) -> tuple[Any, Any]:
-    """The first parameter's and the return annotation, resolving postponed ones."""
+def lens_types(
+    fn: Callable[..., Any], caller_locals: dict[str, Any] | None = None
+) -> tuple[type, type]:
+    """The source and view classes of ``def fn(src: A) -> B`` (postponed annotations resolved
+    in ``fn``'s module and ``caller_locals``); a `LensError` when they are not classes."""
     try:
-        hints = typing.get_type_hints(fn, localns=caller_locals)
+        hints = typing.get_type_hints(fn, localns=caller_locals or {})
     except Exception as exc:  # NameError for unresolvable forward references, mostly
         raise LensError(f"cannot resolve the annotations of lens {fn.__name__!r}: {exc}") from exc
     params = list(inspect.signature(fn).parameters)
@@ -256,7 +259,7 @@ def lens(fn: Callable[[S], V]) -> Lens[S, V]:
     frame = sys._getframe(1)
     caller_locals = dict(frame.f_locals)
     del frame
-    source, view = _annotations(fn, caller_locals)
+    source, view = lens_types(fn, caller_locals)
     result: Lens[S, V] = Lens(fn, source=source, view=view)
     registry.register(result)
     return result

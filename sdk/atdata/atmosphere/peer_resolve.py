@@ -36,7 +36,7 @@ from ..errors import (
     ResolutionError,
     SchemaError,
 )
-from ..lens import Lens
+from ..lens import Lens, lens_types, registry
 from ..packable import is_packable
 from ..peer import PeerShard, entry_storage, own_schema
 from ..records import (
@@ -550,7 +550,10 @@ def load_peer_lens(rec: Record, trust: bool | str) -> Lens[Any, Any]:
     """The lens a `science.alt.dataset.lens` record names, imported from a local module.
 
     Its record pins no hash of the code, so it is imported only with `trust="unpinned"`
-    (whatever module of that name is installed here runs), and a warning says so.
+    (whatever module of that name is installed here runs), and a warning says so. A getter
+    annotated `def f(src: A) -> B` with classes is registered as the lens `A -> B`, as
+    `@atdata.lens` registers ours, so `ds.as_type(B)` and `sample_type=B` find it; a getter
+    decorated with `@atdata.lens` registered itself when its module ran.
     """
     if rec.value.get("$type") != PEER_LENS:
         raise LensError(f"{rec.uri} is not a {PEER_LENS} record")
@@ -580,4 +583,11 @@ def load_peer_lens(rec: Record, trust: bool | str) -> Lens[Any, Any]:
         return getter
     if not callable(getter):
         raise LensError(f"lens {rec.uri}: {getter_entry} is not callable")
-    return Lens(getter, putter, name=name if isinstance(name, str) else None)
+    label = name if isinstance(name, str) else None
+    try:
+        source, view = lens_types(getter)
+    except (LensError, TypeError, ValueError, AttributeError) as exc:  # no class annotations:
+        # usable by hand (`.get`), but not found by type
+        log.info("lens %s is not registered: %s", rec.uri, exc)
+        return Lens(getter, putter, name=label)
+    return registry.register(Lens(getter, putter, source=source, view=view, name=label))
