@@ -464,6 +464,24 @@ def test_entry_page_shows_family_schema_storage_labels_and_snippet(api: httpx.Cl
     assert re.search(r"<code>digit</code></td><td>int", envelope)
 
 
+def test_peer_lenses_are_listed_with_their_family_and_shown_on_the_entry_page(
+    api: httpx.Client,
+) -> None:
+    """io.atdata.listLenses lists both families (each lens says its own), and the page of an
+    entry whose schema a peer lens reads lists it with the trust its code needs."""
+    listed = ok(api.get("/xrpc/io.atdata.listLenses", params={"source": S_V1}))["lenses"]
+    assert [(x["uri"], x["family"], x["target"]) for x in listed] == [
+        (uri(A, PEER_LENS, "lens1"), "science.alt.dataset", S_B)
+    ]
+    html = api.get("/entries/did:plc:alice/e-http").text
+    lenses = html.split("<h2>Lenses from this schema</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "to-other" in lenses and "atdata 0.5-0.7 network" in lenses
+    lens_uri = uri(A, PEER_LENS, "lens1")
+    assert f"client.load_lens(&quot;{lens_uri}&quot;, trust=&quot;unpinned&quot;)" in lenses
+    target = api.get("/entries/did:plc:bob/e-ext").text  # its schema is the lens's target
+    assert "to-other" in target.split("<h2>Lenses to this schema</h2>", 1)[1]
+
+
 def test_search_page_links_peer_entries_to_their_page_and_filters_by_family(
     api: httpx.Client,
 ) -> None:

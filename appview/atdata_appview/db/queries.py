@@ -151,7 +151,7 @@ def get_schema(conn: Connection, uri: str) -> dict[str, Any] | None:
 
 
 def _lens_view(r: Any, handle: str | None = None) -> dict[str, Any]:
-    return _record_view(r, handle, source=r.source_schema, target=r.target_schema)
+    return _record_view(r, handle, source=r.source_schema, target=r.target_schema, family=r.family)
 
 
 def list_lenses(

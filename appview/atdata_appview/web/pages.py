@@ -24,6 +24,7 @@ from atdata.records import DATASET, PEER_ENTRY
 
 from ..db import BadCursor, SearchParams, Store, peer_queries, queries, search_datasets
 from ..db.lineage import get_lineage
+from ..db.models import PEER_FAMILY
 from ..xrpc import CONTEXT
 from ._html import Markup, attr_url, join, render
 from .cards import BlobCards, render_card
@@ -451,6 +452,16 @@ def _versions_table(dataset: Mapping[str, Any]) -> Markup:
     )
 
 
+def _lens_load_note(lens: Mapping[str, Any]) -> Markup:
+    """How to import a lens's code: a peer lens pins no hash of it, so trust is asked for."""
+    trust = '"unpinned"' if lens.get("family") == PEER_FAMILY else "True"
+    return render(
+        "<div class=meta><code>client.load_lens(&quot;{uri}&quot;, trust={trust})</code></div>",
+        uri=str(lens.get("uri", "")),
+        trust=trust,
+    )
+
+
 def _lens_list(items: Sequence[Mapping[str, Any]], direction: str) -> Markup:
     if not items:
         return render("<p class=empty>No lenses {d} this schema.</p>", d=direction)
@@ -458,9 +469,11 @@ def _lens_list(items: Sequence[Mapping[str, Any]], direction: str) -> Markup:
         "<ul class=lenses>{items}</ul>",
         items=join(
             render(
-                "<li><b>{name}</b> {description}<div class='meta uri'>{uri}<br>"
-                "{source} → {target}</div></li>",
+                "<li><b>{name}</b>{badge} {description}<div class='meta uri'>{uri}<br>"
+                "{source} → {target}</div>{load}</li>",
                 name=x.get("name") or "lens",
+                badge=_badge(x.get("family")),
+                load=_lens_load_note(x),
                 description=x.get("description") or "",
                 uri=x.get("uri", ""),
                 source=x.get("source", "?"),
