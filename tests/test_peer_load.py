@@ -775,5 +775,8 @@ def test_any_blob_cid_and_checksum_give_a_verified_source_or_a_resolution_error(
 
 def test_offline_loads_of_peer_records_say_they_are_for_ours_only(tmp_path: Path) -> None:
     for collection in (PEER_ENTRY, PEER_LABEL):
-        with pytest.raises(ResolutionError, match="offline loads are for io.atdata.dataset"):
+        with pytest.raises(
+            ResolutionError,
+            match=r"offline loads are for io.atdata.dataset records only: .* schema by URI with no CID",
+        ):
             load_dataset(f"at://did:plc:x/{collection}/1", offline=True, cache=tmp_path)

@@ -432,8 +432,11 @@ class Client:
         ``science.alt.dataset.entry`` (storageBlobs, storageHttp or storageS3, each shard
         with its sha256), its schema as a ``science.alt.dataset.schema``, and a
         ``science.alt.dataset.label`` naming the entry `name`@`version` (the version chosen
-        and checked as above, against one's labels of that name). `card`, `derived_from`
-        and `splits` have no place in that family's records and are refused.
+        and checked as above, against one's labels of that name). The label is written on
+        every publish, with `version` or without: an entry without a label is found by
+        neither `@handle/name` nor the 0.7 SDK's `resolveLabel`, and every dataset we publish
+        has a version. `card`, `derived_from` and `splits` have no place in that family's
+        records and are refused.
         """
         if check_family(family) == PEER_FAMILY:
             refuse_unheld(card=card, derived_from=derived_from, splits=splits)

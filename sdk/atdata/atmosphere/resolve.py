@@ -883,7 +883,9 @@ def _load_offline(
     if at.collection in (PEER_ENTRY, PEER_LABEL):
         raise ResolutionError(
             f"offline: {source} is a {at.collection} record; offline loads are for {DATASET} "
-            "records only (load it online, with cache= to read its shards from disk)"
+            f"records only: a {PEER_ENTRY} names its schema by URI with no CID, so nothing "
+            "pins the schema the cache would have to hold (load it online, with cache= to "
+            "read its verified shards from disk)"
         )
     if at.collection != DATASET:
         raise ResolutionError(f"{source} is an {at.collection} record, not an {DATASET}")
