@@ -10,7 +10,7 @@ publishing goes to the user's PDS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..db import SearchParams
@@ -36,38 +36,39 @@ def _page(params: Mapping[str, Any]) -> Page:
     return Page(limit=params["limit"], cursor=params.get("cursor"))
 
 
-async def resolve_schema(ctx: Context, params: dict[str, Any]) -> Mapping[str, Any]:
+async def _resolve_named(
+    ctx: Context,
+    params: Mapping[str, Any],
+    read: Callable[..., Mapping[str, Any] | None],
+    name: str,
+    error: str,
+    kind: str,
+) -> Mapping[str, Any]:
+    """A handle's record of name ``params[name]`` (and ``version``), read by ``read``, or the
+    ``error`` the 0.7 SDK knows; a handle the index cannot vouch for matches nothing."""
     did = await did_for(ctx, params["handle"])
     found = None
     if did is not None:
-        found = await ctx.store.read(
-            pq.resolve_schema, did, params["schemaId"], params.get("version")
-        )
+        found = await ctx.store.read(read, did, params[name], params.get("version"))
     if found is None:
         version = f" version {params['version']}" if params.get("version") else ""
         raise XrpcError(
             404,
-            "SchemaNotFound",
-            f"no schema {params['schemaId']!r}{version} of {params['handle']} in this index"
+            error,
+            f"no {kind} {params[name]!r}{version} of {params['handle']} in this index"
             + ("" if did else " (the handle is not one this index can vouch for)"),
         )
     return found
+
+
+async def resolve_schema(ctx: Context, params: dict[str, Any]) -> Mapping[str, Any]:
+    return await _resolve_named(
+        ctx, params, pq.resolve_schema, "schemaId", "SchemaNotFound", "schema"
+    )
 
 
 async def resolve_label(ctx: Context, params: dict[str, Any]) -> Mapping[str, Any]:
-    did = await did_for(ctx, params["handle"])
-    found = None
-    if did is not None:
-        found = await ctx.store.read(pq.resolve_label, did, params["name"], params.get("version"))
-    if found is None:
-        version = f" version {params['version']}" if params.get("version") else ""
-        raise XrpcError(
-            404,
-            "LabelNotFound",
-            f"no label {params['name']!r}{version} of {params['handle']} in this index"
-            + ("" if did else " (the handle is not one this index can vouch for)"),
-        )
-    return found
+    return await _resolve_named(ctx, params, pq.resolve_label, "name", "LabelNotFound", "label")
 
 
 async def resolve_blobs(ctx: Context, params: dict[str, Any]) -> Mapping[str, Any]:

@@ -703,27 +703,17 @@ def load_dataset(
             on_error=on_error,
         )
     wanted: tuple[str, str | None] | None = None  # (name, version) of an @handle/name load
+    label: Record | None = None  # the science.alt.dataset.label an @handle/name load picked
     if cid is not None:
         check_record_cid(cid)
     if isinstance(source, str) and source.startswith("@"):
         if appview is None and os.environ.get("ATDATA_APPVIEW"):
             appview = True
         pick = find_named(source, appview, allow_private=allow_private)
-        if isinstance(pick, LabelPick):
-            return _load_peer(
-                pick.label.uri,
-                appview,
-                pick.label,
-                cid=cid,
-                sample_type=sample_type,
-                split=split,
-                allow_private=allow_private,
-                cache=_shard_cache(cache, cache_max_bytes),
-                trusted_endpoints=trusted_s3_endpoints,
-                s3_client_kwargs=s3_client_kwargs,
-                on_error=on_error,
-            )
-        source, wanted = pick.uri, (pick.name, pick.version)
+        if isinstance(pick, LabelPick):  # a label URI: loaded as a peer record below
+            source, label = pick.label.uri, pick.label
+        else:
+            source, wanted = pick.uri, (pick.name, pick.version)
     if not isinstance(source, str) or not source.startswith("at://"):
         raise ResolutionError(
             f"load_dataset needs an at:// URI of an {DATASET} record (or a {PEER_ENTRY} or "
@@ -734,7 +724,7 @@ def load_dataset(
         return _load_peer(
             source,
             appview,
-            None,
+            label,
             cid=cid,
             sample_type=sample_type,
             split=split,
