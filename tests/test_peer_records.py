@@ -26,6 +26,7 @@ from atdata.peer import (
     peer_label,
     peer_schema,
     peer_storage,
+    storage_kind,
 )
 from atdata.records import (
     PEER_ENTRY,
@@ -412,6 +413,23 @@ def test_entry_storage_of_every_kind() -> None:
         "https://data.example/c.tar",
     ]
     assert all(s.sha256 is None for s in ext.shards)
+
+
+@pytest.mark.parametrize("kind", ["blobs", "http", "s3", "external"])
+def test_storage_kind_is_read_by_member_name_as_the_0_7_sdk_and_the_index_read_it(
+    kind: str,
+) -> None:
+    """`nsid#main` names the same member (and the 0.7 SDK matches on the member's name): the
+    SDK loads what the AppView indexes and shows (it refused these as unknown kinds)."""
+    from atdata_appview.db.extract import peer_shards
+
+    plain = STORAGES[kind]
+    qualified = {**plain, "$type": plain["$type"] + "#main"}
+    assert storage_kind(qualified) == storage_kind(plain) == kind
+    assert entry_storage(qualified) == entry_storage(plain)
+    assert [r.url for r in peer_shards(qualified)] == [r.url for r in peer_shards(plain)]
+    assert storage_kind({"$type": "science.alt.dataset.storageFtp"}) is None
+    assert storage_kind({}) is None
 
 
 def test_bare_legacy_blobs_are_read() -> None:

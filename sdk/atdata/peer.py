@@ -52,6 +52,7 @@ __all__ = [
     "PeerStorage",
     "StorageKind",
     "entry_storage",
+    "storage_kind",
     "MAX_EXPANDED_URLS",
     "expand_braces",
     "is_placeholder_checksum",
@@ -466,15 +467,28 @@ def expand_braces(url: str, limit: int = MAX_EXPANDED_URLS) -> list[str]:
     return urls
 
 
+def storage_kind(storage: Mapping[str, Any]) -> StorageKind | None:
+    """Which member of the storage union ``storage`` is, by its ``$type``: matched on the
+    member's name (``storageHttp``...), as the 0.7 SDK matches it, so a ``#``-qualified or
+    differently prefixed type in circulation reads the same; None for anything else."""
+    t = storage.get("$type")
+    if not isinstance(t, str):
+        return None
+    for nsid, kind in _KIND_OF_TYPE.items():
+        if nsid.rsplit(".", 1)[1] in t:
+            return kind
+    return None
+
+
 def entry_storage(value: Mapping[str, Any]) -> PeerStorage:
     """Where the shards of a peer entry are (``value`` is the entry record value, or its
     ``storage`` member alone). Legacy storageExternal URLs are brace-expanded."""
     storage = value.get("storage", value)
     if not isinstance(storage, Mapping):
         raise _bad("storage", "expected an object")
-    t = storage.get("$type")
-    kind = _KIND_OF_TYPE.get(t) if isinstance(t, str) else None
+    kind = storage_kind(storage)
     if kind is None:
+        t = storage.get("$type")
         raise _bad("storage.$type", f"{t!r} is not a storage kind this SDK reads")
     shards: list[PeerShard] = []
     if kind == "blobs":

@@ -15,16 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atdata.errors import SchemaError
-from atdata.peer import schema_body
+from atdata.peer import schema_body, storage_kind
 from atdata.records import (
     DATASET,
     LENS,
     PEER_ENTRY,
     PEER_SCHEMA,
-    PEER_STORAGE_BLOBS,
-    PEER_STORAGE_EXTERNAL,
-    PEER_STORAGE_HTTP,
-    PEER_STORAGE_S3,
     SCHEMA,
 )
 
@@ -363,24 +359,13 @@ def _peer_shard(position: int, shard: Mapping[str, Any], url: str | None) -> Sha
     )
 
 
-def _storage_kind(storage: Mapping[str, Any]) -> str | None:
-    """Which storage member a ``storage`` union value is, by its ``$type`` (the 0.7 SDK
-    matches on the member's name, so a ``#``-qualified or differently prefixed type reads
-    the same; so does this)."""
-    kind = _str(storage.get("$type")) or ""
-    for nsid in (PEER_STORAGE_HTTP, PEER_STORAGE_S3, PEER_STORAGE_BLOBS, PEER_STORAGE_EXTERNAL):
-        if nsid.rsplit(".", 1)[1] in kind:
-            return nsid
-    return None
-
-
 def peer_shards(storage: Any) -> list[ShardRow]:
     """Shard rows of a peer entry's ``storage``, whichever of the four kinds it is."""
     if not isinstance(storage, Mapping):
         return []
-    kind = _storage_kind(storage)
+    kind = storage_kind(storage)
     out: list[ShardRow] = []
-    if kind == PEER_STORAGE_EXTERNAL:  # legacy: a list of URLs (brace patterns kept as written)
+    if kind == "external":  # legacy: a list of URLs (brace patterns kept as written)
         urls = storage.get("urls")
         for i, listed in enumerate(urls if isinstance(urls, list) else []):
             if isinstance(listed, str):
@@ -396,15 +381,15 @@ def peer_shards(storage: Any) -> list[ShardRow]:
                     )
                 )
         return out
-    items = storage.get("blobs" if kind == PEER_STORAGE_BLOBS else "shards")
+    items = storage.get("blobs" if kind == "blobs" else "shards")
     bucket = _str(storage.get("bucket"))
     for i, shard in enumerate(items if isinstance(items, list) else []):
         if not isinstance(shard, Mapping):
             continue
         url: str | None = None
-        if kind == PEER_STORAGE_HTTP:
+        if kind == "http":
             url = _str(shard.get("url"))
-        elif kind == PEER_STORAGE_S3:
+        elif kind == "s3":
             key = _str(shard.get("key"))
             url = f"s3://{bucket}/{key}" if bucket and key else key
         out.append(_peer_shard(i, shard, url))

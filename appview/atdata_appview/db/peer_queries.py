@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from atdata.peer import storage_kind
 from sqlalchemy import Connection, func, select
 
 from .models import (
@@ -197,8 +198,8 @@ def blob_urls(conn: Connection, uris: list[str]) -> list[dict[str, Any]]:
             continue
         record = _json(r.record)
         storage = record.get("storage") if isinstance(record, Mapping) else None
-        kind = storage.get("$type") if isinstance(storage, Mapping) else None
-        if not isinstance(storage, Mapping) or not str(kind).endswith(".storageBlobs"):
+        if not isinstance(storage, Mapping) or storage_kind(storage) != "blobs":
+            kind = storage.get("$type") if isinstance(storage, Mapping) else None
             out.append({"uri": uri, "error": f"the entry's storage is {kind}, not blobs"})
             continue
         if not r.pds:

@@ -19,7 +19,7 @@ from aiohttp import web
 from atdata.display import dtype_text, human_bytes, shape_text, type_text
 from atdata.errors import AtdataError, LexiconError
 from atdata.lexicon import validate_params
-from atdata.peer import own_schema
+from atdata.peer import own_schema, storage_kind
 from atdata.records import DATASET, PEER_ENTRY
 
 from ..db import BadCursor, SearchParams, Store, peer_queries, queries, search_datasets
@@ -542,15 +542,11 @@ def _lineage_list(items: Sequence[Mapping[str, Any]], empty: str) -> Markup:
 # -- peer entries -----------------------------------------------------------------------------
 
 STORAGE_KINDS = {
-    "storageBlobs": "blobs in the author's repository (fetched with com.atproto.sync.getBlob)",
-    "storageHttp": "HTTP(S) URLs",
-    "storageS3": "an S3 bucket",
-    "storageExternal": "external URLs (the older storageExternal form)",
+    "blobs": "blobs in the author's repository (fetched with com.atproto.sync.getBlob)",
+    "http": "HTTP(S) URLs",
+    "s3": "an S3 bucket",
+    "external": "external URLs (the older storageExternal form)",
 }
-
-
-def _storage_kind(storage: Mapping[str, Any]) -> str:
-    return str(storage.get("$type", "")).rpartition(".")[2].partition("#")[0]
 
 
 def _storage_section(record: Mapping[str, Any]) -> Markup:
@@ -558,15 +554,15 @@ def _storage_section(record: Mapping[str, Any]) -> Markup:
     storage = record.get("storage")
     if not isinstance(storage, Mapping):
         return Markup("<p class=empty>The record names no storage.</p>")
-    kind = _storage_kind(storage)
+    kind = storage_kind(storage)
     detail = ""
-    if kind == "storageS3":
+    if kind == "s3":
         endpoint = storage.get("endpoint") or "AWS"
         region = f", region {storage['region']}" if storage.get("region") else ""
         detail = f" {storage.get('bucket', '?')} at {endpoint}{region}"
     return render(
         "<p>Stored as {what}{detail} <span class=meta>({kind})</span></p>{shards}",
-        what=STORAGE_KINDS.get(kind, "an unknown kind of storage"),
+        what=STORAGE_KINDS.get(kind or "", "an unknown kind of storage"),
         detail=detail,
         kind=storage.get("$type", "?"),
         shards=_peer_shards_table(storage),
@@ -584,18 +580,18 @@ def _checksum_text(checksum: Any) -> str:
 
 def _peer_shards(storage: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(location, checksum) of each shard the storage lists."""
-    kind = _storage_kind(storage)
-    if kind == "storageExternal":
+    kind = storage_kind(storage)
+    if kind == "external":
         return [(str(u), "") for u in storage.get("urls") or []]
     out = []
-    for item in storage.get("blobs" if kind == "storageBlobs" else "shards") or []:
+    for item in storage.get("blobs" if kind == "blobs" else "shards") or []:
         if not isinstance(item, Mapping):
             continue
-        if kind == "storageBlobs":
+        if kind == "blobs":
             blob = item.get("blob", item)
             ref = blob.get("ref") if isinstance(blob, Mapping) else None
             where = f"blob {ref.get('$link') if isinstance(ref, Mapping) else ref}"
-        elif kind == "storageS3":
+        elif kind == "s3":
             where = f"s3://{storage.get('bucket', '?')}/{item.get('key', '?')}"
         else:
             where = str(item.get("url", "?"))
@@ -670,8 +666,6 @@ def _entry_body(found: Mapping[str, Any], labels: Sequence[Mapping[str, Any]]) -
     load it with this SDK."""
     uri = str(found.get("uri", ""))
     record = found.get("record") or {}
-    tags = join(render("<span class=tag>{t}</span>", t=t) for t in found.get("tags") or [])
-    lenses = found.get("lenses") or {}
     return render(
         "{form}<article class=card><h1 class=name>{name}{badge}</h1>"
         "<div class=meta>by {author} · {samples} samples · {size}{license} · published {created}"
@@ -682,25 +676,34 @@ def _entry_body(found: Mapping[str, Any], labels: Sequence[Mapping[str, Any]]) -
         "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code></p>"
         "<h2>Labels</h2>{labels}<h2>Schema</h2>{schema}<h2>Storage</h2>{storage}"
         "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}",
-        form=_search_form("", [], None),
-        name=found.get("name") or "(unnamed)",
-        badge=_badge(found.get("family")),
-        author=_author(found),
-        samples=_count(found.get("samples")),
-        size=human_bytes(found.get("bytes")),
-        license=f" · {found['license']}" if found.get("license") else "",
-        created=found.get("createdAt", "?"),
-        description=found.get("description") or "",
-        tags=tags,
-        uri=uri,
-        cid=found.get("cid", ""),
+        **_page_values(found, uri),
         snippet=load_snippet(uri, []),
         labels=_labels_table(labels),
         schema=_peer_schema_table(found),
         storage=_storage_section(record if isinstance(record, Mapping) else {}),
-        lenses_from=_lens_list(lenses.get("from") or [], "from"),
-        lenses_to=_lens_list(lenses.get("to") or [], "to"),
     )
+
+
+def _page_values(found: Mapping[str, Any], uri: str) -> dict[str, Any]:
+    """What the pages of both families show alike: the heading and meta line's values, the
+    tags and the lenses from and to the schema."""
+    lenses = found.get("lenses") or {}
+    return {
+        "form": _search_form("", [], None),
+        "name": found.get("name") or "(unnamed)",
+        "badge": _badge(found.get("family")),
+        "author": _author(found),
+        "samples": _count(found.get("samples")),
+        "size": human_bytes(found.get("bytes")),
+        "license": f" · {found['license']}" if found.get("license") else "",
+        "created": found.get("createdAt", "?"),
+        "description": found.get("description") or "",
+        "tags": join(render("<span class=tag>{t}</span>", t=t) for t in found.get("tags") or []),
+        "uri": uri,
+        "cid": found.get("cid", ""),
+        "lenses_from": _lens_list(lenses.get("from") or [], "from"),
+        "lenses_to": _lens_list(lenses.get("to") or [], "to"),
+    }
 
 
 async def dataset(request: web.Request) -> web.Response:
@@ -740,8 +743,6 @@ async def _record_page(request: web.Request, collection: str) -> web.Response:
     card = await _card_section(found)
     record = found.get("record") or {}
     split_names = [str(s.get("name")) for s in record.get("splits") or [] if isinstance(s, Mapping)]
-    tags = join(render("<span class=tag>{t}</span>", t=t) for t in found.get("tags") or [])
-    lenses = found.get("lenses") or {}
     body = render(
         "{form}<article class=card><h1 class=name>{name}{badge}</h1>"
         "<div class=meta>by {author} · version {version}{newest} · {samples} samples · {size}"
@@ -755,29 +756,16 @@ async def _record_page(request: web.Request, collection: str) -> web.Response:
         "<h2>Versions</h2>{versions}<h2>Schema</h2>{schema}<h2>Shards</h2>{shards}"
         "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}"
         "<h2>Derived from</h2>{ancestors}<h2>Derived from this dataset</h2>{descendants}",
-        form=_search_form("", [], None),
-        name=found.get("name") or "(unnamed)",
-        badge=_badge(found.get("family")),
-        author=_author(found),
+        **_page_values(found, uri),
         version=found.get("version", ""),
         newest=" (newest)" if found.get("newest") else "",
-        samples=_count(found.get("samples")),
-        size=human_bytes(found.get("bytes")),
         versions=_versions_table(found),
         nshards=len(found.get("shards") or []),
-        license=f" · {found['license']}" if found.get("license") else "",
-        created=found.get("createdAt", "?"),
-        description=found.get("description") or "",
-        tags=tags,
-        uri=uri,
-        cid=found.get("cid", ""),
         splits=f" · splits: {', '.join(split_names)}" if split_names else "",
         snippet=load_snippet(uri, split_names, ragged_fields(found)),
         croissant=dataset_path(uri) + "/croissant.json",
         schema=_schema_table(found),
         shards=_shards_table(found),
-        lenses_from=_lens_list(lenses.get("from") or [], "from"),
-        lenses_to=_lens_list(lenses.get("to") or [], "to"),
         card=card,
         ancestors=_lineage_list(
             lineage.get("ancestors") or [], "Not derived from other datasets, as far as it says."
