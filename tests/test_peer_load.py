@@ -498,26 +498,50 @@ def test_a_sample_type_that_does_not_match_the_schema_is_refused(world: World) -
         load_dataset(uri, sample_type=WrongScene)
 
 
-def test_a_peer_lens_is_imported_only_with_trust_unpinned(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def put_lens_module(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    *,
+    name: str,
+    getter: str,
+    putter: str | None = None,
+    target: str = "flat",
+) -> tuple[str, str]:
+    """A lens module of `source` importable under a fresh name, and alice's peer lens record
+    naming its `getter`/`putter` (flat schema -> `target`): (module name, record URI)."""
     module = f"peerlens_{secrets.token_hex(4)}"
-    (tmp_path / f"{module}.py").write_text(
-        "def get(s):\n    return s.upper()\n\n\ndef put(view, s):\n    return view.lower()\n"
-    )
+    (tmp_path / f"{module}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     code = {"repository": "https://example.com/lenses", "commit": "0" * 40}
     uri = put(
         world.alice,
         PEER_LENS,
         {
-            "name": "shout",
+            "name": name,
             "sourceSchema": world.schemas["flat"],
-            "targetSchema": world.schemas["envelope"],
-            "getterCode": {**code, "path": f"{module}:get"},
-            "putterCode": {**code, "path": f"{module}:put"},
+            "targetSchema": world.schemas[target],
+            "getterCode": {**code, "path": f"{module}:{getter}"},
+            "putterCode": {**code, "path": f"{module}:{putter or getter}"},
             "createdAt": when(2),
         },
+    )
+    return module, uri
+
+
+def test_a_peer_lens_is_imported_only_with_trust_unpinned(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, uri = put_lens_module(
+        world,
+        tmp_path,
+        monkeypatch,
+        "def get(s):\n    return s.upper()\n\n\ndef put(view, s):\n    return view.lower()\n",
+        name="shout",
+        getter="get",
+        putter="put",
+        target="envelope",
     )
     for trust in (False, True):
         with pytest.raises(LensError, match='pins no hash.*trust="unpinned"'):
@@ -558,21 +582,8 @@ def test_an_annotated_peer_lens_is_registered_for_as_type_and_sample_type(
 ) -> None:
     """A 0.7-style lens module (plain function between packable classes, as the network's
     code references name them): once loaded, datasets find it by type like our lenses."""
-    module = f"peerlens_{secrets.token_hex(4)}"
-    (tmp_path / f"{module}.py").write_text(LENS_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    code = {"repository": "https://example.com/lenses", "commit": "0" * 40}
-    uri = put(
-        world.alice,
-        PEER_LENS,
-        {
-            "name": "caption",
-            "sourceSchema": world.schemas["flat"],
-            "targetSchema": world.schemas["flat"],
-            "getterCode": {**code, "path": f"{module}:caption"},
-            "putterCode": {**code, "path": f"{module}:caption"},
-            "createdAt": when(2),
-        },
+    module, uri = put_lens_module(
+        world, tmp_path, monkeypatch, LENS_MODULE, name="caption", getter="caption"
     )
     entry = world.entry(world.blob_storage())
     with pytest.warns(AtdataWarning, match="does not pin by a hash"):
