@@ -482,6 +482,30 @@ def test_peer_lenses_are_listed_with_their_family_and_shown_on_the_entry_page(
     assert "to-other" in target.split("<h2>Lenses to this schema</h2>", 1)[1]
 
 
+def test_an_entry_has_croissant_json_beside_its_page(api: httpx.Client) -> None:
+    page = api.get("/entries/did:plc:alice/e-blobs").text
+    assert "/entries/did:plc:alice/e-blobs/croissant.json" in page
+    got = api.get("/entries/did:plc:alice/e-blobs/croissant.json")
+    assert got.status_code == 200, got.text
+    assert got.headers["content-type"].startswith("application/ld+json")
+    doc = got.json()
+    assert (doc["identifier"], doc["name"]) == (E_BLOBS, "street scenes")
+    assert doc["version"] == "1.1.0"  # its author's newest label naming it
+    assert doc["url"].endswith("/entries/did:plc:alice/e-blobs")
+    files = [f for f in doc["distribution"] if f["@type"] == "cr:FileObject"]
+    assert files and all(
+        f["contentUrl"].startswith(f"{PDS_A}/xrpc/com.atproto.sync.getBlob?") for f in files
+    )
+    fields = next(r for r in doc["recordSet"] if r["@id"] == "samples")["field"]
+    assert [f["name"] for f in fields] == ["image", "caption"]  # schema v2 (S_V2)
+    # placeholder checksums give no sha256, S3 keys go through the storage's endpoint
+    s3 = api.get("/entries/did:plc:alice/e-s3/croissant.json").json()
+    s3_files = [f for f in s3["distribution"] if f["@type"] == "cr:FileObject"]
+    assert s3_files and all(f["contentUrl"].startswith("https://s3.example/") for f in s3_files)
+    assert any("sha256" not in f for f in s3_files)
+    assert api.get("/entries/did:plc:alice/nothing/croissant.json").status_code == 404
+
+
 def test_search_page_links_peer_entries_to_their_page_and_filters_by_family(
     api: httpx.Client,
 ) -> None:

@@ -676,7 +676,7 @@ def test_the_newest_label_is_the_latest_instant_whatever_the_datetime_spelling(
     assert newest_label(labels, "other", None) is None
 
 
-def test_the_cli_loads_a_peer_entry_and_gets_one_by_its_label_name(world: World) -> None:
+def test_the_cli_loads_gets_and_exports_a_peer_entry_by_uri_and_label_name(world: World) -> None:
     import subprocess
 
     from _fixtures.newcomer import subprocess_env
@@ -703,6 +703,16 @@ def test_the_cli_loads_a_peer_entry_and_gets_one_by_its_label_name(world: World)
     assert len(loaded["head"]) == 2
     fetched = cli("get", f"@{world.alice.handle}/{name}@1.0.0", "--json")
     assert fetched["uri"] == uri and fetched["value"]["$type"] == PEER_ENTRY
+    # Croissant of the entry a label names: the label's version, the blobs' URLs and sha256
+    doc = cli("export", "croissant", f"@{world.alice.handle}/{name}@1.0.0")
+    assert (doc["identifier"], doc["name"], doc["version"]) == (uri, name, "1.0.0")
+    files = [f for f in doc["distribution"] if f["@type"] == "cr:FileObject"]
+    assert [f["sha256"] for f in files] == world.shas
+    assert all("com.atproto.sync.getBlob" in f["contentUrl"] for f in files)
+    assert [f["contentSize"] for f in files] == [f"{b['size']} B" for b in world.blobs]
+    fields = next(r for r in doc["recordSet"] if r["@id"] == "samples")["field"]
+    assert [f["name"] for f in fields] == ["image", "label", "score"]
+    assert cli("export", "croissant", uri)["identifier"] == uri
 
 
 def test_an_untrusted_s3_endpoint_in_a_peer_entry_gets_no_credentials() -> None:

@@ -5,7 +5,8 @@ Face serves it for its datasets, and loaders such as `mlcroissant` or TFDS take 
 One function builds the document from what defines a dataset here (the dataset record, its
 schema record and its author's identity), so `atdata export croissant` and the AppView's
 `croissant.json` write the same thing. The `@context` is inline: a reader never has to fetch
-it.
+it. An entry of the `science.alt.dataset` network is read as our records first
+(`peer_croissant_document`), so it is described by the same code.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ import numpy as np
 
 from .records import DATASET, Record
 
-__all__ = ["CROISSANT_CONTEXT", "CROISSANT_VERSION", "Author", "croissant_document"]
+__all__ = [
+    "CROISSANT_CONTEXT",
+    "CROISSANT_VERSION",
+    "Author",
+    "croissant_document",
+    "peer_croissant_document",
+]
 
 CROISSANT_VERSION = "http://mlcommons.org/croissant/1.1"
 
@@ -215,6 +222,79 @@ def _cite_as(record: Mapping[str, Any], author: Author, uri: str, url: str, vers
     )
 
 
+def _file_object(
+    i: int, shard: Mapping[str, Any], record: Mapping[str, Any], author: Author
+) -> dict[str, Any]:
+    """One shard as a `cr:FileObject`; its size, sample count and sha256 when known (a peer
+    entry's shard may have none of them)."""
+    out: dict[str, Any] = {
+        "@type": "cr:FileObject",
+        "@id": f"shard-{i:06d}",
+        "name": f"shard-{i:06d}.tar",
+        "description": f"{shard['samples']} samples"
+        if shard.get("samples") is not None
+        else "a tar shard of samples",
+        "contentUrl": _content_url(record, shard, author),
+    }
+    if shard.get("bytes") is not None:
+        out["contentSize"] = f"{int(shard['bytes'])} B"
+    if shard.get("sha256"):
+        out["sha256"] = str(shard["sha256"])
+    out["encodingFormat"] = "application/x-tar"
+    return out
+
+
+def peer_croissant_document(
+    entry: Record,
+    schema: Record,
+    author: Author,
+    *,
+    version: str | None = None,
+    page_url: str | None = None,
+) -> dict[str, Any]:
+    """The Croissant document of a `science.alt.dataset.entry` and its schema record.
+
+    Both are read as our records (`atdata.peer.own_dataset`/`own_schema`) and described by
+    `croissant_document`. `version` is a label's (an entry has none). A shard gets a sha256
+    only when the record gives one (the `none` placeholder gives none), a size only for a
+    blob; S3 shards are addressed through the storage's endpoint (else `s3://`).
+    """
+    from .peer import own_dataset, own_schema
+
+    view = own_dataset(entry.value, author.did)
+    where = view["storage"]
+    shards = []
+    for s in view["shards"]:
+        shard: dict[str, Any] = {"sha256": s.get("sha256")}
+        if "blob" in s:
+            pds = (author.pds or "").rstrip("/")
+            query = urlencode({"did": author.did, "cid": s["cid"]})
+            shard["url"] = f"{pds}/xrpc/com.atproto.sync.getBlob?{query}"
+            size = s["blob"].get("size")
+            shard["bytes"] = size if type(size) is int and size >= 0 else None
+        elif "key" in s and where.get("endpoint"):
+            shard["url"] = (
+                f"{str(where['endpoint']).rstrip('/')}/{where['bucket']}/{quote(s['key'])}"
+            )
+        else:
+            shard["url"] = s["url"]
+        shards.append(shard)
+    record = {
+        key: view[key]
+        for key in ("name", "description", "license", "tags", "createdAt")
+        if view.get(key)
+    }
+    if version:
+        record["version"] = version
+    return croissant_document(
+        Record(entry.uri, entry.cid, record),
+        Record(schema.uri, schema.cid, own_schema(schema.value)),
+        author,
+        shards=shards,
+        page_url=page_url,
+    )
+
+
 def croissant_document(
     dataset: Record,
     schema: Record,
@@ -271,19 +351,7 @@ def croissant_document(
             for d in derived
         ]
 
-    files: list[dict[str, Any]] = [
-        {
-            "@type": "cr:FileObject",
-            "@id": f"shard-{i:06d}",
-            "name": f"shard-{i:06d}.tar",
-            "description": f"{e.get('samples')} samples",
-            "contentUrl": _content_url(record, e, author),
-            "contentSize": f"{int(e['bytes'])} B",
-            "sha256": str(e["sha256"]),
-            "encodingFormat": "application/x-tar",
-        }
-        for i, e in enumerate(entries)
-    ]
+    files = [_file_object(i, e, record, author) for i, e in enumerate(entries)]
     files.append(
         {
             "@type": "cr:FileSet",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .croissant import croissant_json
+from .croissant import croissant_json, entry_croissant_json
 from .pages import dataset, dataset_path, entry, index
 
 __all__ = ["add_routes", "dataset_path"]
@@ -20,4 +20,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/entries/{did}/{rkey}", entry, name="web-entry")
     app.router.add_get(
         "/datasets/{did}/{rkey}/croissant.json", croissant_json, name="web-croissant"
+    )
+    app.router.add_get(
+        "/entries/{did}/{rkey}/croissant.json", entry_croissant_json, name="web-entry-croissant"
     )

@@ -673,11 +673,13 @@ def _entry_body(found: Mapping[str, Any], labels: Sequence[Mapping[str, Any]]) -
         "<p class='uri at-uri'>{uri}</p><p class=meta>record CID <code>{cid}</code></p></article>"
         "<h2>Load it</h2><div class=snippet><button type=button>copy</button>"
         "<pre id=load-snippet>{snippet}</pre></div>"
-        "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code></p>"
+        "<p class=meta>or from a shell: <code>atdata load {uri} --head 5</code> · metadata for "
+        "other tools: <a href='{croissant}'>Croissant JSON-LD</a></p>"
         "<h2>Labels</h2>{labels}<h2>Schema</h2>{schema}<h2>Storage</h2>{storage}"
         "<h2>Lenses from this schema</h2>{lenses_from}<h2>Lenses to this schema</h2>{lenses_to}",
         **_page_values(found, uri),
         snippet=load_snippet(uri, []),
+        croissant=dataset_path(uri) + "/croissant.json",
         labels=_labels_table(labels),
         schema=_peer_schema_table(found),
         storage=_storage_section(record if isinstance(record, Mapping) else {}),
