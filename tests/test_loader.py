@@ -171,6 +171,37 @@ def test_held_batches_are_never_overwritten(ds, workers) -> None:
     assert [b["x"][0, 0].item() for b in batches] == [float(i) for i in range(0, 32, 2)]
 
 
+def test_next_epoch_started_early_is_kept_only_when_it_comes(ds) -> None:
+    """Workers start the next epoch's first batches while one ends; set_epoch, a resume or a
+    broken-off loop then still run exactly the epoch asked for, and no slot is lost."""
+    ref = ds.loader(batch_size=3, seed=5)
+    expected = {}
+    for e in (0, 1, 2, 3, 5, 6, 7, 9, 10):
+        ref.set_epoch(e)
+        expected[e] = _ids(ref)
+    with ds.loader(batch_size=3, seed=5, workers=2) as loader:
+        assert _ids(loader) == expected[0]
+        held = list(loader)  # epoch 1, from the batches started during epoch 0; kept
+        assert _ids(held) == expected[1]
+        for e in (5, 9, 2, 10, 3):  # each time the epoch started early is not the one run
+            loader.set_epoch(e)
+            assert _ids(loader) == expected[e]
+        loader.set_epoch(6)
+        head = []
+        for k, b in enumerate(loader):
+            head += [int(i) for i in b["idx"]]
+            if k == 1:
+                break
+        state = loader.state_dict()
+        assert _ids(loader) == expected[7]
+        loader.load_state_dict(state)
+        assert head + _ids(loader) == expected[6]
+        assert _ids(loader) == expected[7]
+        # The batches held since epoch 1 were not overwritten by the work started early.
+        assert _ids(held) == expected[1]
+        assert all(np.array_equal(b["x"][:, 0].numpy(), b["idx"].numpy()) for b in held)
+
+
 # -- resume ------------------------------------------------------------------------------------
 
 

@@ -238,20 +238,24 @@ class Loader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch, start = self._next_epoch, self._next_start
         self._next_epoch, self._next_start = epoch + 1, 0
+        plan, batches = self._batches_for(epoch, start)
+        self._epoch, self._plan, self._done, self._running = epoch, plan, 0, True
+        if not batches:
+            return iter(())
+        layout = self._layout_for()
+        if self.workers:
+            return self._from_workers(layout, batches, epoch)
+        return self._in_process(layout, batches)
+
+    def _batches_for(self, epoch: int, start: int) -> tuple[BatchPlan, list[np.ndarray]]:
+        """The plan of an epoch from ``start`` on and this rank's batches (sample ids)."""
         order = self.feed._feed_order(self.seed, epoch, self.shuffle)
         if start > len(order):
             raise LoaderError(
                 f"resume position {start} is past the end of epoch {epoch} ({len(order)} samples)"
             )
         plan = self._plan_for(len(order), start)
-        self._epoch, self._plan, self._done, self._running = epoch, plan, 0, True
-        batches = [order[plan.positions(j)] for j in plan.rank_batches(self.rank)]
-        if not batches:
-            return iter(())
-        layout = self._layout_for()
-        if self.workers:
-            return self._from_workers(layout, batches)
-        return self._in_process(layout, batches)
+        return plan, [order[plan.positions(j)] for j in plan.rank_batches(self.rank)]
 
     def _layout_for(self) -> BatchLayout:
         if self._layout is None:
@@ -291,7 +295,7 @@ class Loader:
             ring.settle()
 
     def _from_workers(
-        self, layout: BatchLayout, batches: list[np.ndarray]
+        self, layout: BatchLayout, batches: list[np.ndarray], epoch: int
     ) -> Iterator[dict[str, Any]]:
         pool = self._pool
         if pool is None or pool.layout is not layout or not pool.alive():
@@ -302,14 +306,36 @@ class Loader:
             )
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _close_pool, [pool])
-        pool.generation += 1
-        gen = pool.generation
         ring = pool.ring
         ready: dict[int, Any] = {}
-        sent = 0
+        ahead = pool.ahead
+        pool.ahead = None
+        if ahead is not None and ahead.matches(batches):
+            # The workers started this epoch while the last one was finishing: adopt their work.
+            gen, sent = ahead.generation, ahead.sent
+            early = ahead.received
+        else:
+            if ahead is not None:
+                for msg in ahead.received:  # speculated for an epoch that did not come
+                    ring.give_back(msg[1])
+            pool.generation += 1
+            gen, sent, early = pool.generation, 0, []
         want = 0
         finished = False
+
+        def take(msg: Any) -> None:
+            pos, slot = msg[0][1], msg[1]
+            if len(msg) == 3:  # it failed: raised when its turn comes
+                ring.give_back(slot)
+                ready[pos] = msg[2]
+                return
+            for reason, whole in msg[5]:
+                self.feed._feed_skip(reason, whole)
+            ready[pos] = (slot, msg[2], msg[3], msg[4])
+
         try:
+            for msg in early:
+                take(msg)
             while want < len(batches):
                 while sent < len(batches):
                     slot = ring.take()
@@ -317,19 +343,17 @@ class Loader:
                         break
                     pool.submit(pool.idlest(), (gen, sent), batches[sent], slot)
                     sent += 1
+                if sent == len(batches):
+                    self._run_ahead(pool, epoch)
                 while want not in ready:
                     for msg in pool.receive():
-                        (g, pos), slot = msg[0], msg[1]
-                        if g != gen:
-                            ring.give_back(slot)  # a batch of an abandoned epoch
-                            continue
-                        if len(msg) == 3:  # it failed: raised when its turn comes
-                            ring.give_back(slot)
-                            ready[pos] = msg[2]
-                            continue
-                        for reason, whole in msg[5]:
-                            self.feed._feed_skip(reason, whole)
-                        ready[pos] = (slot, msg[2], msg[3], msg[4])
+                        g = msg[0][0]
+                        if g == gen:
+                            take(msg)
+                        elif pool.ahead is not None and g == pool.ahead.generation:
+                            pool.ahead.received.append(msg)
+                        else:
+                            ring.give_back(msg[1])  # a batch of an abandoned epoch
                 result = ready.pop(want)
                 if isinstance(result, BaseException):
                     raise result
@@ -350,6 +374,30 @@ class Loader:
             for result in ready.values():
                 if not isinstance(result, BaseException):
                     ring.give_back(result[0])
+
+    def _run_ahead(self, pool: _WorkerPool, epoch: int) -> None:
+        """Hand free slots to the workers for the first batches of the epoch that a ``for``
+        started next would run (``epoch + 1`` from its start, unless ``set_epoch`` or
+        ``load_state_dict`` said otherwise), so that they do not idle while this one ends.
+        Adopted only if that epoch's batches turn out the same; else their slots come back."""
+        ahead = pool.ahead
+        if ahead is None:
+            if self._next_epoch != epoch + 1 or self._next_start != 0:
+                return
+            _, upcoming = self._batches_for(epoch + 1, 0)
+            if not upcoming:
+                return
+            pool.generation += 1
+            ahead = pool.ahead = _Ahead(pool.generation, upcoming)
+        ring = pool.ring
+        while ahead.sent < len(ahead.batches):
+            slot = ring.take()
+            if slot is None:
+                return
+            pool.submit(
+                pool.idlest(), (ahead.generation, ahead.sent), ahead.batches[ahead.sent], slot
+            )
+            ahead.sent += 1
 
     def _report(self, reader: Any) -> None:
         if reader.skips:
@@ -565,6 +613,23 @@ def _native(a: np.ndarray) -> np.ndarray:
 # Worker processes
 
 
+class _Ahead:
+    """Batches of the next epoch handed to the workers before its ``for`` started."""
+
+    def __init__(self, generation: int, batches: list[np.ndarray]) -> None:
+        self.generation = generation
+        self.batches = batches
+        self.sent = 0
+        #: Results that arrived meanwhile, as the pool's receive() gave them.
+        self.received: list[Any] = []
+
+    def matches(self, batches: list[np.ndarray]) -> bool:
+        """Whether the epoch starting now begins with exactly the batches sent ahead."""
+        return len(batches) >= self.sent and all(
+            np.array_equal(a, b) for a, b in zip(self.batches[: self.sent], batches, strict=False)
+        )
+
+
 class _WorkerPool:
     """Worker processes filling the slots of one shared-memory ring."""
 
@@ -573,6 +638,8 @@ class _WorkerPool:
     ) -> None:
         self.layout = layout
         self.generation = 0
+        #: Work handed out for the next epoch while the current one ended (see Loader).
+        self.ahead: _Ahead | None = None
         self.closed = False
         size = slots * layout.slot_bytes
         self.shm: shared_memory.SharedMemory | None = shared_memory.SharedMemory(
