@@ -26,6 +26,7 @@ from _fixtures.ingest import (
     wait_for,
     ws_url,
 )
+from _fixtures.peer_records import PEER_ENTRY, entry_record
 from atdata.devnet import activate_account, deactivate_account, delete_account, update_handle
 from atdata_appview.db.models import datasets, repos, shards
 from atdata_appview.db.store import Store
@@ -33,6 +34,7 @@ from atdata_appview.ingest import IngestService
 from sqlalchemy import func, select
 
 DS = "io.atdata.dataset"
+PEER_SCHEMA_URI = "at://did:plc:peerschemaauthor000000000/science.alt.dataset.schema/3kschema"
 
 
 def rows(store: Store) -> Any:
@@ -54,12 +56,13 @@ def repo_row(store: Store, did: str) -> Any:
     return store.read(q)
 
 
-def pds_records(pds_url: str, did: str) -> dict[str, str]:
-    """{uri: cid} of the account's io.atdata.dataset records, as its PDS holds them."""
+def pds_records(pds_url: str, did: str, collection: str = DS) -> dict[str, str]:
+    """{uri: cid} of the account's records of `collection` (io.atdata.dataset), as its PDS
+    holds them."""
     out: dict[str, str] = {}
     cursor = None
     while True:
-        params = {"repo": did, "collection": DS, "limit": 100}
+        params = {"repo": did, "collection": collection, "limit": 100}
         if cursor:
             params["cursor"] = cursor
         body = httpx.get(f"{pds_url}/xrpc/com.atproto.repo.listRecords", params=params).json()
@@ -196,9 +199,12 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(devnet, make_
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"READY"
         time.sleep(1.0)  # let both sockets connect
-        for i in range(24):  # writes keep flowing while the process dies
+        for i in range(24):  # writes of both families keep flowing while the process dies
             acc, client = accounts[i % 2], clients[i % 2]
-            put_record(client, acc.did, DS, dataset_record(f"crash-{i}"))
+            if i % 3 == 2:  # a science.alt.dataset.entry: a dataset row with 2 shard rows
+                put_record(client, acc.did, PEER_ENTRY, entry_record(f"crash-{i}", PEER_SCHEMA_URI))
+            else:
+                put_record(client, acc.did, DS, dataset_record(f"crash-{i}"))
             if i == 6:  # make sure the process got going (committed some state) first
                 asyncio.run(wait_for(lambda: _committed(db), 30))
             if i == 12:
@@ -225,8 +231,11 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(devnet, make_
         task = await started(svc)
         try:
             want: dict[str, str] = {}
+            peer_entries: dict[str, str] = {}
             for acc in accounts:
                 want.update(pds_records(acc.pds_url, acc.did))
+                peer_entries.update(pds_records(acc.pds_url, acc.did, PEER_ENTRY))
+            want.update(peer_entries)
 
             async def equal() -> bool:
                 got = await rows(store)
@@ -251,7 +260,8 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(devnet, make_
                 return n_ds, n_sh
 
             n_ds, n_sh = await store.read(counts)
-            assert n_ds == len(want) == n_sh
+            assert len(peer_entries) == 8
+            assert n_ds == len(want) and n_sh == len(want) + len(peer_entries)  # 1 or 2 each
             assert svc.metrics()["commits_refused"] == 0
         finally:
             await finish(svc, task)
