@@ -24,12 +24,11 @@ import datetime as _dt
 import itertools
 import keyword
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 import braceexpand
-import numpy as np
 
 from .errors import LexiconError, SchemaError
 from .lexicon import grapheme_length
@@ -44,6 +43,7 @@ from .records import (
     PEER_STORAGE_S3,
     SCHEMA,
 )
+from .schema import storable_dtype
 
 __all__ = [
     "JSON_SCHEMA_DRAFT_07",
@@ -243,15 +243,7 @@ def _own_ndarray(prop: Mapping[str, Any], at: str) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": "ndarray"}
     dtype = prop.get("dtype")
     if dtype is not None:
-        if not isinstance(dtype, str):
-            raise SchemaError(f"{at}: dtype {dtype!r} is not a numpy dtype string")
-        try:
-            dt = np.dtype(dtype)
-        except Exception as exc:  # numpy parses some strings with ast: even SyntaxError
-            raise SchemaError(f"{at}: dtype {dtype!r} is not a numpy dtype") from exc
-        if dt.hasobject or dt.names is not None or dt.subdtype is not None:
-            raise SchemaError(f"{at}: dtype {dtype!r} is not a storable array dtype")
-        out["dtype"] = dt.str
+        out["dtype"] = storable_dtype(dtype, f"{at}: dtype").str
     shape = prop.get("shape")
     if shape is not None:
         if not isinstance(shape, list) or len(shape) > _MAX_DIMS:
@@ -432,6 +424,15 @@ def _list(v: Any, path: str) -> list[Any]:
     return v
 
 
+def _objects(storage: Mapping[str, Any], member: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(path, item) of each object of the storage's non-empty array `member`."""
+    for i, item in enumerate(_list(storage.get(member), f"storage.{member}")):
+        path = f"storage.{member}[{i}]"
+        if not isinstance(item, Mapping):
+            raise _bad(path, "expected an object")
+        yield path, item
+
+
 def _blob_cid(blob: Any, path: str) -> str:
     ref = blob.get("ref") if isinstance(blob, Mapping) else None
     if isinstance(ref, Mapping) and isinstance(ref.get("$link"), str) and ref["$link"]:
@@ -492,10 +493,7 @@ def entry_storage(value: Mapping[str, Any]) -> PeerStorage:
         raise _bad("storage.$type", f"{t!r} is not a storage kind this SDK reads")
     shards: list[PeerShard] = []
     if kind == "blobs":
-        for i, b in enumerate(_list(storage.get("blobs"), "storage.blobs")):
-            path = f"storage.blobs[{i}]"
-            if not isinstance(b, Mapping):
-                raise _bad(path, "expected an object")
+        for path, b in _objects(storage, "blobs"):
             # {blob, checksum?}; the oldest records list bare blobs
             blob = b.get("blob", b)
             if not isinstance(blob, Mapping):
@@ -505,10 +503,7 @@ def entry_storage(value: Mapping[str, Any]) -> PeerStorage:
             shards.append(PeerShard(blob_cid=cid, blob=blob, algorithm=alg, digest=digest))
         return PeerStorage("blobs", tuple(shards))
     if kind == "http":
-        for i, s in enumerate(_list(storage.get("shards"), "storage.shards")):
-            path = f"storage.shards[{i}]"
-            if not isinstance(s, Mapping):
-                raise _bad(path, "expected an object")
+        for path, s in _objects(storage, "shards"):
             url = _str(s.get("url"), f"{path}.url")
             alg, digest = _checksum(s.get("checksum"), f"{path}.checksum")
             shards.append(PeerShard(url=url, algorithm=alg, digest=digest))
@@ -517,10 +512,7 @@ def entry_storage(value: Mapping[str, Any]) -> PeerStorage:
         bucket = _str(storage.get("bucket"), "storage.bucket")
         endpoint = _str(storage.get("endpoint"), "storage.endpoint", required=False)
         region = _str(storage.get("region"), "storage.region", required=False)
-        for i, s in enumerate(_list(storage.get("shards"), "storage.shards")):
-            path = f"storage.shards[{i}]"
-            if not isinstance(s, Mapping):
-                raise _bad(path, "expected an object")
+        for path, s in _objects(storage, "shards"):
             key = _str(s.get("key"), f"{path}.key")
             alg, digest = _checksum(s.get("checksum"), f"{path}.checksum")
             shards.append(PeerShard(key=key, algorithm=alg, digest=digest))

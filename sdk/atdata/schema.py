@@ -226,7 +226,7 @@ class _Builder:
         if kind is FieldKind.ARRAY:
             ann = NDArray
             if "dtype" in t:
-                ann = _subscript(NDArray, _dtype(t["dtype"], f"{at}.dtype").type)
+                ann = _subscript(NDArray, storable_dtype(t["dtype"], f"{at}.dtype").type)
             if "shape" in t:
                 ann = Annotated[ann, Shape(*_shape(t["shape"], f"{at}.shape"))]
         elif kind is FieldKind.LIST:
@@ -270,7 +270,9 @@ def _subscript(generic: Any, *args: Any) -> Any:
     return generic[args if len(args) > 1 else args[0]]
 
 
-def _dtype(value: Any, at: str) -> np.dtype:
+def storable_dtype(value: Any, at: str) -> np.dtype:
+    """The numpy dtype a schema's dtype string names, if arrays of it can be stored (no
+    objects, records or sub-arrays); a `SchemaError` naming `at` otherwise."""
     if not isinstance(value, str):
         raise SchemaError(f"{at} must be a numpy dtype string")
     try:

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -417,6 +417,12 @@ class _Statements:
 
 _STATEMENTS: dict[str, _Statements] = {}
 _FAMILY_TABLES = (schemas, datasets, lenses)
+#: The tables whose rows are a record's extracted fields alone, and how to extract them.
+_PLAIN_ROWS: dict[Table, Callable[[Mapping[str, Any]], Any]] = {
+    lenses: extract.lens_row,
+    labels: extract.label_row,
+    lens_verifications: extract.lens_verification_row,
+}
 _RECORD_KEYS = ("dataset_id", "record")
 _REPO_DEFAULTS = {"status": ACTIVE, "resync": False}  # the columns' defaults for a new repo
 _TAG_KEYS = ("dataset_id", "tag", "hidden", "created_at", "samples")
@@ -603,28 +609,11 @@ class _Writer:
             self._upsert_dataset(common, record, extract.dataset_row_of(collection, record))
         elif table is schemas:
             self._upsert_schema(common, record, extract.schema_row_of(collection, record))
-        elif table is lenses:
-            lens = extract.lens_row(record)
-            common.update(
-                name=lens.name,
-                description=lens.description,
-                source_schema=lens.source_schema,
-                target_schema=lens.target_schema,
-            )
-            self._upsert_plain(lenses, common, record, lens.created_at)
-        elif table is labels:
-            label = extract.label_row(record)
-            common.update(
-                name=label.name,
-                version=label.version,
-                dataset_uri=label.dataset_uri,
-                description=label.description,
-            )
-            self._upsert_plain(labels, common, record, label.created_at)
-        else:
-            check = extract.lens_verification_row(record)
-            common.update(lens_uri=check.lens_uri, lens_cid=check.lens_cid, method=check.method)
-            self._upsert_plain(lens_verifications, common, record, check.created_at)
+        else:  # a record row with no child rows: its extracted fields are its columns
+            columns = asdict(_PLAIN_ROWS[table](record))
+            created = columns.pop("created_at")
+            common.update(columns)
+            self._upsert_plain(table, common, record, created)
         self.upserted += 1
 
     def _upsert_plain(
