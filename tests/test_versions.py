@@ -62,7 +62,7 @@ def test_next_patch_is_above_every_used_version(used: list[str]) -> None:
     nxt = parse_version(next_patch(used))
     assert all(nxt > semver.Version.parse(u) for u in used)
     top = max(newest_key(u, "")[0] for u in used)
-    assert (nxt.major, nxt.minor) == ((top.major, top.minor) if top != "0.0.0" else (1, 0))
+    assert (nxt.major, nxt.minor) == ((top.major, top.minor) if str(top) != "0.0.0" else (1, 0))
 
 
 @settings(max_examples=200, deadline=None)
