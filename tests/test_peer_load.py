@@ -37,6 +37,7 @@ from atdata import (
     ResolutionError,
     SchemaError,
     ShardIntegrityError,
+    UnsafeURLError,
 )
 from atdata.atmosphere import Client, ShardCache, load_dataset
 from atdata.records import (
@@ -746,6 +747,39 @@ def test_an_untrusted_s3_endpoint_in_a_peer_entry_gets_no_credentials() -> None:
     trusted = ["https://93.184.216.34:9000"]
     (shard,), _ = entry_shard_sources(entry, trusted_endpoints=trusted, **options)
     assert isinstance(shard, S3Shard) and shard.client_kwargs["aws_access_key_id"] == "mine"
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        {"$type": PEER_STORAGE_HTTP, "shards": [{"url": "http://127.0.0.1:8/a.tar"}]},
+        {"$type": PEER_STORAGE_EXTERNAL, "urls": ["https://10.0.0.{1..2}/a.tar"]},
+        {
+            "$type": PEER_STORAGE_S3,
+            "bucket": "b",
+            "endpoint": "http://169.254.169.254",
+            "shards": [{"key": "k.tar"}],
+        },
+    ],
+    ids=["http", "external", "s3-endpoint"],
+)
+def test_peer_shards_pass_the_network_guard(storage: dict[str, Any]) -> None:
+    """An entry from the network naming a private, loopback or link-local address is refused
+    before any request, as our records are (unless ATDATA_ALLOW_PRIVATE_NETWORK)."""
+    from atdata.atmosphere.peer_resolve import entry_shard_sources
+    from atdata.records import Record
+
+    entry = Record(f"at://did:plc:x/{PEER_ENTRY}/1", "c", {"storage": storage})
+    with pytest.raises(UnsafeURLError, match="refusing"):
+        entry_shard_sources(
+            entry,
+            did="did:plc:x",
+            pds="https://pds.example",
+            allow_private=False,
+            trusted_endpoints=(),
+            s3_client_kwargs=None,
+            timeout=5.0,
+        )
 
 
 @settings(max_examples=150, deadline=None)
