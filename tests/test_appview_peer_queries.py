@@ -4,6 +4,7 @@ the store's write path (the one ingest commits through)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -427,6 +428,28 @@ def test_search_covers_both_families_and_the_family_filter_narrows_it(
         assert facets["tags"].get("city") == 2  # ours and the peer entry
         bad = api.get("/xrpc/io.atdata.searchDatasets", params={"family": "com.example"})
         assert bad.status_code == 400 and "family" in bad.json()["message"]
+    # the CLI's --family, and an entry listed without a version of its own
+    import subprocess
+    import sys
+
+    from _fixtures.newcomer import subprocess_env
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "atdata.cli", "search", *args, "--appview", app.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=subprocess_env(),
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    found = json.loads(cli("street", "--family", "science.alt.dataset", "--all-versions", "--json"))
+    assert {d["uri"] for d in found["datasets"]} == {E_HTTP, E_BLOBS}
+    lines = cli("street", "--all-versions").splitlines()
+    assert any(E_HTTP in x and "(entry)" in x for x in lines)
+    assert any(OWN in x and "(entry)" not in x for x in lines)
 
 
 # -- web page --------------------------------------------------------------------------------

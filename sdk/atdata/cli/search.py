@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import typer
 
 from ..appview_client import AppViewClient
@@ -45,13 +48,21 @@ def search(
         "--all-versions",
         help="List every version (default: one line per author and name, its newest).",
     ),
+    family: str = typer.Option(
+        None,
+        "--family",
+        help="Only one record family: io.atdata, or science.alt.dataset (entries of the "
+        "atdata 0.5-0.7 network). Default: both.",
+        show_default=False,
+    ),
     appview: str = APPVIEW_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Search the datasets an AppView has indexed.
 
     Prints one line per dataset (name, newest version and how many, author, samples, size,
-    at:// URI); --all-versions prints every version. Exit code 3 when
+    at:// URI; an entry of the science.alt.dataset network has no version: its labels name
+    them); --all-versions prints every version. Exit code 3 when
     nothing matches, so a script can wait for a dataset to be indexed.
 
     Examples:
@@ -75,6 +86,7 @@ def search(
             sort=sort,
             limit=limit,
             all_versions=all_versions,
+            family=family,
         )
     hits = [d.to_dict() for d in result.datasets]
     if as_json:
@@ -83,9 +95,7 @@ def search(
         rows = [
             {
                 "name": d.get("name"),
-                "version": d.get("version")
-                if all_versions or (d.get("versions") or 1) == 1
-                else f"{d.get('version')} ({d.get('versions')} versions)",
+                "version": _version_text(d, all_versions),
                 "author": d.get("handle") or d.get("did"),
                 "samples": d.get("samples"),
                 "size": human_bytes(d.get("bytes")),
@@ -97,6 +107,14 @@ def search(
             out(table(rows, ["name", "version", "author", "samples", "size", "uri"]))
     if not hits:
         raise absent("no datasets match")
+
+
+def _version_text(d: Mapping[str, Any], all_versions: bool) -> str:
+    if d.get("family") == "science.alt.dataset":
+        return "(entry)"  # versioned by labels, not by the record
+    if all_versions or (d.get("versions") or 1) == 1:
+        return str(d.get("version"))
+    return f"{d.get('version')} ({d.get('versions')} versions)"
 
 
 def register(app: typer.Typer) -> None:
