@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._codec import array_layout
-from ._tar import BLOCK, _octal, _parse_pax, _ustar_name, header_ok, iter_samples
+from ._tar import BLOCK, _octal, _parse_pax, _ustar_name, header_ok
 from .batch import SampleBatch
-from .errors import AtdataError, DecodeError
+from .errors import AtdataError
 from .packable import is_packable, sample_fields
 
 if TYPE_CHECKING:
@@ -184,13 +184,8 @@ def _samples(dataset: Dataset[Any], filler: _Filler) -> Iterator[Any]:
 
 def _shard(dataset: Dataset[Any], source: ShardSource, filler: _Filler) -> Iterator[Any]:
     name = source.name
-    skip = dataset.on_error == "skip"
-    try:
-        stream = source.open()
-    except (OSError, AtdataError) as exc:
-        if not skip:
-            raise
-        dataset._skip(exc, whole_shard=True)
+    stream = dataset._open_shard(source)
+    if stream is None:
         return
     done = 0  # samples of this shard read (skipped ones included)
     try:
@@ -215,26 +210,8 @@ def _shard(dataset: Dataset[Any], source: ShardSource, filler: _Filler) -> Itera
 def _rest_of_shard(dataset: Dataset[Any], stream: Any, name: str, done: int) -> Iterator[Any]:
     """The shard's samples from the ``done``-th on, through the tar reader (arrays as views
     of the mapped shard, stacked when the batch's fields are read)."""
-    decode_raw = dataset._raw_decoder(views=True)
-    skip = dataset.on_error == "skip"
-    try:
-        for i, raw in enumerate(
-            iter_samples(stream, name, allow_truncated=dataset.allow_truncated)
-        ):
-            if i < done:
-                continue
-            try:
-                sample = decode_raw(raw, name)
-            except DecodeError as exc:
-                if not skip:
-                    raise
-                dataset._skip(exc)
-                continue
-            yield sample
-    except (DecodeError, OSError) as exc:
-        if not skip:
-            raise
-        dataset._skip(exc, whole_shard=True)
+    keep = (lambda i: i >= done) if done else None
+    return dataset._decode_stream(stream, name, keep, views=True)
 
 
 class _ShardReader:

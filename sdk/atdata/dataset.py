@@ -26,7 +26,7 @@ from ._direct import direct_batches, takes_direct_path
 from ._fields import SampleType, is_sample_type
 from ._partition import epoch_order, fingerprint
 from ._skips import SkipLog
-from ._sources import DatasetSource, LocalShard, ShardSource, expand_sources
+from ._sources import DatasetSource, LocalShard, ShardSource, ShardStream, expand_sources
 from ._tar import iter_samples
 from .batch import SampleBatch
 from .errors import AtdataError, DecodeError
@@ -352,18 +352,40 @@ class Dataset(Loadable, Generic[T]):
         keys: bool = False,
     ) -> Iterator[Any]:
         """Decoded (and viewed) samples of one shard; ``keep(i)`` filters by running index."""
-        name = source.name
+        stream = self._open_shard(source)
+        if stream is None:
+            return
+        try:
+            yield from self._decode_stream(stream, source.name, keep, counter, views, keys)
+        finally:
+            stream.close()
+
+    def _open_shard(self, source: ShardSource) -> ShardStream | None:
+        """The shard's stream, or None when it cannot be opened under ``on_error="skip"``
+        (counted and logged as a whole shard skipped)."""
+        try:
+            return source.open()
+        except (OSError, AtdataError) as exc:
+            if self.on_error != "skip":
+                raise
+            self._skip(exc, whole_shard=True)
+            return None
+
+    def _decode_stream(
+        self,
+        stream: ShardStream,
+        name: str,
+        keep: Callable[[int], bool] | None = None,
+        counter: list[int] | None = None,
+        views: bool = False,
+        keys: bool = False,
+    ) -> Iterator[Any]:
+        """Decoded (and viewed) samples of an open shard stream (left open), with the
+        ``on_error`` policy applied to each sample and to the shard as a whole."""
         if counter is None:
             counter = [0]
         decode_raw = self._raw_decoder(views)
         skip = self.on_error == "skip"
-        try:
-            stream = source.open()
-        except (OSError, AtdataError) as exc:
-            if not skip:
-                raise
-            self._skip(exc, whole_shard=True)
-            return
         try:
             for raw in iter_samples(stream, name, allow_truncated=self.allow_truncated):
                 if keep is not None:
@@ -384,8 +406,6 @@ class Dataset(Loadable, Generic[T]):
             if not skip:
                 raise
             self._skip(exc, whole_shard=True)
-        finally:
-            stream.close()
 
     def shard_counts(self) -> list[int]:
         """Samples per shard, from one pass over the tar headers (no decoding), cached.
