@@ -8,10 +8,8 @@ is a fault the real one cannot produce).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from _fixtures.local_http import serving_app
 from _fixtures.newcomer import Glyph, Published, RunningAppView
 from atdata import AppViewClient, ResolutionError
 from atdata.atmosphere import load_dataset
@@ -47,21 +46,8 @@ def relaying_appview(real: str, tamper: Answer) -> Iterator[str]:
 
     app = web.Application()
     app.router.add_get("/xrpc/io.atdata.getDataset", get_dataset)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
+    with serving_app(app) as url:
+        yield url
 
 
 def recid(body: dict[str, Any]) -> dict[str, Any]:

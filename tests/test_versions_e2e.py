@@ -5,11 +5,9 @@ repo, so they hold right after a publish, before any AppView has seen it."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any
 import atdata
 import httpx
 import pytest
+from _fixtures.local_http import serving_app
 from _fixtures.newcomer import (
     Glyph,
     RunningAppView,
@@ -296,19 +295,8 @@ def relabelling_appview(real: str, relabel: dict[str, str]) -> Iterator[str]:
 
     app = web.Application()
     app.router.add_get("/xrpc/{nsid}", relay)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
+    with serving_app(app) as url:
+        yield url
 
 
 def test_a_version_the_appview_mislabels_is_caught_on_the_authors_record(
