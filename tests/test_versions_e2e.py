@@ -26,10 +26,10 @@ from _fixtures.newcomer import (
     subprocess_env,
     wait_indexed,
 )
-from _fixtures.services import fresh_database
+from _fixtures.services import fresh_database, login, new_account
 from atdata import AppViewClient, ResolutionError
 from atdata.atmosphere import Client, PublishError, load_dataset
-from atdata.devnet import Account, DevnetInfo, create_account
+from atdata.devnet import Account, DevnetInfo
 
 pytestmark = pytest.mark.devnet
 
@@ -50,11 +50,8 @@ class World:
 
 
 def _author(devnet: DevnetInfo, index: int) -> tuple[Account, Client]:
-    pds = devnet.pds[index]
-    short = f"v{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(12)
-    account = create_account(pds.url, pds.handle(short), password, f"{short}@example.com")
-    return account, Client(pds.url).login(account.handle, password)
+    account = new_account(devnet.pds[index], f"v{secrets.token_hex(3)}")
+    return account, login(account)
 
 
 def _publish(

@@ -296,13 +296,10 @@ def real_frames(devnet: Any) -> RealFrames:
     firehose frames up to its last commit (the delete of 3kalpha0000aa)."""
     import secrets
 
-    from atdata.devnet import create_account
+    from .services import new_account
 
     pds = devnet.pds[0]
-    name = f"fr{secrets.token_hex(4)}"
-    account = create_account(
-        pds.url, pds.handle(name), secrets.token_urlsafe(12), f"{name}@example.com"
-    )
+    account = new_account(pds, f"fr{secrets.token_hex(4)}")
     client = account.client()
     put_record(
         client, account.did, "io.atdata.dataset", dataset_record("alpha"), rkey="3kalpha0000aa"

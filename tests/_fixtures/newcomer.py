@@ -23,10 +23,10 @@ import atdata
 import httpx
 import numpy as np
 import pytest
-from atdata.devnet import Account, DevnetInfo, create_account, free_ports
+from atdata.devnet import Account, DevnetInfo, free_ports
 from numpy.typing import NDArray
 
-from .services import stop_process, stop_when_we_die
+from .services import login, new_account, stop_process, stop_when_we_die
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
@@ -158,13 +158,9 @@ def published(
     devnet: DevnetInfo, appview: RunningAppView, tmp_path_factory: pytest.TempPathFactory
 ) -> Published:
     """A 30-glyph dataset in 3 shards (train: 0-1, test: 2) with schema and lens, indexed."""
-    from atdata.atmosphere import Client
-
-    pds = devnet.pds[0]
     name = f"nc{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(12)
-    account = create_account(pds.url, pds.handle(name), password, f"{name}@example.com")
-    client = Client(pds.url).login(account.handle, password)
+    account = new_account(devnet.pds[0], name)
+    client = login(account)
     samples = glyphs(30)
     out = tmp_path_factory.mktemp("glyphs")
     infos = atdata.write_samples(samples, str(out / "glyphs-%06d.tar"), maxcount=10)

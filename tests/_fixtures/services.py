@@ -186,6 +186,16 @@ def small_blob_pds(
 _account_numbers = itertools.count(1)
 
 
+def new_account(host: PdsInfo, name: str | None = None, password: str | None = None) -> Account:
+    """A new account on `host` named `name` (default: one unique across the session), with
+    a random password unless one is given."""
+    if name is None:
+        name = f"u{next(_account_numbers)}{secrets.token_hex(3)}"
+    return create_account(
+        host.url, host.handle(name), password or secrets.token_urlsafe(12), f"{name}@example.com"
+    )
+
+
 def login(account: Account) -> Any:
     """An `atdata.atmosphere.Client` logged in as `account`."""
     from atdata.atmosphere import Client
@@ -205,14 +215,7 @@ def make_account(devnet: DevnetInfo) -> Callable[..., Account]:
     def make(
         pds_index: int = 0, *, pds: PdsInfo | None = None, password: str | None = None
     ) -> Account:
-        host = pds if pds is not None else devnet.pds[pds_index]
-        name = f"u{next(_account_numbers)}{secrets.token_hex(3)}"
-        return create_account(
-            host.url,
-            host.handle(name),
-            password or secrets.token_urlsafe(12),
-            f"{name}@example.com",
-        )
+        return new_account(pds if pds is not None else devnet.pds[pds_index], password=password)
 
     return make
 
