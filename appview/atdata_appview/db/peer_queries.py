@@ -126,11 +126,12 @@ def _entries_select() -> Any:
     )
 
 
-def _repo_did(conn: Connection, repo: str | None) -> str | None:
-    """The DID a ``repo`` filter names (a DID, or a handle the index knows; '' when not)."""
+def _of_repo(conn: Connection, stmt: Any, table: Any, repo: str | None) -> Any:
+    """``stmt`` narrowed to the rows of one ``repo`` (a DID, or a handle the index knows; none
+    for a handle it does not), unchanged when no repo is given."""
     if not repo:
-        return None
-    return resolve_author(conn, repo) or ""
+        return stmt
+    return stmt.where(table.c.did == (resolve_author(conn, repo) or ""))
 
 
 # -- entries ----------------------------------------------------------------------------------
@@ -159,10 +160,7 @@ def list_entries(
     conn: Connection, *, repo: str | None = None, page: Page = FIRST_PAGE
 ) -> dict[str, Any]:
     """Entries newest first (keyset cursor), of one repo (DID or handle) when given."""
-    stmt = _entries_select()
-    did = _repo_did(conn, repo)
-    if did is not None:
-        stmt = stmt.where(datasets.c.did == did)
+    stmt = _of_repo(conn, _entries_select(), datasets, repo)
     return _newest_first_page(conn, stmt, datasets, page, "entries", entry_view)
 
 
@@ -240,10 +238,7 @@ def get_schema(conn: Connection, uri: str) -> dict[str, Any] | None:
 def list_schemas(
     conn: Connection, *, repo: str | None = None, page: Page = FIRST_PAGE
 ) -> dict[str, Any]:
-    stmt = _schemas_select()
-    did = _repo_did(conn, repo)
-    if did is not None:
-        stmt = stmt.where(schemas.c.did == did)
+    stmt = _of_repo(conn, _schemas_select(), schemas, repo)
     return _newest_first_page(conn, stmt, schemas, page, "schemas", schema_view)
 
 
@@ -313,10 +308,7 @@ def list_lenses(
     page: Page = FIRST_PAGE,
 ) -> dict[str, Any]:
     """Peer lenses newest first, by author and/or source and target schema."""
-    stmt = select(lenses).where(_peer(lenses))
-    did = _repo_did(conn, repo)
-    if did is not None:
-        stmt = stmt.where(lenses.c.did == did)
+    stmt = _of_repo(conn, select(lenses).where(_peer(lenses)), lenses, repo)
     if source:
         stmt = stmt.where(lenses.c.source_schema == source)
     if target:
