@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from _fixtures.appview_index import ServedApp, run
-from _fixtures.ingest import wait_for
+from _fixtures.ingest import running, wait_for
 from _fixtures.peer_records import PEER_LABEL, label_record
 from atdata_appview.db import Store
 from atdata_appview.ingest import IngestService
@@ -31,13 +31,9 @@ def test_describe_service_reports_the_backlog_until_the_index_has_caught_up(
     run(seed())
 
     async def backlog_of(svc: IngestService) -> dict[str, Any]:
-        task = asyncio.create_task(svc.run())
-        try:
+        async with running(svc):
             await wait_for(lambda: svc.metrics()["backfills_failed"] >= 2, 15)
             return svc.backlog()
-        finally:
-            await svc.stop()
-            await asyncio.wait_for(task, 30)
 
     svc = IngestService(store, [], NOWHERE, batch_interval=0.05)
     backlog = asyncio.run(backlog_of(svc))
@@ -63,13 +59,9 @@ def test_describe_service_reports_the_backlog_until_the_index_has_caught_up(
 def test_an_index_with_nothing_to_fetch_is_caught_up(store: Store) -> None:
     async def go() -> dict[str, Any]:
         svc = IngestService(store, [], NOWHERE, batch_interval=0.05)
-        task = asyncio.create_task(svc.run())
-        try:
+        async with running(svc):
             await wait_for(lambda: not svc.backlog()["listingRepos"], 10)
             return svc.backlog()
-        finally:
-            await svc.stop()
-            await asyncio.wait_for(task, 30)
 
     assert asyncio.run(go()) == {
         "repos": 0,

@@ -23,6 +23,7 @@ from _fixtures.ingest import (
     frame_parts,
     put_record,
     rebuild_commit,
+    running,
     wait_for,
     ws_url,
 )
@@ -316,25 +317,26 @@ def test_garbage_forged_and_invalid_input_is_counted_and_skipped(real_frames, in
         fake.add(forged)
         store = Store(index_url)
         svc = IngestService(store, [host], real_frames.plc_url, backfill=False, batch_interval=0.05)
-        task = asyncio.create_task(svc.run())
         try:
-            await wait_for(lambda: svc.metrics()["hosts"][host]["seq"] == last_seq + 2, 20)
-            await svc.drain()
-            got = await rows(store)
-            uris = {u for u in got if real_frames.did in u}
-            base = f"at://{real_frames.did}/{DS}/"
-            # alpha created, updated, deleted; beta kept; the invalid record never indexed
-            assert uris == {base + "3kbeta00000aa"}
-            m = svc.metrics()
-            assert m["garbage_frames"] == 2
-            assert m["invalid_records"] == 1
-            assert m["commits_refused"] == 1
-            assert m["commits_stale"] == 1
-            assert await store.load_cursor(host) == last_seq + 2
-            logged = [r.getMessage() for r in caplog.records if "invalid record" in r.getMessage()]
-            assert len(logged) == 1 and "3kbad000000aa" in logged[0] and "totals" in logged[0]
+            async with running(svc):
+                await wait_for(lambda: svc.metrics()["hosts"][host]["seq"] == last_seq + 2, 20)
+                await svc.drain()
+                got = await rows(store)
+                uris = {u for u in got if real_frames.did in u}
+                base = f"at://{real_frames.did}/{DS}/"
+                # alpha created, updated, deleted; beta kept; the invalid record never indexed
+                assert uris == {base + "3kbeta00000aa"}
+                m = svc.metrics()
+                assert m["garbage_frames"] == 2
+                assert m["invalid_records"] == 1
+                assert m["commits_refused"] == 1
+                assert m["commits_stale"] == 1
+                assert await store.load_cursor(host) == last_seq + 2
+                logged = [
+                    r.getMessage() for r in caplog.records if "invalid record" in r.getMessage()
+                ]
+                assert len(logged) == 1 and "3kbad000000aa" in logged[0] and "totals" in logged[0]
         finally:
-            await finish(svc, task)
             store.close()
             await fake.stop()
 
@@ -409,26 +411,25 @@ def test_broken_chain_marks_resync_and_backfills_from_the_pds(real_frames, tmp_p
         svc = IngestService(
             store, [host], real_frames.plc_url, backfill_at_start=False, batch_interval=0.05
         )
-        task = asyncio.create_task(svc.run())
         try:
-            want = {
-                u: c
-                for u, c in pds_records(real_frames.pds_url, real_frames.did).items()
-                if not u.endswith("3kbad000000aa")  # lexicon-invalid: never indexed
-            }
+            async with running(svc):
+                want = {
+                    u: c
+                    for u, c in pds_records(real_frames.pds_url, real_frames.did).items()
+                    if not u.endswith("3kbad000000aa")  # lexicon-invalid: never indexed
+                }
 
-            async def equal() -> bool:
-                got = await rows(store)
-                return {u: v[0] for u, v in got.items() if real_frames.did in u} == want
+                async def equal() -> bool:
+                    got = await rows(store)
+                    return {u: v[0] for u, v in got.items() if real_frames.did in u} == want
 
-            await wait_for(equal, 20)
-            m = svc.metrics()
-            assert m["resyncs"] >= 1 and m["backfills_done"] >= 1
-            assert m["reasons"].get("broken_chain", 0) >= 1
-            row = await repo_row(store, real_frames.did)
-            assert not row.resync and row.rev >= frame_parts(gap[-1])[1]["rev"]
+                await wait_for(equal, 20)
+                m = svc.metrics()
+                assert m["resyncs"] >= 1 and m["backfills_done"] >= 1
+                assert m["reasons"].get("broken_chain", 0) >= 1
+                row = await repo_row(store, real_frames.did)
+                assert not row.resync and row.rev >= frame_parts(gap[-1])[1]["rev"]
         finally:
-            await finish(svc, task)
             store.close()
             await fake.stop()
 
@@ -609,12 +610,11 @@ def test_future_cursor_error_frame_makes_ingest_follow_the_host_live(tmp_path, c
         async with store.transaction() as tx:
             tx.save_cursor(host, 500)
         svc = IngestService(store, [host], "http://127.0.0.1:9", backfill=False)
-        task = asyncio.create_task(svc.run())
         try:
-            await wait_for(lambda: len(fake.cursors) >= 2, 15)
-            return list(fake.cursors), svc.metrics()
+            async with running(svc):
+                await wait_for(lambda: len(fake.cursors) >= 2, 15)
+                return list(fake.cursors), svc.metrics()
         finally:
-            await finish(svc, task)
             store.close()
             await fake.stop()
 

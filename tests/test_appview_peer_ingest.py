@@ -21,6 +21,7 @@ from _fixtures.ingest import (
     frame_parts,
     put_record,
     rebuild_commit,
+    running,
     wait_for,
     ws_url,
 )
@@ -99,97 +100,97 @@ def test_peer_records_are_indexed_by_backfill_and_live(devnet, make_account, ind
         svc = IngestService(
             store, [ws_url(p.url) for p in devnet.pds], devnet.plc_url, batch_interval=0.05
         )
-        task = asyncio.create_task(svc.run())
         try:
-            await wait_for(lambda: indexed(store, datasets, entry_a.uri), 20)
-            await wait_for(lambda: indexed(store, labels, label_a.uri), 5)
-            assert await shard_urls(store, entry_a.uri) == [
-                (None, blob["ref"]["$link"], hashlib.sha256(tar).hexdigest())
-            ]
-            # B publishes live (its first commit is fetched whole: a backfill of its repo):
-            # each schema form, each remaining storage kind, a lens, a check, a label
-            envelope = put_record(cb, b.did, PEER_SCHEMA, peer.schema_record(form="envelope"))
-            legacy = put_record(cb, b.did, PEER_SCHEMA, peer.schema_record(form="legacy"))
-            entries = {
-                kind: put_record(
+            async with running(svc):
+                await wait_for(lambda: indexed(store, datasets, entry_a.uri), 20)
+                await wait_for(lambda: indexed(store, labels, label_a.uri), 5)
+                assert await shard_urls(store, entry_a.uri) == [
+                    (None, blob["ref"]["$link"], hashlib.sha256(tar).hexdigest())
+                ]
+                # B publishes live (its first commit is fetched whole: a backfill of its repo):
+                # each schema form, each remaining storage kind, a lens, a check, a label
+                envelope = put_record(cb, b.did, PEER_SCHEMA, peer.schema_record(form="envelope"))
+                legacy = put_record(cb, b.did, PEER_SCHEMA, peer.schema_record(form="legacy"))
+                entries = {
+                    kind: put_record(
+                        cb,
+                        b.did,
+                        PEER_ENTRY,
+                        peer.entry_record(f"peer-{kind}", envelope.uri, kind, tags=("live",)),
+                    )
+                    for kind in ("http", "s3", "external")
+                }
+                lens = put_record(
+                    cb, b.did, PEER_LENS, peer.lens_record("peer-lens", envelope.uri, legacy.uri)
+                )
+                check = put_record(
+                    cb,
+                    b.did,
+                    PEER_LENS_VERIFICATION,
+                    peer.lens_verification_record(lens.uri, lens.cid),
+                )
+                label = put_record(
+                    cb, b.did, PEER_LABEL, peer.label_record("peer-http", entries["http"].uri)
+                )
+                written = time.monotonic()
+                await wait_for(
+                    lambda: indexed(store, datasets, *(r.uri for r in entries.values())), 10
+                )
+                await wait_for(lambda: indexed(store, schemas, envelope.uri, legacy.uri), 5)
+                await wait_for(lambda: indexed(store, lenses, lens.uri), 5)
+                await wait_for(lambda: indexed(store, lens_verifications, check.uri), 5)
+                await wait_for(lambda: indexed(store, labels, label.uri), 5)
+                assert time.monotonic() - written < 5.0
+                got_schemas = await uris_of(store, schemas)
+                for uri in (schema_a.uri, envelope.uri, legacy.uri):
+                    assert got_schemas[uri].family == "science.alt.dataset"
+                    # a PDS stores records as DAG-CBOR: properties come back in its key order
+                    assert got_schemas[uri].field_names == ["image", "index", "label", "score"]
+                got = await uris_of(store, datasets)
+                assert {got[r.uri].family for r in entries.values()} == {"science.alt.dataset"}
+                assert got[entries["http"].uri].schema_uri == envelope.uri
+                assert len(await shard_urls(store, entries["s3"].uri)) == 2
+                assert (await shard_urls(store, entries["external"].uri))[0][0].endswith(
+                    "legacy-{000000..000003}.tar"
+                )
+                # an update and deletes propagate like ours
+                rkey = entries["http"].uri.rsplit("/", 1)[1]
+                put_record(
                     cb,
                     b.did,
                     PEER_ENTRY,
-                    peer.entry_record(f"peer-{kind}", envelope.uri, kind, tags=("live",)),
+                    peer.entry_record("peer-http-2", legacy.uri, "s3"),
+                    rkey=rkey,
                 )
-                for kind in ("http", "s3", "external")
-            }
-            lens = put_record(
-                cb, b.did, PEER_LENS, peer.lens_record("peer-lens", envelope.uri, legacy.uri)
-            )
-            check = put_record(
-                cb,
-                b.did,
-                PEER_LENS_VERIFICATION,
-                peer.lens_verification_record(lens.uri, lens.cid),
-            )
-            label = put_record(
-                cb, b.did, PEER_LABEL, peer.label_record("peer-http", entries["http"].uri)
-            )
-            written = time.monotonic()
-            await wait_for(lambda: indexed(store, datasets, *(r.uri for r in entries.values())), 10)
-            await wait_for(lambda: indexed(store, schemas, envelope.uri, legacy.uri), 5)
-            await wait_for(lambda: indexed(store, lenses, lens.uri), 5)
-            await wait_for(lambda: indexed(store, lens_verifications, check.uri), 5)
-            await wait_for(lambda: indexed(store, labels, label.uri), 5)
-            assert time.monotonic() - written < 5.0
-            got_schemas = await uris_of(store, schemas)
-            for uri in (schema_a.uri, envelope.uri, legacy.uri):
-                assert got_schemas[uri].family == "science.alt.dataset"
-                # a PDS stores records as DAG-CBOR: properties come back in its key order
-                assert got_schemas[uri].field_names == ["image", "index", "label", "score"]
-            got = await uris_of(store, datasets)
-            assert {got[r.uri].family for r in entries.values()} == {"science.alt.dataset"}
-            assert got[entries["http"].uri].schema_uri == envelope.uri
-            assert len(await shard_urls(store, entries["s3"].uri)) == 2
-            assert (await shard_urls(store, entries["external"].uri))[0][0].endswith(
-                "legacy-{000000..000003}.tar"
-            )
-            # an update and deletes propagate like ours
-            rkey = entries["http"].uri.rsplit("/", 1)[1]
-            put_record(
-                cb,
-                b.did,
-                PEER_ENTRY,
-                peer.entry_record("peer-http-2", legacy.uri, "s3"),
-                rkey=rkey,
-            )
-            delete_record(cb, b.did, PEER_ENTRY, entries["external"].uri.rsplit("/", 1)[1])
-            delete_record(cb, b.did, PEER_LABEL, label.uri.rsplit("/", 1)[1])
+                delete_record(cb, b.did, PEER_ENTRY, entries["external"].uri.rsplit("/", 1)[1])
+                delete_record(cb, b.did, PEER_LABEL, label.uri.rsplit("/", 1)[1])
 
-            async def changed() -> bool:
-                now = await uris_of(store, datasets)
-                row = now.get(entries["http"].uri)
-                return (
-                    row is not None
-                    and row.name == "peer-http-2"
-                    and entries["external"].uri not in now
-                    and await absent(store, labels, label.uri)
-                )
+                async def changed() -> bool:
+                    now = await uris_of(store, datasets)
+                    row = now.get(entries["http"].uri)
+                    return (
+                        row is not None
+                        and row.name == "peer-http-2"
+                        and entries["external"].uri not in now
+                        and await absent(store, labels, label.uri)
+                    )
 
-            await wait_for(changed, 10)
-            assert (await shard_urls(store, entries["http"].uri))[0][0].startswith("s3://")
-            assert await shard_urls(store, entries["external"].uri) == []
-            # none of these records or commits was refused (the devnet is shared: other tests'
-            # accounts may hold records that are invalid on purpose, and backfill sees them)
-            ours = [
-                r.getMessage()
-                for r in caplog.records
-                if r.levelno >= logging.WARNING
-                and any(did in r.getMessage() for did in (a.did, b.did))
-            ]
-            assert ours == []
-            # other accounts of the shared devnet may still be fetching: the index says when
-            # it has caught up
-            await wait_for(lambda: svc.metrics()["backlog"]["caughtUp"], 30)
+                await wait_for(changed, 10)
+                assert (await shard_urls(store, entries["http"].uri))[0][0].startswith("s3://")
+                assert await shard_urls(store, entries["external"].uri) == []
+                # none of these records or commits was refused (the devnet is shared: other tests'
+                # accounts may hold records that are invalid on purpose, and backfill sees them)
+                ours = [
+                    r.getMessage()
+                    for r in caplog.records
+                    if r.levelno >= logging.WARNING
+                    and any(did in r.getMessage() for did in (a.did, b.did))
+                ]
+                assert ours == []
+                # other accounts of the shared devnet may still be fetching: the index says when
+                # it has caught up
+                await wait_for(lambda: svc.metrics()["backlog"]["caughtUp"], 30)
         finally:
-            await svc.stop()
-            await asyncio.wait_for(task, 30)
             store.close()
 
     asyncio.run(go())
@@ -245,23 +246,23 @@ def test_forged_and_invalid_peer_records_are_refused_and_counted(
         fake.add(forged)
         store = Store(index_url)
         svc = IngestService(store, [host], devnet.plc_url, backfill=False, batch_interval=0.05)
-        task = asyncio.create_task(svc.run())
         try:
-            await wait_for(lambda: svc.metrics()["hosts"][host]["seq"] == last_seq + 1, 20)
-            await svc.drain()
-            assert set(await uris_of(store, datasets)) >= {f"{base}/{PEER_ENTRY}/3kpeergood001"}
-            assert f"{base}/{PEER_ENTRY}/3kpeerbad0001" not in await uris_of(store, datasets)
-            assert f"{base}/{PEER_SCHEMA}/3kpeerschema1" in await uris_of(store, schemas)
-            assert await absent(store, labels, f"{base}/{PEER_LABEL}/3kpeerlab0001")
-            m = svc.metrics()
-            assert m["invalid_records"] == 1 and m["commits_refused"] == 1
-            assert m["reasons"].get("signature") == 1
-            logged = [r.getMessage() for r in caplog.records if "invalid record" in r.getMessage()]
-            assert len(logged) == 1 and "3kpeerbad0001" in logged[0]
-            assert "schemaRef" in logged[0]
+            async with running(svc):
+                await wait_for(lambda: svc.metrics()["hosts"][host]["seq"] == last_seq + 1, 20)
+                await svc.drain()
+                assert set(await uris_of(store, datasets)) >= {f"{base}/{PEER_ENTRY}/3kpeergood001"}
+                assert f"{base}/{PEER_ENTRY}/3kpeerbad0001" not in await uris_of(store, datasets)
+                assert f"{base}/{PEER_SCHEMA}/3kpeerschema1" in await uris_of(store, schemas)
+                assert await absent(store, labels, f"{base}/{PEER_LABEL}/3kpeerlab0001")
+                m = svc.metrics()
+                assert m["invalid_records"] == 1 and m["commits_refused"] == 1
+                assert m["reasons"].get("signature") == 1
+                logged = [
+                    r.getMessage() for r in caplog.records if "invalid record" in r.getMessage()
+                ]
+                assert len(logged) == 1 and "3kpeerbad0001" in logged[0]
+                assert "schemaRef" in logged[0]
         finally:
-            await svc.stop()
-            await asyncio.wait_for(task, 30)
             store.close()
             await fake.stop()
 

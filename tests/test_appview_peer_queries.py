@@ -665,7 +665,7 @@ def test_describe_service_reports_the_ingest_backlog(
     as io.atdata.describeService does (here: a repo whose fetch cannot resolve its DID)."""
     import asyncio
 
-    from _fixtures.ingest import wait_for
+    from _fixtures.ingest import running, wait_for
     from atdata_appview.ingest import IngestService
 
     store = Store(f"sqlite:///{tmp_path / 'index.sqlite'}")
@@ -679,12 +679,8 @@ def test_describe_service_reports_the_ingest_backlog(
     run(write())
 
     async def ingest_once(svc: IngestService) -> None:
-        task = asyncio.create_task(svc.run())
-        try:
+        async with running(svc):
             await wait_for(lambda: svc.metrics()["backfills_failed"] >= 1, 15)
-        finally:
-            await svc.stop()
-            await asyncio.wait_for(task, 30)
 
     try:
         svc = IngestService(store, [], "http://127.0.0.1:9", batch_interval=0.05)

@@ -22,6 +22,7 @@ from _fixtures.ingest import (
     encode_frame,
     frame_parts,
     put_record,
+    running,
     wait_for,
     ws_url,
 )
@@ -133,44 +134,46 @@ def test_following_a_relay_fetches_each_repo_from_the_pds_its_did_document_names
         host = await relay.start()
         store = Store(f"sqlite:///{tmp_path / 'index.sqlite'}")
         svc = IngestService(store, [host], devnet.plc_url, batch_interval=0.05)
-        task = asyncio.create_task(svc.run())
         try:
+            async with running(svc):
 
-            async def both() -> bool:
-                got = await _rows(store, datasets)
-                return entry.uri in got and ours.uri in got
+                async def both() -> bool:
+                    got = await _rows(store, datasets)
+                    return entry.uri in got and ours.uri in got
 
-            await wait_for(both, 30)  # the start-up backfill: listed by the relay
-            for acc in (a, b):  # each repo came from its own PDS, as its DID document says
-                row = await _repo(store, acc.did)
-                assert row.pds == acc.pds_url, (row.pds, acc.pds_url)
+                await wait_for(both, 30)  # the start-up backfill: listed by the relay
+                for acc in (a, b):  # each repo came from its own PDS, as its DID document says
+                    row = await _repo(store, acc.did)
+                    assert row.pds == acc.pds_url, (row.pds, acc.pds_url)
 
-            def asked() -> set[str]:
-                return {x.split()[1] for x in relay.asked if x.startswith("listReposByCollection")}
+                def asked() -> set[str]:
+                    return {
+                        x.split()[1] for x in relay.asked if x.startswith("listReposByCollection")
+                    }
 
-            # the listing goes on after the repos it found first are indexed: wait for its end
-            await wait_for(lambda: {peer.PEER_ENTRY, "io.atdata.dataset"} <= asked(), 10)
-            assert "getRepo" not in relay.asked
-            # live commits of both PDSes arrive through the relay's one socket
-            t0 = time.monotonic()
-            label = put_record(ca, a.did, peer.PEER_LABEL, peer.label_record("relayed", entry.uri))
-            more = put_record(cb, b.did, "io.atdata.dataset", dataset_record("relayed-live"))
-
-            async def live() -> bool:
-                return label.uri in await _rows(store, labels) and more.uri in await _rows(
-                    store, datasets
+                # the listing goes on after the repos it found first are indexed: wait for its end
+                await wait_for(lambda: {peer.PEER_ENTRY, "io.atdata.dataset"} <= asked(), 10)
+                assert "getRepo" not in relay.asked
+                # live commits of both PDSes arrive through the relay's one socket
+                t0 = time.monotonic()
+                label = put_record(
+                    ca, a.did, peer.PEER_LABEL, peer.label_record("relayed", entry.uri)
                 )
+                more = put_record(cb, b.did, "io.atdata.dataset", dataset_record("relayed-live"))
 
-            await wait_for(live, 10)
-            assert time.monotonic() - t0 < 5.0
-            assert "getRepo" not in relay.asked
-            # other accounts of the shared devnet, listed by the relay too, may still be
-            # fetching: the index says when it has caught up
-            await wait_for(lambda: svc.metrics()["backlog"]["caughtUp"], 30)
-            assert svc.metrics()["commits_refused"] == 0
+                async def live() -> bool:
+                    return label.uri in await _rows(store, labels) and more.uri in await _rows(
+                        store, datasets
+                    )
+
+                await wait_for(live, 10)
+                assert time.monotonic() - t0 < 5.0
+                assert "getRepo" not in relay.asked
+                # other accounts of the shared devnet, listed by the relay too, may still be
+                # fetching: the index says when it has caught up
+                await wait_for(lambda: svc.metrics()["backlog"]["caughtUp"], 30)
+                assert svc.metrics()["commits_refused"] == 0
         finally:
-            await svc.stop()
-            await asyncio.wait_for(task, 30)
             store.close()
             await relay.stop()
 

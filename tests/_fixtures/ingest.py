@@ -241,6 +241,18 @@ async def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: flo
 
 
 @contextlib.asynccontextmanager
+async def running(svc: Any) -> AsyncIterator[Any]:
+    """Run an `IngestService` in a task for the block, then stop it and wait for the task (a
+    failure of the service raises here)."""
+    task = asyncio.create_task(svc.run())
+    try:
+        yield svc
+    finally:
+        await svc.stop()
+        await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
 async def following(conn: Any) -> AsyncIterator[None]:
     """Read a `FirehoseConnection`'s frames in a task for the block (dropping them), then stop
     the connection and the task."""
