@@ -20,9 +20,9 @@ from _fixtures.ingest import (
     delete_record,
     encode_frame,
     following,
+    forged_commit,
     frame_parts,
     put_record,
-    rebuild_commit,
     running,
     wait_for,
     ws_url,
@@ -295,15 +295,7 @@ def test_garbage_forged_and_invalid_input_is_counted_and_skipped(real_frames, in
     last_seq = frame_parts(mine[-1])[1]["seq"]
     beta = real_frames.commit("create", "io.atdata.dataset/3kbeta00000aa")
 
-    def forge_sig(commit: dict) -> None:
-        commit["rev"] = "3zzzzzzzzzzzz"  # newer than anything: only the signature stops it
-        commit["sig"] = bytes(64)
-
-    def newer(body: dict) -> None:
-        body["rev"] = "3zzzzzzzzzzzz"
-        body["seq"] = last_seq + 2
-
-    forged = rebuild_commit(beta, mutate_commit=forge_sig, mutate_body=newer)
+    forged = forged_commit(beta, last_seq + 2)  # newer than anything: only the signature stops it
 
     async def go() -> None:
         fake = FakeFirehose()

@@ -18,9 +18,9 @@ from _fixtures.ingest import (
     FakeFirehose,
     capture_frames,
     delete_record,
+    forged_commit,
     frame_parts,
     put_record,
-    rebuild_commit,
     running,
     wait_for,
     ws_url,
@@ -227,15 +227,7 @@ def test_forged_and_invalid_peer_records_are_refused_and_counted(
     last_seq = frame_parts(mine[-1])[1]["seq"]
     label_commit = mine[-1]
 
-    def forge_sig(commit: dict) -> None:
-        commit["rev"] = "3zzzzzzzzzzzz"
-        commit["sig"] = bytes(64)
-
-    def newer(body: dict) -> None:
-        body["rev"] = "3zzzzzzzzzzzz"
-        body["seq"] = last_seq + 1
-
-    forged = rebuild_commit(label_commit, mutate_commit=forge_sig, mutate_body=newer)
+    forged = forged_commit(label_commit, last_seq + 1)
     base = f"at://{acc.did}"
 
     async def go() -> None:

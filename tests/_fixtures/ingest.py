@@ -155,6 +155,21 @@ def rebuild_commit(
     return encode_frame(header, body)
 
 
+def forged_commit(frame: bytes, seq: int) -> bytes:
+    """A real commit frame re-packed at ``seq`` with a rev newer than anything and a zeroed
+    signature: only the signature check stands between it and the index."""
+
+    def forge_sig(commit: dict) -> None:
+        commit["rev"] = "3zzzzzzzzzzzz"
+        commit["sig"] = bytes(64)
+
+    def newer(body: dict) -> None:
+        body["rev"] = "3zzzzzzzzzzzz"
+        body["seq"] = seq
+
+    return rebuild_commit(frame, mutate_commit=forge_sig, mutate_body=newer)
+
+
 class FakeFirehose:
     """A tiny subscribeRepos server replaying the frames we give it (seq-filtered by cursor)."""
 
