@@ -414,6 +414,106 @@ def test_blocks_from_messages_raise_the_decoding_error(tmp_path: Path) -> None:
     assert str(raised.value) == str(direct.value)
 
 
+@atdata.packable(name="engines.Fixed", version="1.0.0")
+class Fixed:
+    small: int
+    wide: int
+    negative: int
+    score: float
+    flag: bool
+    caption: str
+    missing: int | None
+    image: NDArray
+
+
+def _fixed(i: int, **changes: Any) -> Fixed:
+    values: dict[str, Any] = dict(
+        small=(i * 37) % 160 - 32,  # positive and negative fixints
+        wide=300 + 1000 * i,
+        negative=-200 - i,
+        score=i / 3,
+        flag=i % 2 == 0,
+        caption="c",
+        missing=None,
+        image=np.arange(12, dtype=np.uint8).reshape(3, 4) + i,
+    )
+    return Fixed(**{**values, **changes})
+
+
+def _regular_plans(paths: list[str], cls: type) -> list[bool]:
+    import mmap
+
+    from atdata._regular import close_quietly, regular_plan
+
+    found = []
+    for path in paths:
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        found.append(regular_plan(mapped, cls) is not None)
+        close_quietly(mapped)
+    return found
+
+
+@pytest.mark.parametrize("per_block", [None, 2])
+def test_blocks_of_regular_shards_come_from_whole_shard_arrays(
+    tmp_path: Path, per_block: int | None
+) -> None:
+    # shards of same-sized samples are read as 2-D arrays: the same blocks' rows as decoding
+    from atdata._columns import samples_to_table
+
+    samples = [_fixed(i) for i in range(7)]
+    paths = [
+        i.path for i in atdata.write_samples(samples, str(tmp_path / "r-%03d.tar"), maxcount=4)
+    ]
+    assert _regular_plans(paths, Fixed) == [True, True]
+    blocks = _blocks_of(paths, Fixed, per_block)
+    want = samples_to_table(samples, Fixed)
+    assert all(b.schema == want.schema for b in blocks)
+    assert all_same([s for b in blocks for s in Fixed.from_arrow(b)], samples)
+    assert all_same(
+        [s for b in blocks for s in Fixed.from_arrow(b)],
+        list(atdata.Dataset[Fixed](paths).ordered()),
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"wide": 70000},  # a wider int: the messages differ in size
+        {"caption": "d"},  # a string that varies
+        {"missing": 3},  # None and an int (of one byte each)
+        {"small": 200},  # a fixint and a wider int
+        {"image": np.zeros((4, 3), np.uint8)},  # another shape, the same size
+    ],
+)
+def test_blocks_of_shards_that_are_not_regular_are_decoded(
+    tmp_path: Path, change: dict[str, Any]
+) -> None:
+    samples = [_fixed(i) for i in range(5)]
+    samples[3] = _fixed(3, **change)
+    paths = [i.path for i in atdata.write_samples(samples, str(tmp_path / "r-%03d.tar"))]
+    assert _regular_plans(paths, Fixed) == [False]
+    blocks = _blocks_of(paths, Fixed)
+    assert all_same([s for b in blocks for s in Fixed.from_arrow(b)], samples)
+
+
+def test_blocks_of_a_regular_looking_shard_with_a_bad_header_raise_as_ordered(
+    tmp_path: Path,
+) -> None:
+    samples = [_fixed(i) for i in range(5)]
+    (info,) = atdata.write_samples(samples, str(tmp_path / "r-%03d.tar"))
+    data = bytearray(Path(info.path).read_bytes())
+    stride = len(data) // 5 // 512 * 512
+    data[2 * stride] ^= 1  # the third member's name: its checksum no longer holds
+    Path(info.path).write_bytes(bytes(data))
+    assert _regular_plans([info.path], Fixed) == [False]
+    with pytest.raises(atdata.DecodeError) as raised:
+        _blocks_of([info.path], Fixed)
+    with pytest.raises(atdata.DecodeError) as direct:
+        list(atdata.Dataset[Fixed]([info.path]).ordered())
+    assert "checksum" in str(raised.value) and str(raised.value) == str(direct.value)
+
+
 def test_blocks_of_a_type_with_its_own_post_init_come_from_its_samples() -> None:
     from atdata._columns import message_columns_apply
 

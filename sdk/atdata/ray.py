@@ -25,7 +25,8 @@ from ._columns import (
     table_to_samples,
 )
 from ._parts import parts
-from ._tar import iter_samples
+from ._regular import close_quietly, regular_plan
+from ._tar import _map_file, iter_samples
 from ._targets import ShardTarget
 from .errors import ShardTaskError, require_extra
 from .packable import is_packable
@@ -104,6 +105,12 @@ def _message_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
     limit = rows_per_block
     for source in part._sources:
         name = source.name
+        if not decoding:
+            blocks = _regular_blocks(source, view, rows_per_block)
+            if blocks is not None:
+                yield from _flush(columns, samples, view)
+                yield from blocks
+                continue
         for raw in _raw_samples(part, source):
             message = raw.get("msgpack")
             if limit is None:
@@ -116,6 +123,31 @@ def _message_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
             if columns.rows + len(samples) >= limit:
                 yield from _flush(columns, samples, view)
     yield from _flush(columns, samples, view)
+
+
+def _regular_blocks(source: Any, view: type, rows_per_block: int | None) -> Iterator[Any] | None:
+    """The blocks of a local shard read with whole-shard numpy operations (see ``_regular``),
+    or None when it is not such a shard (or not local, or verified while read)."""
+    stream = source.open()
+    try:
+        mapped, verifier = _map_file(stream)
+    finally:
+        stream.close()
+    if mapped is None:
+        return None
+    plan = regular_plan(mapped, view) if verifier is None else None
+    if plan is None:
+        close_quietly(mapped)
+        return None
+
+    def blocks() -> Iterator[Any]:
+        try:
+            yield from plan.blocks(rows_per_block)
+        finally:
+            plan.release()
+            close_quietly(mapped)
+
+    return blocks()
 
 
 def _raw_samples(part: Any, source: Any) -> Iterator[dict[str, Any]]:
