@@ -476,6 +476,25 @@ def test_blocks_of_regular_shards_come_from_whole_shard_arrays(
     )
 
 
+def test_blocks_of_regular_shards_are_verified_against_their_sha256(tmp_path: Path) -> None:
+    from atdata._parts import parts
+    from atdata.errors import ShardIntegrityError
+    from atdata.ray import _read_blocks
+
+    samples = [_fixed(i) for i in range(5)]
+    (info,) = atdata.write_samples(samples, str(tmp_path / "r-%03d.tar"))
+    assert _regular_plans([info.path], Fixed) == [True]
+
+    def blocks(sha256: str) -> list[Any]:
+        shard = atdata._sources.LocalShard(info.path, sha256=sha256, size=info.bytes)
+        ds = atdata.Dataset[Fixed]([shard])
+        return [b for part in parts(ds, 1) for b in _read_blocks(part, None)]
+
+    assert all_same([s for b in blocks(info.sha256) for s in Fixed.from_arrow(b)], samples)
+    with pytest.raises(ShardIntegrityError, match="sha256 mismatch.*r-000.tar"):
+        blocks("0" * 64)
+
+
 @pytest.mark.parametrize(
     "change",
     [

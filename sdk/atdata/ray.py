@@ -127,7 +127,7 @@ def _message_blocks(part: Any, rows_per_block: int | None) -> Iterator[Any]:
 
 def _regular_blocks(source: Any, view: type, rows_per_block: int | None) -> Iterator[Any] | None:
     """The blocks of a local shard read with whole-shard numpy operations (see ``_regular``),
-    or None when it is not such a shard (or not local, or verified while read)."""
+    or None when it is not such a shard (or not a local file)."""
     stream = source.open()
     try:
         mapped, verifier = _map_file(stream)
@@ -135,7 +135,7 @@ def _regular_blocks(source: Any, view: type, rows_per_block: int | None) -> Iter
         stream.close()
     if mapped is None:
         return None
-    plan = regular_plan(mapped, view) if verifier is None else None
+    plan = regular_plan(mapped, view)
     if plan is None:
         close_quietly(mapped)
         return None
@@ -143,6 +143,10 @@ def _regular_blocks(source: Any, view: type, rows_per_block: int | None) -> Iter
     def blocks() -> Iterator[Any]:
         try:
             yield from plan.blocks(rows_per_block)
+            if verifier is not None:  # a known sha256 or size: checked at the end, as read
+                with memoryview(mapped) as whole:
+                    verifier.feed(whole)
+                verifier.finish()
         finally:
             plan.release()
             close_quietly(mapped)
