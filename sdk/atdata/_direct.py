@@ -302,6 +302,17 @@ class _ShardReader:
             pos = start + _padded(size)
             yield sample
 
+    def _text(self, p: int, ln: int, end: int) -> str:
+        """The UTF-8 string of ``ln`` bytes at ``p`` (a key or a str value) of a message
+        ending at ``end``; anything else is for the tar reader to judge."""
+        if p + ln > end:
+            raise _Fallback
+        mv, i = self.window.at(p, ln)
+        try:
+            return str(mv[i : i + ln], "utf-8")
+        except UnicodeDecodeError:
+            raise _Fallback from None
+
     def _message(self, start: int, size: int) -> dict[str, Any]:
         """The fields of the msgpack map at ``start`` (``size`` bytes); array payloads past the
         window go straight into their rows of the batch."""
@@ -329,13 +340,7 @@ class _ShardReader:
                 ln, p = int.from_bytes(mv[i + 1 : i + 3], "big"), p + 3
             else:
                 raise _Fallback
-            if p + ln > end:
-                raise _Fallback
-            mv, i = at(p, ln)
-            try:
-                key = str(mv[i : i + ln], "utf-8")
-            except UnicodeDecodeError:
-                raise _Fallback from None
+            key = self._text(p, ln, end)
             p += ln
             if p >= end:
                 raise _Fallback
@@ -356,13 +361,7 @@ class _ShardReader:
                 else:
                     width = 1 << (t - 0xD9)
                     ln, p = int.from_bytes(mv[i + 1 : i + 1 + width], "big"), p + 1 + width
-                if p + ln > end:
-                    raise _Fallback
-                mv, i = at(p, ln)
-                try:
-                    value = str(mv[i : i + ln], "utf-8")
-                except UnicodeDecodeError:
-                    raise _Fallback from None
+                value = self._text(p, ln, end)
                 p += ln
             elif 0xC4 <= t <= 0xC6:
                 width = 1 << (t - 0xC4)
